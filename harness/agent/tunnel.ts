@@ -1,0 +1,323 @@
+/**
+ * The agent's raw view of a proxy: a CONNECT client over `net` that keeps the exact bytes of the
+ * proxy's answer (status line, headers, and any bytes that arrived glued to it) and its timings,
+ * then a TLS client over the tunnel with an explicit trust store and optional SPKI pins.
+ */
+import { X509Certificate } from 'node:crypto';
+import net, { type Socket } from 'node:net';
+import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
+import { errorMessage } from '../errors.ts';
+import { spkiSha256 } from '../lab/pki.ts';
+
+export interface ProxyAddress {
+  host: string;
+  port: number;
+  credentials?: { username: string; password: string };
+}
+
+export interface ConnectAnswer {
+  /** The answer head exactly as received (status line + headers + CRLF CRLF). */
+  raw: Buffer;
+  statusLine: string;
+  httpVersion: string;
+  statusCode: number;
+  reason: string;
+  headers: Array<[string, string]>;
+  /** Bytes that arrived after the head in the same reads (a strict client sees these as a violation). */
+  extra: Buffer;
+}
+
+export interface TunnelTimings {
+  tcpConnectMs?: number;
+  connectAnswerMs?: number;
+}
+
+export type TunnelResult =
+  | { ok: true; socket: Socket; answer: ConnectAnswer; requestHead: string; timings: TunnelTimings }
+  | {
+      ok: false;
+      /** `answer` when the proxy said no; `error` when we never got an answer. */
+      answer?: ConnectAnswer;
+      error?: string;
+      errorCode?: string;
+      requestHead: string;
+      timings: TunnelTimings;
+    };
+
+export interface TunnelOptions {
+  proxy: ProxyAddress;
+  target: { host: string; port: number };
+  /** Extra CONNECT request headers, in order, as the agent sends them. */
+  headers?: Array<[string, string]>;
+  connectTimeoutMs?: number;
+  answerTimeoutMs?: number;
+  userAgent?: string;
+}
+
+const MAX_ANSWER_HEAD = 32 * 1024;
+
+export function basicAuth(c: { username: string; password: string }): string {
+  return 'Basic ' + Buffer.from(`${c.username}:${c.password}`).toString('base64');
+}
+
+export function parseAnswerHead(raw: Buffer, extra: Buffer): ConnectAnswer {
+  const text = raw.toString('latin1');
+  const lines = text.split('\r\n');
+  const statusLine = lines[0] ?? '';
+  const m = /^HTTP\/(\d\.\d) (\d{3})(?: (.*))?$/.exec(statusLine);
+  const headers: Array<[string, string]> = [];
+  for (const line of lines.slice(1)) {
+    if (!line) continue;
+    const i = line.indexOf(':');
+    if (i > 0) headers.push([line.slice(0, i), line.slice(i + 1).trim()]);
+  }
+  return {
+    raw,
+    statusLine,
+    httpVersion: m?.[1] ?? '',
+    statusCode: m ? Number(m[2]) : 0,
+    reason: m?.[3] ?? '',
+    headers,
+    extra,
+  };
+}
+
+/** Opens a CONNECT tunnel. Never throws: failures come back as `{ ok: false }` with what was seen. */
+export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 5_000;
+  const answerTimeoutMs = opts.answerTimeoutMs ?? 15_000;
+  const authority = `${opts.target.host}:${opts.target.port}`;
+  const head: string[] = [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`];
+  if (opts.userAgent) head.push(`User-Agent: ${opts.userAgent}`);
+  if (opts.proxy.credentials) head.push(`Proxy-Authorization: ${basicAuth(opts.proxy.credentials)}`);
+  for (const [k, v] of opts.headers ?? []) head.push(`${k}: ${v}`);
+  const requestHead = head.join('\r\n') + '\r\n\r\n';
+  const redacted = requestHead.replace(/(Proxy-Authorization: Basic )\S+/, '$1<redacted>');
+
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    const timings: TunnelTimings = {};
+    let settled = false;
+    let buf = Buffer.alloc(0);
+    const socket = net.connect({ host: opts.proxy.host, port: opts.proxy.port });
+    let timer = setTimeout(
+      () =>
+        fail(
+          `TCP connect to proxy ${opts.proxy.host}:${opts.proxy.port}: no answer within ${connectTimeoutMs} ms`,
+          'PC_DEADLINE',
+        ),
+      connectTimeoutMs,
+    );
+
+    function finish(r: TunnelResult): void {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.removeListener('error', onError);
+      socket.removeListener('close', onClose);
+      // From here on the tunnel's owner (TLS, undici) handles errors; this keeps a late reset from
+      // becoming an uncaught exception.
+      socket.on('error', () => {});
+      resolve(r);
+    }
+    function fail(error: string, code?: string, answer?: ConnectAnswer): void {
+      socket.destroy();
+      finish({
+        ok: false,
+        error,
+        ...(code ? { errorCode: code } : {}),
+        ...(answer ? { answer } : {}),
+        requestHead: redacted,
+        timings,
+      });
+    }
+    function onData(chunk: Buffer): void {
+      buf = Buffer.concat([buf, chunk]);
+      const idx = buf.indexOf('\r\n\r\n');
+      if (idx < 0) {
+        if (buf.length > MAX_ANSWER_HEAD) fail(`proxy answer head exceeds ${MAX_ANSWER_HEAD} bytes`);
+        return;
+      }
+      timings.connectAnswerMs = Math.round(performance.now() - t0 - (timings.tcpConnectMs ?? 0));
+      const answer = parseAnswerHead(
+        Buffer.from(buf.subarray(0, idx + 4)),
+        Buffer.from(buf.subarray(idx + 4)),
+      );
+      if (answer.statusCode >= 200 && answer.statusCode < 300) {
+        socket.pause();
+        // Give glued bytes back to the stream; the strict-client check reads them from `answer.extra`.
+        if (answer.extra.length) socket.unshift(answer.extra);
+        finish({ ok: true, socket, answer, requestHead: redacted, timings });
+      } else {
+        fail(`proxy answered "${answer.statusLine}"`, `HTTP_${answer.statusCode}`, answer);
+      }
+    }
+    socket.once('connect', () => {
+      timings.tcpConnectMs = Math.round(performance.now() - t0);
+      clearTimeout(timer);
+      timer = setTimeout(
+        () => fail(`CONNECT ${authority}: proxy gave no answer within ${answerTimeoutMs} ms`, 'PC_DEADLINE'),
+        answerTimeoutMs,
+      );
+      socket.write(requestHead);
+    });
+    function onError(err: Error): void {
+      fail(
+        `proxy ${opts.proxy.host}:${opts.proxy.port}: ${errorMessage(err)}`,
+        (err as NodeJS.ErrnoException).code,
+      );
+    }
+    function onClose(): void {
+      fail(`proxy closed the connection before answering CONNECT ${authority}`, 'PC_CLOSED');
+    }
+    socket.on('data', onData);
+    socket.on('error', onError);
+    socket.on('close', onClose);
+  });
+}
+
+export interface ChainCert {
+  subject: string;
+  issuer: string;
+  subjectCN: string;
+  issuerCN: string;
+  spkiSha256: string;
+  fingerprint256: string;
+  validTo: string;
+}
+
+export interface TlsOptions {
+  servername: string;
+  /** The agent's trust store (PEM). Node's default store is never added implicitly. */
+  ca: string[];
+  /** base64 SHA-256 SPKI pins; when set, the leaf key must match one. */
+  pins?: string[];
+  /** Client certificate for mutual TLS. */
+  cert?: string;
+  key?: string;
+  alpn?: string[];
+  timeoutMs?: number;
+}
+
+export interface TlsResult {
+  /** Present only when the agent accepted the session (chain, name and pins all fine). */
+  socket?: TLSSocket;
+  handshakeMs?: number;
+  chain: ChainCert[];
+  /** Chain verified against the agent's store. */
+  authorized: boolean;
+  authorizationError?: string;
+  nameMismatch?: string;
+  pinMatched?: boolean;
+  /** Why the agent refused, when it did. */
+  refused?: string;
+  /** The handshake itself failed (alert, reset, deadline). */
+  error?: string;
+}
+
+function cn(dn: string): string {
+  return /(?:^|\n)CN=([^\n]*)/.exec(dn)?.[1] ?? dn;
+}
+
+export function describeChain(peer: PeerCertificate | undefined): ChainCert[] {
+  const out: ChainCert[] = [];
+  const seen = new Set<string>();
+  let cur = peer as (PeerCertificate & { issuerCertificate?: PeerCertificate }) | undefined;
+  while (cur?.raw && !seen.has(cur.fingerprint256)) {
+    seen.add(cur.fingerprint256);
+    const x = new X509Certificate(cur.raw);
+    out.push({
+      subject: x.subject.replace(/\n/g, ', '),
+      issuer: x.issuer.replace(/\n/g, ', '),
+      subjectCN: cn(x.subject),
+      issuerCN: cn(x.issuer),
+      spkiSha256: spkiSha256(x),
+      fingerprint256: x.fingerprint256,
+      validTo: x.validTo,
+    });
+    cur = cur.issuerCertificate as typeof cur;
+  }
+  return out;
+}
+
+/**
+ * TLS over an established tunnel, judged the way an agent judges it: the chain must verify
+ * against the agent's own store, the name must match, and pins (if any) must match the leaf.
+ * The handshake completes either way so the evidence shows what was presented; the agent sends
+ * nothing over a session it refused, and the socket is destroyed.
+ */
+export function startTls(tunnel: Socket, opts: TlsOptions): Promise<TlsResult> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  return new Promise((resolve) => {
+    const t0 = performance.now();
+    let settled = false;
+    const socket = tls.connect({
+      socket: tunnel,
+      servername: opts.servername,
+      ca: opts.ca,
+      rejectUnauthorized: false,
+      checkServerIdentity: () => undefined,
+      ...(opts.cert && opts.key ? { cert: opts.cert, key: opts.key } : {}),
+      ...(opts.alpn ? { ALPNProtocols: opts.alpn } : {}),
+    });
+    tunnel.resume();
+    const timer = setTimeout(
+      () =>
+        done({
+          chain: [],
+          authorized: false,
+          error: `TLS handshake with ${opts.servername}: no answer within ${timeoutMs} ms`,
+        }),
+      timeoutMs,
+    );
+    function done(r: TlsResult): void {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (!r.socket) socket.destroy();
+      resolve(r);
+    }
+    socket.once('secureConnect', () => {
+      const handshakeMs = Math.round(performance.now() - t0);
+      const peer = socket.getPeerCertificate(true);
+      const chain = describeChain(peer);
+      const authorized = socket.authorized;
+      const authorizationError = socket.authorizationError ? String(socket.authorizationError) : undefined;
+      const idErr = peer?.raw ? tls.checkServerIdentity(opts.servername, peer) : new Error('no certificate');
+      const nameMismatch = idErr ? idErr.message : undefined;
+      const leafPin = chain[0]?.spkiSha256;
+      const pinMatched = opts.pins?.length ? leafPin !== undefined && opts.pins.includes(leafPin) : undefined;
+      const reasons: string[] = [];
+      if (!authorized) reasons.push(`certificate chain not trusted by the agent (${authorizationError})`);
+      if (nameMismatch) reasons.push(`certificate name mismatch: ${nameMismatch}`);
+      if (pinMatched === false)
+        reasons.push(`pinned key mismatch: presented ${leafPin}, pinned ${opts.pins?.join(' or ')}`);
+      const refused = reasons.length ? reasons.join('; ') : undefined;
+      const base = {
+        handshakeMs,
+        chain,
+        authorized,
+        ...(authorizationError ? { authorizationError } : {}),
+        ...(nameMismatch ? { nameMismatch } : {}),
+        ...(pinMatched !== undefined ? { pinMatched } : {}),
+      };
+      if (refused) done({ ...base, refused });
+      else done({ ...base, socket });
+    });
+    socket.once('error', (err) =>
+      done({
+        chain: [],
+        authorized: false,
+        error: `TLS handshake with ${opts.servername}: ${errorMessage(err)}`,
+      }),
+    );
+    socket.once('close', () =>
+      done({
+        chain: [],
+        authorized: false,
+        error: `TLS handshake with ${opts.servername}: connection closed`,
+      }),
+    );
+  });
+}

@@ -1,0 +1,164 @@
+/**
+ * proxycheck command line. Exit codes: 0 every result matched its expectation; 1 at least one did
+ * not; 2 bad usage or bad scenario data (one-line error); 3 our own setup failed before any check.
+ */
+import { writeFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { CHECKS } from '../checks/definitions.ts';
+import { errorMessage, SetupError, UsageError } from '../errors.ts';
+import { labAddress, parseLabNet } from '../lab/addresses.ts';
+import { Lab } from '../lab/lab.ts';
+import { createLabPki } from '../lab/pki.ts';
+import { RunDir } from '../lab/rundir.ts';
+import { cleanupAll, installSignalHandlers, onCleanup } from '../lifecycle.ts';
+import { DEFAULT_PROXIES, PROXY_KINDS } from '../proxies/registry.ts';
+import { renderTable } from '../report/table.ts';
+import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
+import { loadScenarios } from '../scenarios.ts';
+
+function list(value: string): string[] {
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (!items.length) throw new UsageError(`expected a comma-separated list, got "${value}"`);
+  return items;
+}
+
+function labNetOption(): Option {
+  return new Option('--lab-net <n>', 'second octet of the lab addresses 127.N.x.y').default(
+    process.env.PROXYCHECK_LAB_NET ?? '77',
+  );
+}
+
+function buildProgram(out: { code: number }): Command {
+  const program = new Command('proxycheck')
+    .description('Forward-proxy conformance harness for endpoint-management agents')
+    .version(VERSION)
+    .showHelpAfterError(false)
+    .configureOutput({ writeErr: () => {} })
+    .exitOverride();
+
+  program
+    .command('run')
+    .description('start the lab and the proxies, replay agent profiles through each, print verdicts')
+    .option(
+      '--proxies <ids>',
+      `proxies to test (${PROXY_KINDS.map((k) => k.id).join(', ')})`,
+      DEFAULT_PROXIES.join(','),
+    )
+    .option('--profiles <ids>', 'agent profiles to replay, or "all"', 'all')
+    .option('--json <file>', 'also write the full report (schema proxycheck/result@1) to FILE')
+    .option(
+      '--trust-corporate-ca',
+      'agents trust the corporate inspection CA (as an enterprise that deployed it)',
+    )
+    .option('--tenant <id>', 'value for the "***" tenant part of catalog hosts', 'lab01')
+    .option('-v, --verbose', 'print remediation for every fail and warn, not only unexpected ones')
+    .addOption(labNetOption())
+    .action(async (o) => {
+      const report = await runMatrix({
+        proxies: list(o.proxies),
+        profiles: list(o.profiles),
+        labNet: parseLabNet(o.labNet),
+        tenant: o.tenant,
+        trustCorporateCa: Boolean(o.trustCorporateCa),
+      });
+      process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
+      if (o.json) writeFileSync(o.json, JSON.stringify(report, null, 2) + '\n');
+      out.code = report.summary.unmatched === 0 ? 0 : 1;
+    });
+
+  const lab = program.command('lab').description('the lab "internet" of simulated vendor endpoints');
+  lab
+    .command('hosts')
+    .description('print hosts-file lines mapping every catalog host to its lab address')
+    .addOption(labNetOption())
+    .option('--tenant <id>', 'value for the "***" tenant part of catalog hosts', 'lab01')
+    .action((o) => {
+      const set = loadScenarios({ tenant: o.tenant });
+      const net = parseLabNet(o.labNet);
+      const lines = new Set<string>();
+      for (const c of set.catalogs.values()) {
+        for (const e of c.endpoints) {
+          const host = e.host.replace(/\{tenant\}/g, set.tenant);
+          lines.add(`${labAddress(host, net)}\t${host}`);
+        }
+      }
+      process.stdout.write([...lines].join('\n') + '\n');
+    });
+  lab
+    .command('up')
+    .description('run the lab origins in the foreground (Ctrl-C stops them) for a proxy we did not start')
+    .addOption(labNetOption())
+    .option('--profiles <ids>', 'serve the endpoints of these profiles, or "all"', 'all')
+    .option('--tenant <id>', 'value for the "***" tenant part of catalog hosts', 'lab01')
+    .action(async (o) => {
+      const set = loadScenarios({ tenant: o.tenant });
+      const runDir = new RunDir();
+      onCleanup('run directory', () => runDir.remove());
+      const pki = await createLabPki(runDir.path);
+      const started = await Lab.start({
+        pki,
+        hosts: labHostsFor(set, selectProfiles(set, list(o.profiles))),
+        net: parseLabNet(o.labNet),
+      });
+      onCleanup('lab origins', () => started.stop());
+      for (const l of started.listening)
+        process.stdout.write(`${l.transport}://${l.host}:${l.port} on ${l.address}\n`);
+      process.stdout.write(`lab root CA (what agents trust): ${pki.labRoot.cert.certFile}\n`);
+      process.stdout.write('hosts-file lines:\n' + started.hostsFile());
+      process.stdout.write('lab is up; Ctrl-C stops it\n');
+      await new Promise<void>(() => {
+        // runs until a signal; the signal handler stops everything and exits
+      });
+    });
+
+  program
+    .command('list')
+    .description('list proxies, profiles and checks')
+    .action(() => {
+      const set = loadScenarios();
+      process.stdout.write('proxies:\n');
+      for (const k of PROXY_KINDS) process.stdout.write(`  ${k.id.padEnd(14)} ${k.summary}\n`);
+      process.stdout.write('profiles:\n');
+      for (const p of set.profiles.values()) process.stdout.write(`  ${p.id.padEnd(14)} ${p.title}\n`);
+      process.stdout.write('checks:\n');
+      for (const c of Object.values(CHECKS)) process.stdout.write(`  ${c.id.padEnd(17)} ${c.title}\n`);
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  installSignalHandlers();
+  const out = { code: 0 };
+  const program = buildProgram(out);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return out.code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (
+        err.code === 'commander.helpDisplayed' ||
+        err.code === 'commander.version' ||
+        err.code === 'commander.help'
+      )
+        return 0;
+      process.stderr.write(`proxycheck: ${err.message.replace(/^error: /, '')}\n`);
+      return 2;
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`proxycheck: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof SetupError) {
+      process.stderr.write(`proxycheck: setup failed: ${err.message}\n`);
+      return 3;
+    }
+    process.stderr.write(`proxycheck: internal error: ${errorMessage(err)}\n`);
+    if (process.env.PROXYCHECK_DEBUG) process.stderr.write(`${(err as Error).stack}\n`);
+    return 4;
+  } finally {
+    await cleanupAll();
+  }
+}

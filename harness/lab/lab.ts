@@ -1,0 +1,295 @@
+/**
+ * The lab "internet": every catalog host gets a deterministic loopback address (see
+ * addresses.ts) and listens on its real port(s) with a certificate from the lab root.
+ *
+ * Origin behaviours, chosen by path on every origin:
+ *  - `/echo` (and any unknown path): returns the request line, the request head exactly as
+ *    received (base64) and the SHA-256 of the body, as JSON.
+ *  - `/sink`: reads the body and answers its byte count and SHA-256.
+ *  - `/source?bytes=N`: sends N deterministic bytes, their SHA-256 in `x-proxycheck-sha256`.
+ *  - `/ws`: a WebSocket echo (ws).
+ */
+import { createCipheriv, createHash } from 'node:crypto';
+import type { LookupAddress, LookupAllOptions, LookupOneOptions } from 'node:dns';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import { isIP, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { WebSocketServer } from 'ws';
+import { errorMessage, SetupError } from '../errors.ts';
+import { DEFAULT_LAB_NET, labAddress } from './addresses.ts';
+import { HeadTap } from './headtap.ts';
+import type { LabPki } from './pki.ts';
+
+export type OriginTransport = 'https' | 'http';
+
+export interface LabPortSpec {
+  port: number;
+  transport: OriginTransport;
+  /** Require a client certificate issued by the lab device CA (mutual TLS). */
+  mtls?: boolean;
+}
+
+export interface LabHostSpec {
+  host: string;
+  ports: LabPortSpec[];
+}
+
+export interface EchoReply {
+  requestLine: string;
+  /** The request head (request line + header lines + CRLF CRLF) as received, base64. */
+  rawHead: string;
+  rawHeaders: string[];
+  bodyBytes: number;
+  bodySha256: string;
+  tls?: { servername: string | null; alpn: string | false; clientCertSubject?: string };
+}
+
+export interface SinkReply {
+  bytes: number;
+  sha256: string;
+}
+
+export type LookupFunction = {
+  (
+    hostname: string,
+    options: LookupAllOptions,
+    cb: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void,
+  ): void;
+  (
+    hostname: string,
+    options: LookupOneOptions | number | undefined,
+    cb: (err: NodeJS.ErrnoException | null, address: string, family: number) => void,
+  ): void;
+};
+
+const SOURCE_KEY = Buffer.alloc(16, 7);
+const SOURCE_IV = Buffer.alloc(16, 0);
+
+/** N deterministic pseudo-random bytes (AES-128-CTR keystream): the same on every run. */
+export function sourceBytes(n: number): Buffer {
+  return createCipheriv('aes-128-ctr', SOURCE_KEY, SOURCE_IV).update(Buffer.alloc(n));
+}
+
+export function sha256(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export class Lab {
+  readonly net: number;
+  private readonly addresses = new Map<string, string>();
+  private readonly servers: Array<http.Server | https.Server> = [];
+  private readonly wss = new WebSocketServer({ noServer: true });
+  private readonly taps = new WeakMap<Socket, HeadTap>();
+  readonly listening: Array<{ host: string; address: string; port: number; transport: OriginTransport }> = [];
+
+  private constructor(
+    readonly pki: LabPki,
+    readonly hosts: LabHostSpec[],
+    net: number,
+  ) {
+    this.net = net;
+    this.wss.on('connection', (ws) => {
+      ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+      ws.on('error', () => ws.terminate());
+    });
+  }
+
+  static async start(opts: { pki: LabPki; hosts: LabHostSpec[]; net?: number }): Promise<Lab> {
+    const lab = new Lab(opts.pki, opts.hosts, opts.net ?? DEFAULT_LAB_NET);
+    lab.assignAddresses();
+    try {
+      for (const h of opts.hosts) {
+        for (const p of h.ports) await lab.listen(h.host, p);
+      }
+    } catch (err) {
+      await lab.stop();
+      throw err;
+    }
+    return lab;
+  }
+
+  private assignAddresses(): void {
+    const owner = new Map<string, string>();
+    for (const { host } of this.hosts) {
+      const addr = labAddress(host, this.net);
+      const other = owner.get(addr);
+      if (other && other !== host) {
+        throw new SetupError(`lab address collision: ${host} and ${other} both map to ${addr}`);
+      }
+      owner.set(addr, host);
+      this.addresses.set(host.toLowerCase(), addr);
+    }
+  }
+
+  addressOf(host: string): string | undefined {
+    return this.addresses.get(host.toLowerCase());
+  }
+
+  /** hosts-file lines for every lab host (for `proxycheck lab hosts`, squid's hosts_file, ...). */
+  hostsFile(): string {
+    return [...this.addresses].map(([host, addr]) => `${addr}\t${host}`).join('\n') + '\n';
+  }
+
+  /**
+   * A dns.lookup-compatible function that answers lab hosts only. Anything else fails with
+   * ENOTFOUND: lab traffic never leaves loopback.
+   */
+  readonly lookup: LookupFunction = ((
+    hostname: string,
+    options: LookupOneOptions | LookupAllOptions | number | undefined,
+    cb: (...args: unknown[]) => void,
+  ) => {
+    const all = typeof options === 'object' && options !== null && 'all' in options && options.all;
+    const literal = isIP(hostname) ? hostname : undefined;
+    const address = literal ?? this.addressOf(hostname);
+    process.nextTick(() => {
+      if (!address) {
+        const err: NodeJS.ErrnoException = new Error(`getaddrinfo ENOTFOUND ${hostname} (not a lab host)`);
+        err.code = 'ENOTFOUND';
+        cb(err, all ? [] : undefined, undefined);
+        return;
+      }
+      const family = isIP(address);
+      if (all) cb(null, [{ address, family }]);
+      else cb(null, address, family);
+    });
+  }) as LookupFunction;
+
+  private async listen(host: string, spec: LabPortSpec): Promise<void> {
+    const address = this.addressOf(host);
+    if (!address) throw new SetupError(`no lab address for ${host}`);
+    const handler = (req: IncomingMessage, res: ServerResponse) => this.handle(req, res);
+    let server: http.Server | https.Server;
+    if (spec.transport === 'https') {
+      const leaf = this.pki.labRoot.issueLeaf([host]);
+      server = https.createServer(
+        {
+          cert: leaf.certPem,
+          key: leaf.keyPem,
+          ...(spec.mtls
+            ? { requestCert: true, rejectUnauthorized: true, ca: this.pki.deviceCa.cert.certPem }
+            : {}),
+        },
+        handler,
+      );
+      server.on('secureConnection', (socket: TLSSocket) => this.tap(socket));
+      server.on('tlsClientError', () => {
+        // a client (or an intercepting proxy) that refuses our certificate: nothing to do
+      });
+    } else {
+      // Plain HTTP: read the raw head before Node's parser takes the socket over.
+      server = http.createServer(handler);
+    }
+    server.keepAliveTimeout = 30_000;
+    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      if ((req.url ?? '').startsWith('/ws')) {
+        this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit('connection', ws, req));
+      } else {
+        socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+      }
+    });
+    server.on('clientError', (_err, socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const hint =
+          err.code === 'EACCES'
+            ? ' (ports below 1024 need root, CAP_NET_BIND_SERVICE, or sysctl net.ipv4.ip_unprivileged_port_start=0)'
+            : err.code === 'EADDRINUSE'
+              ? ' (another lab on this net? pick another with --lab-net)'
+              : '';
+        reject(
+          new SetupError(
+            `lab origin ${host} cannot listen on ${address}:${spec.port}: ${errorMessage(err)}${hint}`,
+          ),
+        );
+      });
+      server.listen(spec.port, address, () => resolve());
+    });
+    this.servers.push(server);
+    this.listening.push({ host, address, port: spec.port, transport: spec.transport });
+  }
+
+  private tap(socket: Socket): void {
+    const tap = new HeadTap();
+    this.taps.set(socket, tap);
+    // before Node's parser, which emits 'request' from inside its own 'data' listener
+    socket.prependListener('data', (chunk: Buffer) => tap.feed(chunk));
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://origin');
+    const rawHead = this.taps.get(req.socket)?.shift();
+    const hash = createHash('sha256');
+    let bytes = 0;
+    req.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      bytes += chunk.length;
+    });
+    req.on('error', () => res.destroy());
+    req.on('end', () => {
+      const bodySha256 = hash.digest('hex');
+      if (url.pathname === '/sink') {
+        return json(res, { bytes, sha256: bodySha256 } satisfies SinkReply);
+      }
+      if (url.pathname === '/source') {
+        const n = Number(url.searchParams.get('bytes') ?? '0');
+        if (!Number.isInteger(n) || n < 0 || n > 512 * 1024 * 1024)
+          return json(res, { error: 'bad bytes' }, 400);
+        const body = sourceBytes(n);
+        res.writeHead(200, {
+          'content-type': 'application/octet-stream',
+          'content-length': String(n),
+          'x-proxycheck-sha256': sha256(body),
+        });
+        res.end(body);
+        return;
+      }
+      const tlsSocket = req.socket as TLSSocket;
+      const reply: EchoReply = {
+        requestLine: `${req.method} ${req.url} HTTP/${req.httpVersion}`,
+        rawHead: rawHead?.toString('base64') ?? '',
+        rawHeaders: req.rawHeaders,
+        bodyBytes: bytes,
+        bodySha256,
+      };
+      if (tlsSocket.encrypted) {
+        const peer = tlsSocket.getPeerCertificate?.();
+        reply.tls = {
+          servername: (tlsSocket as TLSSocket & { servername?: string | false }).servername || null,
+          alpn: tlsSocket.alpnProtocol ?? false,
+          ...(peer && 'subject' in peer && peer.subject
+            ? { clientCertSubject: String(peer.subject.CN) }
+            : {}),
+        };
+      }
+      json(res, reply);
+    });
+  }
+
+  async stop(): Promise<void> {
+    for (const ws of this.wss.clients) ws.terminate();
+    await Promise.all(
+      this.servers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            s.close(() => resolve());
+            s.closeAllConnections();
+          }),
+      ),
+    );
+    this.servers.length = 0;
+    this.wss.close();
+  }
+}
+
+/** Every JSON answer carries the SHA-256 of its own body, so the client can check the downstream direction. */
+function json(res: ServerResponse, body: unknown, status = 200): void {
+  const text = Buffer.from(JSON.stringify(body));
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': String(text.length),
+    'x-proxycheck-sha256': sha256(text),
+  });
+  res.end(text);
+}

@@ -1,0 +1,39 @@
+import { UsageError } from '../errors.ts';
+import { ChainProxy } from './chain.ts';
+import type { ProxyUnderTest } from './types.ts';
+
+/** Where a proxy runs: in a container, as a plain process, or whichever this machine can do. */
+export type Runtime = 'auto' | 'container' | 'process';
+
+export interface ProxyKindInfo {
+  id: string;
+  summary: string;
+  create(opts: { runtime: Runtime }): ProxyUnderTest;
+}
+
+export const PROXY_KINDS: ProxyKindInfo[] = [
+  {
+    id: 'chain-plain',
+    summary: 'in-process proxy-chain, open CONNECT to any port',
+    create: () => new ChainProxy(),
+  },
+  {
+    id: 'chain-auth',
+    summary: 'in-process proxy-chain with Basic auth (credentials per run)',
+    create: () => new ChainProxy({ auth: true }),
+  },
+  {
+    id: 'chain-mitm',
+    summary: 'in-process proxy-chain, TLS-intercepting with the corporate inspection CA',
+    create: () => new ChainProxy({ mitm: true }),
+  },
+];
+
+export const DEFAULT_PROXIES = ['chain-plain', 'chain-auth', 'chain-mitm'];
+
+export function proxyById(id: string, opts: { runtime?: Runtime } = {}): ProxyUnderTest {
+  const kind = PROXY_KINDS.find((k) => k.id === id);
+  if (!kind)
+    throw new UsageError(`unknown proxy "${id}" (known: ${PROXY_KINDS.map((k) => k.id).join(', ')})`);
+  return kind.create({ runtime: opts.runtime ?? 'auto' });
+}
