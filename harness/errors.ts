@@ -40,6 +40,7 @@ export class SetupError extends ProxycheckError {
 }
 
 export function errorMessage(err: unknown): string {
+  if (err instanceof ProxycheckError) return err.message;
   if (err instanceof Error) {
     const code = (err as NodeJS.ErrnoException).code;
     const msg = err.message.split('\n')[0] ?? '';

@@ -160,10 +160,11 @@ function matches(value: string, pattern: OneOrMany | undefined): boolean {
   return (Array.isArray(pattern) ? pattern : [pattern]).includes(value);
 }
 
-/** The first matching rule wins; no rule means `pass` is expected. */
+/** The first matching rule wins; no rule means `fallback` (`pass`, or `skip` where a check does not apply). */
 export function expectationFor(
   set: ScenarioSet,
   key: { proxy: string; profile: string; endpoint: string; check: string },
+  fallback: Outcome = 'pass',
 ): { expect: Outcome; reason?: string } {
   const rules = set.expectations.get(key.proxy)?.rules ?? [];
   for (const r of rules) {
@@ -175,5 +176,5 @@ export function expectationFor(
       return { expect: r.expect, reason: r.reason };
     }
   }
-  return { expect: 'pass' };
+  return { expect: fallback };
 }

@@ -264,7 +264,13 @@ export async function runExchange(ctx: ExchangeContext): Promise<ExchangeVerdict
 }
 
 function skipPin(): Verdict {
-  return { outcome: 'skip', message: 'the agent does not pin this endpoint', evidence: {}, durationMs: 0 };
+  return {
+    outcome: 'skip',
+    message: 'the agent does not pin this endpoint',
+    evidence: {},
+    durationMs: 0,
+    notApplicable: true,
+  };
 }
 
 /** A JSON report body of exactly `bytes` bytes, deterministic per request name. */

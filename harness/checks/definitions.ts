@@ -11,6 +11,11 @@ export interface Verdict {
   durationMs: number;
   /** Overrides the check's generic remediation when the evidence allows a precise one. */
   remediation?: string;
+  /**
+   * The check does not apply to this endpoint by its catalog data (e.g. pinning on an endpoint no
+   * agent pins): then `skip`, not `pass`, is what to expect when no expectation rule says otherwise.
+   */
+  notApplicable?: boolean;
 }
 
 export interface CheckContext {

@@ -227,7 +227,7 @@ function toResult(
   ctx: { host: string; port: number; proxyId: string },
 ): CheckResult {
   const def = checkDefinition(check);
-  const exp = expectationFor(set, { proxy, profile, endpoint, check });
+  const exp = expectationFor(set, { proxy, profile, endpoint, check }, v.notApplicable ? 'skip' : 'pass');
   const needsRemedy = v.outcome === 'fail' || v.outcome === 'warn';
   return {
     id: `${proxy}/${profile}/${endpoint}/${check}`,
