@@ -11,10 +11,11 @@ import { Lab } from '../lab/lab.ts';
 import { createLabPki } from '../lab/pki.ts';
 import { RunDir } from '../lab/rundir.ts';
 import { cleanupAll, installSignalHandlers, onCleanup } from '../lifecycle.ts';
-import { DEFAULT_PROXIES, PROXY_KINDS } from '../proxies/registry.ts';
+import { DEFAULT_PROXIES, PROXY_KINDS, type Runtime } from '../proxies/registry.ts';
 import { renderTable } from '../report/table.ts';
 import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
 import { loadScenarios } from '../scenarios.ts';
+import { registerSquidCommands } from './squid-commands.ts';
 
 function list(value: string): string[] {
   const items = value
@@ -23,6 +24,15 @@ function list(value: string): string[] {
     .filter(Boolean);
   if (!items.length) throw new UsageError(`expected a comma-separated list, got "${value}"`);
   return items;
+}
+
+const RUNTIMES: Runtime[] = ['auto', 'container', 'process'];
+
+function parseRuntime(value: string): Runtime {
+  if (!(RUNTIMES as string[]).includes(value)) {
+    throw new UsageError(`--runtime must be one of ${RUNTIMES.join(', ')}, not "${value}"`);
+  }
+  return value as Runtime;
 }
 
 function labNetOption(): Option {
@@ -55,11 +65,13 @@ function buildProgram(out: { code: number }): Command {
     )
     .option('--tenant <id>', 'value for the "***" tenant part of catalog hosts', 'lab01')
     .option('-v, --verbose', 'print remediation for every fail and warn, not only unexpected ones')
+    .option('--runtime <auto|container|process>', 'where squid proxies run', 'auto')
     .addOption(labNetOption())
     .action(async (o) => {
       const report = await runMatrix({
         proxies: list(o.proxies),
         profiles: list(o.profiles),
+        runtime: parseRuntime(o.runtime),
         labNet: parseLabNet(o.labNet),
         tenant: o.tenant,
         trustCorporateCa: Boolean(o.trustCorporateCa),
@@ -68,6 +80,7 @@ function buildProgram(out: { code: number }): Command {
       if (o.json) writeFileSync(o.json, JSON.stringify(report, null, 2) + '\n');
       out.code = report.summary.unmatched === 0 ? 0 : 1;
     });
+  registerSquidCommands(program);
 
   const lab = program.command('lab').description('the lab "internet" of simulated vendor endpoints');
   lab

@@ -1,5 +1,7 @@
 import { UsageError } from '../errors.ts';
 import { ChainProxy } from './chain.ts';
+import { SQUID_FLAVOURS } from './squid/config.ts';
+import { SQUID_SUMMARIES, SquidProxy } from './squid/squid.ts';
 import type { ProxyUnderTest } from './types.ts';
 
 /** Where a proxy runs: in a container, as a plain process, or whichever this machine can do. */
@@ -27,6 +29,13 @@ export const PROXY_KINDS: ProxyKindInfo[] = [
     summary: 'in-process proxy-chain, TLS-intercepting with the corporate inspection CA',
     create: () => new ChainProxy({ mitm: true }),
   },
+  ...SQUID_FLAVOURS.map(
+    (flavour): ProxyKindInfo => ({
+      id: `squid-${flavour}`,
+      summary: SQUID_SUMMARIES[flavour],
+      create: ({ runtime }) => new SquidProxy({ flavour, runtime }),
+    }),
+  ),
 ];
 
 export const DEFAULT_PROXIES = ['chain-plain', 'chain-auth', 'chain-mitm'];

@@ -1,0 +1,223 @@
+/**
+ * Real squid behind ProxyUnderTest: squid-default, squid-open, squid-auth, squid-bump and
+ * squid-splice, each as a plain process (`process`) or in a container (`container`), see
+ * process.ts and container.ts. This file prepares what both need: a free port, the generated
+ * squid.conf, the hosts file, the per-run htpasswd and the signing/trust PEMs, all in one
+ * directory of the run directory.
+ */
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { basename, join } from 'node:path';
+import { DeadlineError } from '../../errors.ts';
+import type { Lab } from '../../lab/lab.ts';
+import { DEFAULT_LAB_TENANT, loadScenarios, type ScenarioSet } from '../../scenarios.ts';
+import type { Runtime } from '../registry.ts';
+import type { ProxyContext, ProxyCredentials, ProxyUnderTest, StartedProxy } from '../types.ts';
+import { catalogPorts, type SquidFlavour, type SquidPaths, spliceHostsOf, squidConfig } from './config.ts';
+import { startSquidContainer } from './container.ts';
+import { htpasswdLine } from './htpasswd.ts';
+import { startSquidProcess } from './process.ts';
+import { resolveRuntime } from './runtime.ts';
+
+export const SQUID_SUMMARIES: Record<SquidFlavour, string> = {
+  default: "squid 5, Debian's stock policy (CONNECT only to port 443)",
+  open: 'squid 5, CONNECT allowed to every port in our catalogs',
+  auth: 'squid 5 with basic_ncsa_auth (htpasswd generated per run)',
+  bump: 'squid 5 ssl_bump: peek step1 + bump all, signed by the corporate inspection CA',
+  splice: 'squid 5 ssl_bump, splicing every catalog host that must not be inspected',
+};
+
+export interface SquidOptions {
+  flavour: SquidFlavour;
+  runtime?: Runtime;
+  /** Readiness deadline (the "Accepting ... HTTP Socket connections" line). */
+  readyTimeoutMs?: number;
+  /** Scenario data for squid-open's ports and squid-splice's hosts (default: scenarios/). */
+  scenarios?: ScenarioSet;
+}
+
+/** What a runtime gets: the bundle on the host and how to write the config for its view of paths. */
+export interface SquidLaunch {
+  id: string;
+  flavour: SquidFlavour;
+  port: number;
+  /** Directory in the run directory holding everything of this instance. */
+  dir: string;
+  /** `dir/etc`: squid.conf (written by the runtime), hosts, htpasswd, PEMs. */
+  etcDir: string;
+  runId: string;
+  readyTimeoutMs: number;
+  /** Writes `etc/squid.conf` for the given paths (host paths or container paths) and returns its text. */
+  writeConfig(
+    paths: Omit<SquidPaths, 'hostsFile' | 'htpasswd' | 'signingCert' | 'signingKey' | 'originCa'>,
+    etcAs: string,
+  ): string;
+  credentials?: ProxyCredentials;
+  inspectionCa?: string;
+}
+
+/** Everything a runtime returns; SquidProxy adds the common fields. */
+export interface SquidRunning {
+  runtime: 'process' | 'container';
+  version: string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * ProxyContext carries no tenant, but the lab serves tenant-resolved catalog hosts: recover the
+ * tenant by matching `{tenant}` templates against them (default: the lab tenant).
+ */
+export function tenantOf(set: ScenarioSet, lab: Pick<Lab, 'hosts'>): string {
+  for (const c of set.catalogs.values()) {
+    for (const e of c.endpoints) {
+      if (!e.host.includes('{tenant}')) continue;
+      const [pre, ...rest] = e.host.split('{tenant}');
+      const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      const re = new RegExp(`^${esc(pre ?? '')}(.+?)${rest.map(esc).join('\\1')}$`, 'i');
+      for (const h of lab.hosts) {
+        const m = re.exec(h.host);
+        if (m?.[1]) return m[1];
+      }
+    }
+  }
+  return DEFAULT_LAB_TENANT;
+}
+
+/** Polls TCP connects to 127.0.0.1:port until one succeeds; DeadlineError naming `what` otherwise. */
+export async function waitForListening(port: number, deadlineMs: number, what: string): Promise<void> {
+  const until = performance.now() + deadlineMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (performance.now() > until) throw new DeadlineError(`${what} accepting connections`, deadlineMs);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+let instances = 0;
+
+export class SquidProxy implements ProxyUnderTest {
+  readonly id: string;
+  constructor(private readonly opts: SquidOptions) {
+    this.id = `squid-${opts.flavour}`;
+  }
+
+  describe(): string {
+    return SQUID_SUMMARIES[this.opts.flavour];
+  }
+
+  async start(ctx: ProxyContext): Promise<StartedProxy> {
+    const t0 = performance.now();
+    const runtime = await resolveRuntime(this.opts.runtime ?? 'auto');
+    const launch = await this.prepare(ctx);
+    const running =
+      runtime === 'container' ? await startSquidContainer(launch) : await startSquidProcess(launch);
+    // squid logs "Accepting ... connections" before its (asynchronous) listen(): on bump ports a
+    // connection right after the line can be refused. Ready means the port accepts.
+    try {
+      await waitForListening(
+        launch.port,
+        launch.readyTimeoutMs,
+        `${this.id} (${runtime}) port ${launch.port}`,
+      );
+    } catch (err) {
+      await running.stop();
+      throw err;
+    }
+    return {
+      id: this.id,
+      kind: launch.inspectionCa ? 'mitm' : launch.credentials ? 'auth' : 'plain',
+      runtime: running.runtime,
+      version: running.version,
+      url: `http://127.0.0.1:${launch.port}`,
+      host: '127.0.0.1',
+      port: launch.port,
+      ...(launch.credentials ? { credentials: launch.credentials } : {}),
+      ...(launch.inspectionCa ? { inspectionCa: launch.inspectionCa } : {}),
+      startMs: Math.round(performance.now() - t0),
+      stop: () => running.stop(),
+    };
+  }
+
+  private async prepare(ctx: ProxyContext): Promise<SquidLaunch> {
+    const { lab, runDir } = ctx;
+    const flavour = this.opts.flavour;
+    const base = this.opts.scenarios ?? loadScenarios();
+    const set = { ...base, tenant: tenantOf(base, lab) };
+    const dir = join(runDir.path, `${this.id}-${++instances}`);
+    const etcDir = join(dir, 'etc');
+    mkdirSync(etcDir, { recursive: true, mode: 0o755 });
+    writeFileSync(join(etcDir, 'hosts'), lab.hostsFile(), { mode: 0o644 });
+
+    let credentials: ProxyCredentials | undefined;
+    if (flavour === 'auth') {
+      credentials = { username: 'agent', password: randomBytes(12).toString('base64url') };
+      // read by basic_ncsa_auth, which runs as squid's unprivileged user
+      writeFileSync(join(etcDir, 'htpasswd'), htpasswdLine(credentials.username, credentials.password), {
+        mode: 0o644,
+      });
+    }
+    const bumping = flavour === 'bump' || flavour === 'splice';
+    if (bumping) {
+      copyFileSync(lab.pki.corporate.cert.certFile, join(etcDir, 'signing-ca.crt'));
+      copyFileSync(lab.pki.corporate.cert.keyFile, join(etcDir, 'signing-ca.key')); // 0600: read by squid as root
+      writeFileSync(join(etcDir, 'origin-ca.crt'), lab.pki.labRoot.cert.certPem, { mode: 0o644 });
+    }
+    const port = await freePort();
+    const connectPorts = catalogPorts(set);
+    const spliceHosts = flavour === 'splice' ? spliceHostsOf(set) : [];
+    return {
+      id: this.id,
+      flavour,
+      port,
+      dir,
+      etcDir,
+      runId: basename(runDir.path),
+      readyTimeoutMs: this.opts.readyTimeoutMs ?? 30_000,
+      ...(credentials ? { credentials } : {}),
+      ...(bumping ? { inspectionCa: lab.pki.corporate.cert.certPem } : {}),
+      writeConfig: (paths, etcAs) => {
+        const text = squidConfig({
+          flavour,
+          port,
+          connectPorts,
+          spliceHosts,
+          paths: {
+            ...paths,
+            hostsFile: `${etcAs}/hosts`,
+            ...(credentials ? { htpasswd: `${etcAs}/htpasswd` } : {}),
+            ...(bumping
+              ? {
+                  signingCert: `${etcAs}/signing-ca.crt`,
+                  signingKey: `${etcAs}/signing-ca.key`,
+                  originCa: `${etcAs}/origin-ca.crt`,
+                }
+              : {}),
+          },
+        });
+        writeFileSync(join(etcDir, 'squid.conf'), text, { mode: 0o644 });
+        return text;
+      },
+    };
+  }
+}
