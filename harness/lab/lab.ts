@@ -9,7 +9,7 @@
  *  - `/source?bytes=N`: sends N deterministic bytes, their SHA-256 in `x-proxycheck-sha256`.
  *  - `/ws`: a WebSocket echo (ws).
  */
-import { createCipheriv, createHash } from 'node:crypto';
+import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import type { LookupAddress, LookupAllOptions, LookupOneOptions } from 'node:dns';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -75,8 +75,13 @@ export function sha256(data: Buffer | string): string {
   return createHash('sha256').update(data).digest('hex');
 }
 
+/** Every lab answer names the lab that sent it, so a client can tell it reached this lab. */
+export const LAB_ID_HEADER = 'x-proxycheck-lab';
+
 export class Lab {
   readonly net: number;
+  /** Random per lab instance; sent in every answer as `x-proxycheck-lab`. */
+  readonly id = randomBytes(8).toString('hex');
   private readonly addresses = new Map<string, string>();
   private readonly servers: Array<http.Server | https.Server> = [];
   private readonly wss = new WebSocketServer({ noServer: true });
@@ -159,7 +164,10 @@ export class Lab {
   private async listen(host: string, spec: LabPortSpec): Promise<void> {
     const address = this.addressOf(host);
     if (!address) throw new SetupError(`no lab address for ${host}`);
-    const handler = (req: IncomingMessage, res: ServerResponse) => this.handle(req, res);
+    const handler = (req: IncomingMessage, res: ServerResponse) => {
+      res.setHeader(LAB_ID_HEADER, this.id);
+      this.handle(req, res);
+    };
     let server: http.Server | https.Server;
     if (spec.transport === 'https') {
       const leaf = this.pki.labRoot.issueLeaf([host]);

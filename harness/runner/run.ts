@@ -48,6 +48,8 @@ export interface RunOptions {
   tenant?: string;
   /** The enterprise deployed the corporate inspection CA to the agents' trust store. */
   trustCorporateCa?: boolean;
+  /** More PEM CAs in the agents' trust store (a customer's own inspection CA, for `validate`). */
+  extraTrust?: string[];
   timeouts?: Partial<Timeouts>;
   scenarios?: ScenarioSet;
   onResult?: (r: CheckResult) => void;
@@ -112,6 +114,8 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
       try {
         started = await adapter.start({ lab, runDir });
       } catch (err) {
+        // Bad input (a proxy URL that does not reach the lab, say) stops the run with one line.
+        if (err instanceof UsageError) throw err;
         setupError = errorMessage(err);
         if (err instanceof SetupError) setupEvidence = err.evidence;
       }

@@ -1,0 +1,151 @@
+/**
+ * A proxy we did not start (a customer's), for `proxycheck validate --proxy URL`. start() checks
+ * that the proxy reaches *this* lab for a lab host before any check runs.
+ */
+import tls from 'node:tls';
+import { openTunnel } from '../agent/tunnel.ts';
+import { UsageError } from '../errors.ts';
+import { LAB_ID_HEADER, type Lab } from '../lab/lab.ts';
+import type { ProxyContext, ProxyCredentials, ProxyUnderTest, StartedProxy } from './types.ts';
+
+export interface ExternalProxyOptions {
+  url: string;
+  credentials?: ProxyCredentials;
+  timeoutMs?: number;
+}
+
+/** Parses `http://[user:pass@]host:port`; credentials in the URL win over none. Never echoes a password. */
+export function parseProxyUrl(raw: string): { host: string; port: number; credentials?: ProxyCredentials } {
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw new UsageError(`--proxy must be a URL like http://proxy.example:3128, not "${redact(raw)}"`);
+  }
+  if (u.protocol !== 'http:')
+    throw new UsageError(`--proxy: only http:// proxies are supported, not ${u.protocol}//`);
+  if (!u.hostname) throw new UsageError('--proxy: the URL has no host');
+  const port = u.port ? Number(u.port) : 80;
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+  const credentials = u.username
+    ? { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) }
+    : undefined;
+  return { host, port, ...(credentials ? { credentials } : {}) };
+}
+
+function redact(raw: string): string {
+  return raw.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+}
+
+/** Raised when the proxy does not reach the lab: `validate` stops with this one line. */
+export class PreflightError extends UsageError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PreflightError';
+  }
+}
+
+export class ExternalProxy implements ProxyUnderTest {
+  readonly id = 'external';
+  constructor(private readonly opts: ExternalProxyOptions) {}
+
+  describe(): string {
+    return `proxy at ${redact(this.opts.url)}`;
+  }
+
+  async start(ctx: ProxyContext): Promise<StartedProxy> {
+    const t0 = performance.now();
+    const { host, port, credentials: fromUrl } = parseProxyUrl(this.opts.url);
+    const credentials = this.opts.credentials ?? fromUrl;
+    const server = await preflight(
+      ctx.lab,
+      { host, port, ...(credentials ? { credentials } : {}) },
+      this.opts.timeoutMs ?? 10_000,
+    );
+    return {
+      id: this.id,
+      kind: 'external',
+      runtime: 'external',
+      version: server ?? 'unknown',
+      url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+      host,
+      port,
+      ...(credentials ? { credentials } : {}),
+      startMs: Math.round(performance.now() - t0),
+      stop: async () => {},
+    };
+  }
+}
+
+/**
+ * Opens a tunnel to the first lab host, does a TLS handshake without judging the certificate
+ * (this only asks where the proxy goes, not whether an agent would trust it) and checks that the
+ * answer carries this lab's id. A 407 is not a preflight error: the `connect` check reports it.
+ * Returns what the proxy says it is (Server/Via header of its answer), if anything.
+ */
+async function preflight(
+  lab: Lab,
+  proxy: { host: string; port: number; credentials?: ProxyCredentials },
+  timeoutMs: number,
+): Promise<string | undefined> {
+  const first = lab.listening.find((l) => l.transport === 'https');
+  if (!first) return undefined;
+  const where = `${proxy.host}:${proxy.port}`;
+  const tun = await openTunnel({
+    proxy,
+    target: { host: first.host, port: first.port },
+    connectTimeoutMs: timeoutMs,
+    answerTimeoutMs: timeoutMs,
+  });
+  if (!tun.ok) {
+    if (!tun.answer && tun.timings.tcpConnectMs === undefined) {
+      throw new PreflightError(`proxy ${where} unreachable: ${tun.error}`);
+    }
+    if (!tun.answer) {
+      throw new PreflightError(
+        `proxy ${where} accepted the connection but gave no answer to CONNECT ${first.host}:${first.port} (${tun.error}); if it cannot resolve lab hosts, feed it the output of "proxycheck lab hosts" (squid: hosts_file)`,
+      );
+    }
+    if (tun.answer.statusCode === 407) return serverOf(tun.answer.headers);
+    if (tun.answer.statusCode >= 500) {
+      throw new PreflightError(
+        `proxy ${where} cannot reach lab host ${first.host} (it answered "${tun.answer.statusLine}"): give it the lab's addresses, e.g. add the output of "proxycheck lab hosts" to its hosts file (squid: hosts_file)`,
+      );
+    }
+    return serverOf(tun.answer.headers);
+  }
+  const labId = await new Promise<string | undefined>((resolve) => {
+    const s = tls.connect({ socket: tun.socket, servername: first.host, rejectUnauthorized: false });
+    tun.socket.resume();
+    let buf = '';
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    function done(v: string | undefined) {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(v);
+    }
+    s.on('secureConnect', () =>
+      s.write(`GET /echo/preflight HTTP/1.1\r\nHost: ${first.host}\r\nConnection: close\r\n\r\n`),
+    );
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      const m = new RegExp(`\\r\\n${LAB_ID_HEADER}: ([0-9a-f]+)\\r\\n`, 'i').exec(buf);
+      if (m) done(m[1]);
+      else if (buf.includes('\r\n\r\n')) done('');
+    });
+    s.on('error', () => done(undefined));
+    s.on('close', () => done(undefined));
+  });
+  if (labId !== lab.id) {
+    const addr = lab.addressOf(first.host);
+    throw new PreflightError(
+      `proxy ${where} does not reach this lab for ${first.host} (expected ${addr}): feed it the output of "proxycheck lab hosts" (squid: hosts_file) and check nothing else answers there`,
+    );
+  }
+  return serverOf(tun.answer.headers);
+}
+
+function serverOf(headers: Array<[string, string]>): string | undefined {
+  const h = headers.find(([k]) => /^(server|via)$/i.test(k));
+  return h?.[1];
+}

@@ -1,0 +1,170 @@
+/**
+ * `proxycheck validate` against proxies we did not start through our adapters: a proxy-chain
+ * server configured here by hand, resolving lab hosts only from `proxycheck lab hosts` output.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Server } from 'proxy-chain';
+import t, { type Test } from 'tap';
+
+const BIN = fileURLToPath(new URL('../bin/proxycheck.js', import.meta.url));
+const NET = 113;
+
+function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`proxycheck ${args.join(' ')}: not done within 60000 ms`));
+    }, 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** hosts-file lines, as a customer would feed them to their proxy. */
+const hosts = new Map(
+  execFileSync(process.execPath, [BIN, 'lab', 'hosts', '--lab-net', String(NET)], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map((l) => {
+      const [addr, name] = l.split('\t');
+      return [name ?? '', addr ?? ''] as const;
+    }),
+);
+
+async function customerProxy(
+  t: Test,
+  opts: { auth?: { username: string; password: string }; hosts?: Map<string, string> } = {},
+) {
+  const table = opts.hosts ?? hosts;
+  const server = new Server({
+    port: 0,
+    host: '127.0.0.1',
+    prepareRequestFunction: ({ username, password }) => {
+      if (opts.auth && (username !== opts.auth.username || password !== opts.auth.password)) {
+        return { requestAuthentication: true };
+      }
+      return {
+        dnsLookup: ((
+          host: string,
+          o: { all?: boolean },
+          cb: (e: Error | null, a?: unknown, f?: number) => void,
+        ) => {
+          const a = table.get(host);
+          if (!a) cb(Object.assign(new Error(`ENOTFOUND ${host}`), { code: 'ENOTFOUND' }));
+          else if (o?.all) cb(null, [{ address: a, family: 4 }]);
+          else cb(null, a, 4);
+        }) as never,
+      };
+    },
+  });
+  await server.listen();
+  t.teardown(() => server.close(true));
+  return `127.0.0.1:${server.port}`;
+}
+
+t.test('a proxy fed the lab hosts passes the FlexxAgent slice', async (t) => {
+  const proxy = await customerProxy(t);
+  const r = await cli([
+    'validate',
+    '--proxy',
+    `http://${proxy}`,
+    '--lab-net',
+    String(NET),
+    '--profiles',
+    'flexxagent',
+  ]);
+  t.equal(r.code, 0, r.stderr);
+  t.match(
+    r.stdout,
+    /external\s+flexxagent\s+west-eu\.agent-api\.analyzer\.flexxible\.com:443\s+pinning\s+PASS\s+yes/,
+  );
+  t.match(r.stdout, /5 results: 4 pass, 0 fail, 0 warn, 0 skip|5 results: 5 pass/);
+});
+
+t.test('credentials in the URL, in flags or in the environment; never printed', async (t) => {
+  const auth = { username: 'corp', password: 's3cr3t-pw' };
+  const proxy = await customerProxy(t, { auth });
+  const viaUrl = await cli([
+    'validate',
+    '--proxy',
+    `http://corp:s3cr3t-pw@${proxy}`,
+    '--lab-net',
+    String(NET),
+    '--profiles',
+    'flexxagent',
+  ]);
+  t.equal(viaUrl.code, 0, viaUrl.stderr);
+  const viaEnv = await cli(
+    [
+      'validate',
+      '--proxy',
+      `http://${proxy}`,
+      '--proxy-user',
+      'corp',
+      '--lab-net',
+      String(NET),
+      '--profiles',
+      'flexxagent',
+    ],
+    {
+      PROXYCHECK_PROXY_PASSWORD: 's3cr3t-pw',
+    },
+  );
+  t.equal(viaEnv.code, 0, viaEnv.stderr);
+  const wrong = await cli([
+    'validate',
+    '--proxy',
+    `http://${proxy}`,
+    '--proxy-user',
+    'corp',
+    '--proxy-password',
+    'nope-nope',
+    '--lab-net',
+    String(NET),
+    '--profiles',
+    'flexxagent',
+  ]);
+  t.equal(wrong.code, 1, 'wrong credentials: a clear verdict, not a crash');
+  t.match(wrong.stdout, /connect\s+FAIL\s+NO \(expected pass\)\s+CONNECT .* answered "HTTP\/1\.1 407 /);
+  for (const r of [viaUrl, viaEnv, wrong]) {
+    t.notMatch(r.stdout + r.stderr, /s3cr3t-pw|nope-nope/, 'passwords never printed');
+  }
+});
+
+t.test('bad URL, unreachable proxy and a proxy that does not know the lab: one line, exit 2', async (t) => {
+  const blind = await customerProxy(t, { hosts: new Map() });
+  const cases: Array<[string[], RegExp]> = [
+    [['validate', '--proxy', 'not a url'], /--proxy must be a URL/],
+    [['validate', '--proxy', 'socks5://127.0.0.1:1080'], /only http:\/\/ proxies/],
+    [
+      ['validate', '--proxy', 'http://127.0.0.1:9', '--lab-net', String(NET)],
+      /proxy 127\.0\.0\.1:9 unreachable: .*ECONNREFUSED/,
+    ],
+    [
+      ['validate', '--proxy', `http://${blind}`, '--lab-net', String(NET), '--profiles', 'flexxagent'],
+      /proxycheck lab hosts/,
+    ],
+    [['validate', '--proxy', 'http://127.0.0.1:9', '--proxy-password', 'x'], /without a user/],
+  ];
+  for (const [args, msg] of cases) {
+    const r = await cli(args);
+    t.equal(r.code, 2, args.join(' '));
+    t.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    t.match(r.stderr, msg);
+    t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+});
