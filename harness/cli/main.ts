@@ -2,7 +2,8 @@
  * proxycheck command line. Exit codes: 0 every result matched its expectation; 1 at least one did
  * not; 2 bad usage or bad scenario data (one-line error); 3 our own setup failed before any check.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { CHECKS } from '../checks/definitions.ts';
 import { errorMessage, SetupError, UsageError } from '../errors.ts';
@@ -16,6 +17,7 @@ import { renderTable } from '../report/table.ts';
 import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
 import { loadScenarios } from '../scenarios.ts';
 import { registerSquidCommands } from './squid-commands.ts';
+import { registerValidateCommand } from './validate-command.ts';
 
 function list(value: string): string[] {
   const items = value
@@ -24,6 +26,13 @@ function list(value: string): string[] {
     .filter(Boolean);
   if (!items.length) throw new UsageError(`expected a comma-separated list, got "${value}"`);
   return items;
+}
+
+function scenarioDir(dir: string): string {
+  for (const sub of ['catalogs', 'profiles', 'expectations']) {
+    if (!existsSync(join(dir, sub))) throw new UsageError(`--scenarios ${dir}: no ${sub}/ directory there`);
+  }
+  return dir;
 }
 
 const RUNTIMES: Runtime[] = ['auto', 'container', 'process'];
@@ -66,9 +75,17 @@ function buildProgram(out: { code: number }): Command {
     .option('--tenant <id>', 'value for the "***" tenant part of catalog hosts', 'lab01')
     .option('-v, --verbose', 'print remediation for every fail and warn, not only unexpected ones')
     .option('--runtime <auto|container|process>', 'where squid proxies run', 'auto')
+    .option(
+      '--scenarios <dir>',
+      'scenario directory (catalogs/, profiles/, expectations/) instead of the built-in one',
+    )
     .addOption(labNetOption())
     .action(async (o) => {
       const report = await runMatrix({
+        scenarios: loadScenarios({
+          tenant: o.tenant,
+          ...(o.scenarios ? { dir: scenarioDir(o.scenarios) } : {}),
+        }),
         proxies: list(o.proxies),
         profiles: list(o.profiles),
         runtime: parseRuntime(o.runtime),
@@ -81,6 +98,7 @@ function buildProgram(out: { code: number }): Command {
       out.code = report.summary.unmatched === 0 ? 0 : 1;
     });
   registerSquidCommands(program);
+  registerValidateCommand(program, out);
 
   const lab = program.command('lab').description('the lab "internet" of simulated vendor endpoints');
   lab

@@ -1,0 +1,150 @@
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv } from 'ajv';
+import addFormats from 'ajv-formats';
+import t from 'tap';
+
+const BIN = fileURLToPath(new URL('../bin/proxycheck.js', import.meta.url));
+const RESULT_SCHEMA = JSON.parse(
+  readFileSync(new URL('../scenarios/schema/result.schema.json', import.meta.url), 'utf8'),
+);
+
+function cli(
+  args: string[],
+  timeoutMs = 60_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`proxycheck ${args.join(' ')}: not done within ${timeoutMs} ms`));
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+t.test(
+  'run: verdict table, JSON report valid against proxycheck/result@1, exit 0 when all matched',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'proxycheck-cli-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const json = join(dir, 'report.json');
+    const r = await cli(['run', '--lab-net', '110', '--json', json]);
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, /PROXY\s+PROFILE\s+ENDPOINT\s+CHECK\s+OUTCOME/);
+    t.match(
+      r.stdout,
+      /chain-mitm\s+flexxagent\s+west-eu\.agent-api\.analyzer\.flexxible\.com:443\s+pinning\s+FAIL\s+yes/,
+    );
+    t.match(r.stdout, /15 results: .* 15 as expected, 0 not/);
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    const ajv = new Ajv({ strict: false });
+    addFormats.default(ajv);
+    t.ok(ajv.validate(RESULT_SCHEMA, report), JSON.stringify(ajv.errors));
+    t.same(
+      report.proxies.map((p: { id: string }) => p.id),
+      ['chain-plain', 'chain-auth', 'chain-mitm'],
+    );
+    t.equal(report.results.length, 15);
+    t.notMatch(readFileSync(json, 'utf8'), /BEGIN (RSA )?PRIVATE KEY/, 'no key material in the report');
+  },
+);
+
+t.test('bad usage: one line on stderr, exit 2, no stack trace', async (t) => {
+  for (const args of [
+    ['run', '--proxies', 'nope'],
+    ['run', '--profiles', 'nope'],
+    ['frobnicate'],
+    ['run', '--lab-net', '999'],
+    ['run', '--bogus'],
+  ]) {
+    const r = await cli(args);
+    t.equal(r.code, 2, args.join(' '));
+    t.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+    t.match(r.stderr, /^proxycheck: /);
+    t.notMatch(r.stderr, /\n\s+at /);
+  }
+});
+
+t.test('--help lists the commands and options', async (t) => {
+  const top = await cli(['--help']);
+  t.equal(top.code, 0);
+  for (const c of ['run', 'lab', 'list']) t.match(top.stdout, new RegExp(`\\n\\s+${c}\\b`));
+  const run = await cli(['run', '--help']);
+  for (const o of ['--proxies', '--profiles', '--json', '--trust-corporate-ca', '--lab-net', '--tenant'])
+    t.match(run.stdout, o);
+});
+
+t.test('a run that does not match its expectations exits 1 and says which result and why', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-cli-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  cpSync(fileURLToPath(new URL('../scenarios/', import.meta.url)), dir, { recursive: true });
+  writeFileSync(
+    join(dir, 'expectations', 'chain-plain.yaml'),
+    'proxy: chain-plain\nrules:\n  - match: { check: payload }\n    expect: fail\n    reason: a stale expectation that reality no longer meets\n',
+  );
+  const r = await cli(['run', '--proxies', 'chain-plain', '--lab-net', '111', '--scenarios', dir]);
+  t.equal(r.code, 1);
+  t.match(r.stdout, /payload\s+PASS\s+NO \(expected fail\)/);
+  t.match(
+    r.stdout,
+    'chain-plain/flexxagent/west-eu.agent-api.analyzer.flexxible.com:443/payload: pass (expected fail: a stale expectation',
+  );
+  const bad = await cli(['run', '--scenarios', join(dir, 'nope')]);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /no catalogs\/ directory/);
+});
+
+t.test('lab hosts prints deterministic hosts-file lines for every catalog host', async (t) => {
+  const a = await cli(['lab', 'hosts', '--lab-net', '77']);
+  const b = await cli(['lab', 'hosts', '--lab-net', '77']);
+  t.equal(a.code, 0);
+  t.equal(a.stdout, b.stdout);
+  t.match(a.stdout, '127.77.239.203\twest-eu.agent-api.analyzer.flexxible.com\n');
+  t.match(a.stdout, /\tflxsbnamelab01\.servicebus\.windows\.net\n/);
+  for (const line of a.stdout.trim().split('\n')) t.match(line, /^127\.77\.\d+\.\d+\t[a-z0-9.-]+$/);
+});
+
+t.test('lab up serves until SIGINT, then exits 130 and frees its ports', async (t) => {
+  const child = spawn(process.execPath, [BIN, 'lab', 'up', '--lab-net', '112', '--profiles', 'flexxagent'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => child.kill('SIGKILL'));
+  let stdout = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  const deadline = Date.now() + 30_000;
+  while (!stdout.includes('lab is up')) {
+    if (Date.now() > deadline) throw new Error(`lab up: not up within 30000 ms: ${stdout}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const m = /https:\/\/west-eu\.agent-api\.analyzer\.flexxible\.com:443 on (127\.112\.\d+\.\d+)/.exec(stdout);
+  t.ok(m, 'prints where each origin listens');
+  const rootFile = /lab root CA \(what agents trust\): (\S+)/.exec(stdout)?.[1] ?? '';
+  t.ok(existsSync(rootFile), 'the lab root is on disk while the lab is up');
+  const address = m?.[1] ?? '';
+  const probe = () =>
+    new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: address, port: 443 }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+  t.equal(await probe(), true, 'origin answers');
+  child.kill('SIGINT');
+  t.equal(await exited, 130);
+  t.equal(await probe(), false, 'nothing listens after Ctrl-C');
+  t.notOk(existsSync(rootFile), 'run directory removed');
+});
