@@ -4,12 +4,12 @@
  * lines (start-up, the readiness line, FATALs) to stderr, which we watch and keep for evidence.
  *
  * As root, squid drops to user `proxy` before it opens its logs and runs its helpers as `proxy`:
- * the run directory becomes traversable (0711, its keys stay 0600), and the log, run and certdb
+ * the run directory gets search permission for others (0711; its keys stay 0600), and the log, run and certdb
  * directories belong to `proxy`. The signing key is read by squid while still root.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { DeadlineError, SetupError } from '../../errors.ts';
 import { onCleanup } from '../../lifecycle.ts';
 import { SQUID_READY, SQUID_VERSION_LINE } from './config.ts';
@@ -98,7 +98,9 @@ export async function startSquidProcess(l: SquidLaunch): Promise<SquidRunning> {
     const proxy = localUser('proxy');
     if (!proxy)
       throw new SetupError(`${what}: squid runs as root and drops to user "proxy", which does not exist`);
-    chmodSync(dirname(l.dir), 0o711);
+    // squid's user must traverse the run directory (mkdtemp'd 0700); only search bits are added
+    const runDirMode = statSync(l.runDirPath).mode & 0o7777;
+    chmodSync(l.runDirPath, runDirMode | 0o011);
     for (const d of [runPath, logPath, ...(bumping ? [sslDb] : [])]) chownTree(d, proxy.uid, proxy.gid);
   }
   const cacheLog = join(logPath, 'cache.log');

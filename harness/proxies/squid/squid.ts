@@ -44,6 +44,8 @@ export interface SquidLaunch {
   port: number;
   /** Directory in the run directory holding everything of this instance. */
   dir: string;
+  /** The run directory `dir` lives in (made traversable for squid's unprivileged user). */
+  runDirPath: string;
   /** `dir/etc`: squid.conf (written by the runtime), hosts, htpasswd, PEMs. */
   etcDir: string;
   runId: string;
@@ -191,6 +193,7 @@ export class SquidProxy implements ProxyUnderTest {
       flavour,
       port,
       dir,
+      runDirPath: runDir.path,
       etcDir,
       runId: basename(runDir.path),
       readyTimeoutMs: this.opts.readyTimeoutMs ?? 30_000,
