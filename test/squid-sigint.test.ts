@@ -3,7 +3,7 @@
  * and no squid process of ours remains, on both runtimes.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -56,6 +56,36 @@ async function until<T>(
   }
 }
 
+const confs = new Map<number, string>();
+
+/** The squid.conf on a squid's command line (remembered, so it is known after the process is gone). */
+function confOf(pid: number): string | undefined {
+  try {
+    const conf = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .find((a) => a.endsWith('squid.conf'));
+    if (conf) confs.set(pid, conf);
+  } catch {
+    // gone
+  }
+  return confs.get(pid);
+}
+
+/** Live squid processes whose command line names a file under `dir`. */
+function squidsUsing(dir: string): number[] {
+  return readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .map(Number)
+    .filter((pid) => {
+      try {
+        const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        return /(^|\/)squid$/.test(args[0] ?? '') && args.some((a) => a.startsWith(dir)) && alive(pid);
+      } catch {
+        return false;
+      }
+    });
+}
+
 function exit(child: ChildProcess, deadlineMs: number): Promise<number | null> {
   return new Promise((resolve, reject) => {
     if (child.exitCode !== null) return resolve(child.exitCode);
@@ -105,9 +135,7 @@ t.test(
     const pids = await until('a ready squid process of that run', 60_000, child, () =>
       squidChildrenOf(child.pid ?? -1).filter((pid) => {
         try {
-          const conf = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-            .split('\0')
-            .find((a) => a.endsWith('squid.conf'));
+          const conf = confOf(pid);
           if (!conf) return false;
           const inst = dirname(dirname(conf));
           return (
@@ -129,5 +157,9 @@ t.test(
     t.match(output(), /SIGINT received, stopping everything we started/);
     t.same(pids.filter(alive), [], 'the squid processes are gone');
     t.same(squidChildrenOf(child.pid ?? -1), [], 'no squid child of that run remains');
+    // orphans too: no squid anywhere whose command line points into that run's directory
+    const runDir = dirname(dirname(dirname(confOf(pids[0] ?? -1) ?? '/x/x/x/x')));
+    t.match(runDir, /proxycheck-/, `run directory ${runDir}`);
+    t.same(squidsUsing(runDir), [], 'no squid process (orphaned or not) uses that run directory');
   },
 );

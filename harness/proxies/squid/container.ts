@@ -18,7 +18,7 @@ import { errorMessage, SetupError } from '../../errors.ts';
 import { onCleanup } from '../../lifecycle.ts';
 import { SQUID_READY, SQUID_VERSION_LINE } from './config.ts';
 import { OUR_LABEL } from './image.ts';
-import { ensureSquidImage, testcontainers } from './runtime.ts';
+import { ensureSquidImage, refuseIfStopping, testcontainers } from './runtime.ts';
 import type { SquidLaunch, SquidRunning } from './squid.ts';
 
 const ETC_IN_CONTAINER = '/etc/squid/proxycheck';
@@ -98,6 +98,7 @@ export async function startSquidContainer(l: SquidLaunch): Promise<SquidRunning>
     })();
     return stopping;
   };
+  refuseIfStopping(what); // no await from here to container.start(): its stop is registered first
   const unregister = onCleanup(`squid ${l.id} (container ${instance})`, stop);
 
   try {

@@ -14,7 +14,7 @@ import { DeadlineError, SetupError } from '../../errors.ts';
 import { onCleanup } from '../../lifecycle.ts';
 import { SQUID_READY, SQUID_VERSION_LINE } from './config.ts';
 import { runCommand } from './image.ts';
-import { squidBinary } from './runtime.ts';
+import { refuseIfStopping, squidBinary } from './runtime.ts';
 import type { SquidLaunch, SquidRunning } from './squid.ts';
 
 export const SQUID_HELPER_DIR = process.env.PROXYCHECK_SQUID_HELPERS ?? '/usr/lib/squid';
@@ -118,6 +118,7 @@ export async function startSquidProcess(l: SquidLaunch): Promise<SquidRunning> {
   const confFile = join(l.etcDir, 'squid.conf');
   const args = ['-N', '-d1', '-f', confFile];
 
+  refuseIfStopping(what); // no await from here to onCleanup(): a signal cannot slip in between
   const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {

@@ -18,7 +18,7 @@ import { catalogPorts, type SquidFlavour, type SquidPaths, spliceHostsOf, squidC
 import { startSquidContainer } from './container.ts';
 import { htpasswdLine } from './htpasswd.ts';
 import { startSquidProcess } from './process.ts';
-import { resolveRuntime } from './runtime.ts';
+import { refuseIfStopping, resolveRuntime, watchSignals } from './runtime.ts';
 
 export const SQUID_SUMMARIES: Record<SquidFlavour, string> = {
   default: "squid 5, Debian's stock policy (CONNECT only to port 443)",
@@ -130,7 +130,10 @@ export class SquidProxy implements ProxyUnderTest {
 
   async start(ctx: ProxyContext): Promise<StartedProxy> {
     const t0 = performance.now();
+    watchSignals();
+    refuseIfStopping(this.id);
     const runtime = await resolveRuntime(this.opts.runtime ?? 'auto');
+    refuseIfStopping(this.id);
     const launch = await this.prepare(ctx);
     const running =
       runtime === 'container' ? await startSquidContainer(launch) : await startSquidProcess(launch);
