@@ -4,9 +4,9 @@
 #  1. If `docker info` fails, start dockerd in the background the way CI needs it (no bridge, no
 #     iptables: containers use the host network), logging to /tmp/proxycheck-dockerd.log, and wait
 #     for it up to DOCKERD_DEADLINE_S seconds (default 60).
-#  2. Without a registry base image (debian:bookworm-slim), build the offline debootstrap base
-#     (containers/base/build-offline-base.sh; does nothing if it exists).
-#  3. Build the squid image: `node bin/proxycheck.js images build` (does nothing if it is current).
+#  2. Build the squid image: `node bin/proxycheck.js images build` (does nothing if it is current).
+#     It uses debian:bookworm-slim when present or pullable (the normal path with a registry), and
+#     falls back to the offline debootstrap base (containers/base/build-offline-base.sh) otherwise.
 #
 # testcontainers then needs TESTCONTAINERS_RYUK_DISABLED=true and TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1;
 # proxycheck sets both as defaults when they are unset.
@@ -36,15 +36,6 @@ else
     sleep 0.5
   done
   say "dockerd up after $(( SECONDS - start )) s"
-fi
-
-if docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
-  say "registry base debian:bookworm-slim present"
-elif docker image inspect proxycheck/debian-base:bookworm >/dev/null 2>&1; then
-  say "offline base proxycheck/debian-base:bookworm present"
-else
-  say "no Debian base image: building the offline base (debootstrap)"
-  bash "$here/base/build-offline-base.sh"
 fi
 
 cd "$root"

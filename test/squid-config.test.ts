@@ -17,7 +17,6 @@ import {
 } from '../harness/proxies/squid/config.ts';
 import { htpasswdLine, md5crypt } from '../harness/proxies/squid/htpasswd.ts';
 import { SQUID_HELPER_DIR } from '../harness/proxies/squid/process.ts';
-import { tenantOf } from '../harness/proxies/squid/squid.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
@@ -91,8 +90,6 @@ t.test('splice list: every must-not-inspect or pinned catalog host, tenant resol
     hosts.some((h) => h.includes('{tenant}')),
     'no template left',
   );
-  t.equal(tenantOf(set, { hosts: [{ host: 'flxiothubacme7.azure-devices.net', ports: [] }] }), 'acme7');
-  t.equal(tenantOf(set, { hosts: [{ host: 'api.ipify.org', ports: [] }] }), 'lab01', 'default tenant');
 });
 
 t.test('md5crypt ($apr1$) matches the reference algorithm', async (t) => {

@@ -4,6 +4,7 @@
  */
 import type { Lab } from '../lab/lab.ts';
 import type { RunDir } from '../lab/rundir.ts';
+import type { ScenarioSet } from '../scenarios.ts';
 
 export interface ProxyCredentials {
   username: string;
@@ -34,6 +35,8 @@ export interface StartedProxy {
 export interface ProxyContext {
   lab: Lab;
   runDir: RunDir;
+  /** The run's scenario data (catalog ports, hosts to splice, tenant); the built-in set when absent. */
+  scenarios?: ScenarioSet;
 }
 
 export interface ProxyUnderTest {

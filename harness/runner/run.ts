@@ -112,7 +112,7 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
       let setupError: string | undefined;
       let setupEvidence: Record<string, unknown> = {};
       try {
-        started = await adapter.start({ lab, runDir });
+        started = await adapter.start({ lab, runDir, scenarios: set });
       } catch (err) {
         // Bad input (a proxy URL that does not reach the lab, say) stops the run with one line.
         if (err instanceof UsageError) throw err;

@@ -11,7 +11,7 @@ import { connect, createServer } from 'node:net';
 import { basename, join } from 'node:path';
 import { DeadlineError } from '../../errors.ts';
 import type { Lab } from '../../lab/lab.ts';
-import { DEFAULT_LAB_TENANT, loadScenarios, type ScenarioSet } from '../../scenarios.ts';
+import { loadScenarios, type ScenarioSet } from '../../scenarios.ts';
 import type { Runtime } from '../registry.ts';
 import type { ProxyContext, ProxyCredentials, ProxyUnderTest, StartedProxy } from '../types.ts';
 import { catalogPorts, type SquidFlavour, type SquidPaths, spliceHostsOf, squidConfig } from './config.ts';
@@ -76,26 +76,6 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
-}
-
-/**
- * ProxyContext carries no tenant, but the lab serves tenant-resolved catalog hosts: recover the
- * tenant by matching `{tenant}` templates against them (default: the lab tenant).
- */
-export function tenantOf(set: ScenarioSet, lab: Pick<Lab, 'hosts'>): string {
-  for (const c of set.catalogs.values()) {
-    for (const e of c.endpoints) {
-      if (!e.host.includes('{tenant}')) continue;
-      const [pre, ...rest] = e.host.split('{tenant}');
-      const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-      const re = new RegExp(`^${esc(pre ?? '')}(.+?)${rest.map(esc).join('\\1')}$`, 'i');
-      for (const h of lab.hosts) {
-        const m = re.exec(h.host);
-        if (m?.[1]) return m[1];
-      }
-    }
-  }
-  return DEFAULT_LAB_TENANT;
 }
 
 /** Polls TCP connects to 127.0.0.1:port until one succeeds; DeadlineError naming `what` otherwise. */
@@ -167,8 +147,7 @@ export class SquidProxy implements ProxyUnderTest {
   private async prepare(ctx: ProxyContext): Promise<SquidLaunch> {
     const { lab, runDir } = ctx;
     const flavour = this.opts.flavour;
-    const base = this.opts.scenarios ?? loadScenarios();
-    const set = { ...base, tenant: tenantOf(base, lab) };
+    const set = ctx.scenarios ?? this.opts.scenarios ?? loadScenarios();
     const dir = join(runDir.path, `${this.id}-${++instances}`);
     const etcDir = join(dir, 'etc');
     mkdirSync(etcDir, { recursive: true, mode: 0o755 });
