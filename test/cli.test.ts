@@ -7,32 +7,11 @@ import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import t from 'tap';
+import { BIN, cli } from './helpers/cli.ts';
 
-const BIN = fileURLToPath(new URL('../bin/proxycheck.js', import.meta.url));
 const RESULT_SCHEMA = JSON.parse(
   readFileSync(new URL('../scenarios/schema/result.schema.json', import.meta.url), 'utf8'),
 );
-
-function cli(
-  args: string[],
-  timeoutMs = 60_000,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`proxycheck ${args.join(' ')}: not done within ${timeoutMs} ms`));
-    }, timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 t.test(
   'run: verdict table, JSON report valid against proxycheck/result@1, exit 0 when all matched',

@@ -2,37 +2,12 @@
  * `proxycheck validate` against proxies we did not start through our adapters: a proxy-chain
  * server configured here by hand, resolving lab hosts only from `proxycheck lab hosts` output.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
 import { Server } from 'proxy-chain';
 import t, { type Test } from 'tap';
+import { BIN, cli } from './helpers/cli.ts';
 
-const BIN = fileURLToPath(new URL('../bin/proxycheck.js', import.meta.url));
 const NET = 113;
-
-function cli(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`proxycheck ${args.join(' ')}: not done within 60000 ms`));
-    }, 60_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** hosts-file lines, as a customer would feed them to their proxy. */
 const hosts = new Map(
@@ -120,9 +95,7 @@ t.test('credentials in the URL, in flags or in the environment; never printed', 
       '--profiles',
       'flexxagent',
     ],
-    {
-      PROXYCHECK_PROXY_PASSWORD: 's3cr3t-pw',
-    },
+    { env: { PROXYCHECK_PROXY_PASSWORD: 's3cr3t-pw' } },
   );
   t.equal(viaEnv.code, 0, viaEnv.stderr);
   const wrong = await cli([

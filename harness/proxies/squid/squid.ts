@@ -10,7 +10,6 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { basename, join } from 'node:path';
 import { DeadlineError } from '../../errors.ts';
-import type { Lab } from '../../lab/lab.ts';
 import { loadScenarios, type ScenarioSet } from '../../scenarios.ts';
 import type { Runtime } from '../registry.ts';
 import type { ProxyContext, ProxyCredentials, ProxyUnderTest, StartedProxy } from '../types.ts';
