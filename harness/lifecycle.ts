@@ -2,12 +2,15 @@
  * Everything a run starts registers its own stop here, right where it is created. On success,
  * failure, SIGINT or SIGTERM the stops run in reverse order, so nothing is left running.
  */
+import { SetupError } from './errors.ts';
+
 type Stop = () => Promise<void> | void;
 
 const stops = new Map<number, { what: string; stop: Stop }>();
 let nextId = 1;
 let handlersInstalled = false;
 let stopping: Promise<void> | undefined;
+let stopSignal: string | undefined;
 
 export function onCleanup(what: string, stop: Stop): () => void {
   const id = nextId++;
@@ -44,6 +47,14 @@ export async function cleanupAll(deadlineMs = 20_000): Promise<void> {
   stopping = undefined;
 }
 
+/**
+ * Throws when SIGINT/SIGTERM has arrived: a run that is still going while the cleanup runs must
+ * not start anything new, whose stop would no longer be collected.
+ */
+export function refuseIfStopping(what: string): void {
+  if (stopSignal) throw new SetupError(`${what} not started: ${stopSignal} received, stopping`);
+}
+
 /** Installs SIGINT/SIGTERM handlers that stop everything, then exit 130/143. */
 export function installSignalHandlers(): void {
   if (handlersInstalled) return;
@@ -53,6 +64,7 @@ export function installSignalHandlers(): void {
     ['SIGTERM', 143],
   ] as const) {
     process.on(sig, () => {
+      stopSignal ??= sig;
       process.stderr.write(`proxycheck: ${sig} received, stopping everything we started\n`);
       void cleanupAll().finally(() => process.exit(code));
     });

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { SQUID_READY } from '../harness/proxies/squid/config.ts';
 import { containerEngineProblem, requireComponent, squidProblem } from './helpers/requirements.ts';
 import { alive, containersLabelled, squidChildrenOf } from './helpers/squid-fleet.ts';
@@ -100,6 +100,17 @@ function exit(child: ChildProcess, deadlineMs: number): Promise<number | null> {
   });
 }
 
+/** Sends SIGINT to the run and proves it stops the way the CLI promises: exit 130, saying so. */
+async function interrupt(t: Test, child: ChildProcess, output: () => string): Promise<void> {
+  const t0 = Date.now();
+  child.kill('SIGINT');
+  const code = await exit(child, 30_000);
+  t.comment(`exit ${code} ${Date.now() - t0} ms after SIGINT`);
+  if (process.env.PROXYCHECK_TEST_DEBUG) t.comment(output());
+  t.equal(code, 130, 'exit code 130 after SIGINT');
+  t.match(output(), /SIGINT received, stopping everything we started/);
+}
+
 t.test(
   'container runtime',
   { ...requireComponent(t, 'a container engine', await containerEngineProblem()), timeout: 600_000 },
@@ -114,13 +125,7 @@ t.test(
       }),
     );
     t.ok(up.length > 0, `squid container up (${up.join(', ')})`);
-    const t0 = Date.now();
-    child.kill('SIGINT');
-    const code = await exit(child, 30_000);
-    t.comment(`exit ${code} ${Date.now() - t0} ms after SIGINT`);
-    if (process.env.PROXYCHECK_TEST_DEBUG) t.comment(output());
-    t.equal(code, 130, 'exit code 130 after SIGINT');
-    t.match(output(), /SIGINT received, stopping everything we started/);
+    await interrupt(t, child, output);
     t.same(containersLabelled(labels), [], 'no container with our label remains (any state)');
   },
 );
@@ -148,13 +153,7 @@ t.test(
       }),
     );
     t.ok(pids.length > 0, `squid up (pid ${pids.join(', ')})`);
-    const t0 = Date.now();
-    child.kill('SIGINT');
-    const code = await exit(child, 30_000);
-    t.comment(`exit ${code} ${Date.now() - t0} ms after SIGINT`);
-    if (process.env.PROXYCHECK_TEST_DEBUG) t.comment(output());
-    t.equal(code, 130, 'exit code 130 after SIGINT');
-    t.match(output(), /SIGINT received, stopping everything we started/);
+    await interrupt(t, child, output);
     t.same(pids.filter(alive), [], 'the squid processes are gone');
     t.same(squidChildrenOf(child.pid ?? -1), [], 'no squid child of that run remains');
     // orphans too: no squid anywhere whose command line points into that run's directory

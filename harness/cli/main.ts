@@ -15,7 +15,7 @@ import { cleanupAll, installSignalHandlers, onCleanup } from '../lifecycle.ts';
 import { DEFAULT_PROXIES, PROXY_KINDS, type Runtime } from '../proxies/registry.ts';
 import { renderTable } from '../report/table.ts';
 import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
-import { loadScenarios } from '../scenarios.ts';
+import { loadScenarios, resolveHost } from '../scenarios.ts';
 import { registerSquidCommands } from './squid-commands.ts';
 import { registerValidateCommand } from './validate-command.ts';
 
@@ -112,7 +112,7 @@ function buildProgram(out: { code: number }): Command {
       const lines = new Set<string>();
       for (const c of set.catalogs.values()) {
         for (const e of c.endpoints) {
-          const host = e.host.replace(/\{tenant\}/g, set.tenant);
+          const host = resolveHost(e.host, set.tenant);
           lines.add(`${labAddress(host, net)}\t${host}`);
         }
       }

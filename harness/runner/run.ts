@@ -9,7 +9,7 @@ import { errorMessage, SetupError, UsageError } from '../errors.ts';
 import { Lab, type LabHostSpec } from '../lab/lab.ts';
 import { createLabPki } from '../lab/pki.ts';
 import { RunDir } from '../lab/rundir.ts';
-import { onCleanup } from '../lifecycle.ts';
+import { onCleanup, refuseIfStopping } from '../lifecycle.ts';
 import { type CheckResult, type ProxyInfo, RESULT_SCHEMA_ID, type RunReport, summarize } from '../model.ts';
 import { proxyById, type Runtime } from '../proxies/registry.ts';
 import type { ProxyUnderTest, StartedProxy } from '../proxies/types.ts';
@@ -112,6 +112,7 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
       let setupError: string | undefined;
       let setupEvidence: Record<string, unknown> = {};
       try {
+        refuseIfStopping(`proxy ${adapter.id}`);
         started = await adapter.start({ lab, runDir, scenarios: set });
       } catch (err) {
         // Bad input (a proxy URL that does not reach the lab, say) stops the run with one line.

@@ -15,10 +15,10 @@ import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { StartedTestContainer } from 'testcontainers';
 import { errorMessage, SetupError } from '../../errors.ts';
-import { onCleanup } from '../../lifecycle.ts';
+import { onCleanup, refuseIfStopping } from '../../lifecycle.ts';
 import { SQUID_READY, SQUID_VERSION_LINE } from './config.ts';
 import { OUR_LABEL } from './image.ts';
-import { ensureSquidImage, refuseIfStopping, testcontainers } from './runtime.ts';
+import { ensureSquidImage, testcontainers } from './runtime.ts';
 import type { SquidLaunch, SquidRunning } from './squid.ts';
 
 const ETC_IN_CONTAINER = '/etc/squid/proxycheck';

@@ -11,10 +11,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DeadlineError, SetupError } from '../../errors.ts';
-import { onCleanup } from '../../lifecycle.ts';
+import { onCleanup, refuseIfStopping } from '../../lifecycle.ts';
 import { SQUID_READY, SQUID_VERSION_LINE } from './config.ts';
 import { runCommand } from './image.ts';
-import { refuseIfStopping, squidBinary } from './runtime.ts';
+import { squidBinary } from './runtime.ts';
 import type { SquidLaunch, SquidRunning } from './squid.ts';
 
 export const SQUID_HELPER_DIR = process.env.PROXYCHECK_SQUID_HELPERS ?? '/usr/lib/squid';

@@ -55,29 +55,6 @@ export async function engineProblem(): Promise<string | undefined> {
   }
 }
 
-let signalled: string | undefined;
-const watched = new Set<string>();
-
-/**
- * Notes SIGINT/SIGTERM when someone already handles them (the CLI's lifecycle handlers), so a run
- * that keeps going while the cleanup runs does not start a squid after its stops were taken. We
- * never add the first listener: that would change what the signal does to the process.
- */
-export function watchSignals(): void {
-  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-    if (watched.has(sig) || process.listenerCount(sig) === 0) continue;
-    watched.add(sig);
-    process.on(sig, () => {
-      signalled ??= sig;
-    });
-  }
-}
-
-/** Throws a SetupError when a stop signal arrived: nothing new may start now. */
-export function refuseIfStopping(what: string): void {
-  if (signalled) throw new SetupError(`${what} not started: ${signalled} received, stopping`);
-}
-
 let decided: Promise<ConcreteRuntime> | undefined;
 
 /**

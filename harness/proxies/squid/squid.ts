@@ -10,6 +10,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { basename, join } from 'node:path';
 import { DeadlineError } from '../../errors.ts';
+import { refuseIfStopping } from '../../lifecycle.ts';
 import { loadScenarios, type ScenarioSet } from '../../scenarios.ts';
 import type { Runtime } from '../registry.ts';
 import type { ProxyContext, ProxyCredentials, ProxyUnderTest, StartedProxy } from '../types.ts';
@@ -17,7 +18,7 @@ import { catalogPorts, type SquidFlavour, type SquidPaths, spliceHostsOf, squidC
 import { startSquidContainer } from './container.ts';
 import { htpasswdLine } from './htpasswd.ts';
 import { startSquidProcess } from './process.ts';
-import { refuseIfStopping, resolveRuntime, watchSignals } from './runtime.ts';
+import { resolveRuntime } from './runtime.ts';
 
 export const SQUID_SUMMARIES: Record<SquidFlavour, string> = {
   default: "squid 5, Debian's stock policy (CONNECT only to port 443)",
@@ -109,7 +110,6 @@ export class SquidProxy implements ProxyUnderTest {
 
   async start(ctx: ProxyContext): Promise<StartedProxy> {
     const t0 = performance.now();
-    watchSignals();
     refuseIfStopping(this.id);
     const runtime = await resolveRuntime(this.opts.runtime ?? 'auto');
     refuseIfStopping(this.id);
