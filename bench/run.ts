@@ -10,7 +10,7 @@
  *  - matrix: wall time of `runMatrix` for the default proxies × flexxagent.
  */
 import tls from 'node:tls';
-import { reportBody } from '../harness/agent/exchange.ts';
+import { reportBody } from '../harness/agent/bodies.ts';
 import { TunnelHttpClient } from '../harness/agent/http.ts';
 import { openTunnel, startTls } from '../harness/agent/tunnel.ts';
 import { labAddress } from '../harness/lab/addresses.ts';

@@ -14,10 +14,13 @@ import type { Outcome } from './model.ts';
 export const SCENARIOS_DIR = fileURLToPath(new URL('../scenarios/', import.meta.url));
 
 export interface CatalogEndpoint {
+  /** May hold `{name}` placeholders: catalog parameters (see resolveHost). */
   host: string;
   port: number;
   transport: 'https' | 'http' | 'tls' | 'tcp' | 'mqtts' | 'udp';
   purpose: string;
+  /** URL paths the seed names for this host (path-bearing URLs). */
+  paths?: string[];
   products?: string[];
   region?: string;
   mustNotInspect: boolean;
@@ -27,9 +30,17 @@ export interface CatalogEndpoint {
   source: string[];
 }
 
+/** A host part the seeds leave to the customer (`{name}` in hosts); `lab` is its lab value. */
+export interface CatalogParameter {
+  description: string;
+  lab: string;
+  source: string[];
+}
+
 export interface Catalog {
   id: string;
   vendor: string;
+  parameters?: Record<string, CatalogParameter>;
   endpoints: CatalogEndpoint[];
 }
 
@@ -40,13 +51,51 @@ export interface ProfileRequest {
   bytes?: number;
 }
 
+export const EXCHANGE_KINDS = [
+  'https',
+  'http-forward',
+  'websocket',
+  'mqtt-ws',
+  'amqp-ws',
+  'mqtt',
+  'tls-stream',
+  'tcp-stream',
+  'cira',
+] as const;
+export type ExchangeKindId = (typeof EXCHANGE_KINDS)[number];
+
+/** A long-lived exchange. Durations are real seconds; the runner multiplies them by --time-scale. */
+export interface SessionSpec {
+  seconds?: number;
+  keepaliveSeconds?: number;
+  intervalSeconds?: number;
+  bursts?: number;
+  burstBytes?: number;
+  uploadEverySeconds?: number;
+  uploadBytes?: number[];
+}
+
 export interface ProfileExchange {
+  /** What the agent speaks to this endpoint (default https). */
+  kind?: ExchangeKindId;
   catalog: string;
   host: string;
   port: number;
+  /** Label when one endpoint has several exchanges. */
+  name?: string;
   userAgent?: string;
   headers?: Array<[string, string]>;
-  requests: ProfileRequest[];
+  requests?: ProfileRequest[];
+  /** WebSocket path (websocket, mqtt-ws, amqp-ws). */
+  path?: string;
+  session?: SessionSpec;
+  messages?: number;
+  messageBytes?: number;
+  failover?: { port: number };
+  clientCert?: boolean;
+  strictConnect?: boolean;
+  fallbackDirect?: boolean;
+  instances?: number;
 }
 
 export interface Profile {
@@ -114,26 +163,129 @@ export interface ScenarioSet {
   expectations: Map<string, Expectations>;
   /** The value that replaces `{tenant}` in catalog hosts. */
   tenant: string;
+  /** Host parameter values given by the user (`{name}` → value); they win over lab defaults. */
+  params: Record<string, string>;
+  /** Every host parameter the catalogs declare, by name, with its lab default. */
+  parameters: Map<string, CatalogParameter & { catalog: string }>;
 }
 
 export const DEFAULT_LAB_TENANT = 'lab01';
 
-export function loadScenarios(opts: { dir?: string; tenant?: string } = {}): ScenarioSet {
+export function loadScenarios(
+  opts: { dir?: string; tenant?: string; params?: Record<string, string> } = {},
+): ScenarioSet {
   const dir = opts.dir ?? SCENARIOS_DIR;
+  const catalogs = loadDir<Catalog>('catalogs', 'catalog', dir);
+  const parameters = checkCatalogs(catalogs);
   const set: ScenarioSet = {
-    catalogs: new Map(loadDir<Catalog>('catalogs', 'catalog', dir).map((c) => [c.id, c])),
+    catalogs: new Map(catalogs.map((c) => [c.id, c])),
     profiles: new Map(loadDir<Profile>('profiles', 'profile', dir).map((p) => [p.id, p])),
     expectations: new Map(
       loadDir<Expectations>('expectations', 'expectations', dir).map((e) => [e.proxy, e]),
     ),
     tenant: opts.tenant ?? DEFAULT_LAB_TENANT,
+    params: checkParams(opts.params ?? {}, parameters),
+    parameters,
   };
   checkReferences(set);
   return set;
 }
 
-export function resolveHost(template: string, tenant: string): string {
-  return template.replace(/\{tenant\}/g, tenant);
+/** `{name}` in a host: lowercase words joined by dashes. */
+const PLACEHOLDER = /\{([^{}]*)\}/g;
+const PARAMETER_NAME = /^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$/;
+const HOST_VALUE = /^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/;
+
+/** The placeholder names in a host template, each once, in order. */
+export function placeholders(template: string): string[] {
+  return [...new Set([...template.matchAll(PLACEHOLDER)].map((m) => m[1] ?? ''))];
+}
+
+/** Where resolveHost finds values; a bare string is the tenant alone (older callers). */
+export type HostValues =
+  | string
+  | {
+      tenant?: string;
+      params?: Readonly<Record<string, string | undefined>>;
+      parameters?: ReadonlyMap<string, { lab: string }>;
+    };
+
+/**
+ * Replaces every `{name}` in a catalog host with, in order: the user's value (`params`), the tenant
+ * for `{tenant}`, the lab default the catalog declares. Pass the ScenarioSet. A placeholder with no
+ * value is a UsageError naming it.
+ */
+export function resolveHost(template: string, values: HostValues): string {
+  const v = typeof values === 'string' ? { tenant: values } : values;
+  return template.replace(PLACEHOLDER, (_, name: string) => {
+    const value =
+      v.params?.[name] || (name === 'tenant' ? v.tenant : undefined) || v.parameters?.get(name)?.lab;
+    if (!value) {
+      const known = ['tenant', ...(v.parameters?.keys() ?? [])].filter((n, i, a) => a.indexOf(n) === i);
+      throw new UsageError(
+        `host "${template}": unknown parameter {${name}} (known: ${known.map((n) => `{${n}}`).join(', ')})`,
+      );
+    }
+    return value;
+  });
+}
+
+/**
+ * The placeholders of `template` the user gave no value for (live mode skips such rows: a lab
+ * default means nothing on the internet). `tenant` counts only when it is in `explicitParams`.
+ */
+export function missingParams(
+  template: string,
+  explicitParams: Readonly<Record<string, string | undefined>>,
+): string[] {
+  return placeholders(template).filter((name) => !explicitParams[name]);
+}
+
+/** Each row at most once per (host, port, TCP or UDP); hosts use only `{tenant}` or declared parameters. */
+function checkCatalogs(catalogs: Catalog[]): Map<string, CatalogParameter & { catalog: string }> {
+  const parameters = new Map<string, CatalogParameter & { catalog: string }>();
+  for (const c of catalogs) {
+    for (const [name, p] of Object.entries(c.parameters ?? {})) {
+      const seen = parameters.get(name);
+      if (seen && seen.lab !== p.lab) {
+        throw new UsageError(
+          `catalog ${c.id}: parameter {${name}} has lab value "${p.lab}", catalog ${seen.catalog} says "${seen.lab}"`,
+        );
+      }
+      if (!seen) parameters.set(name, { ...p, catalog: c.id });
+    }
+  }
+  for (const c of catalogs) {
+    const rows = new Set<string>();
+    for (const e of c.endpoints) {
+      for (const name of placeholders(e.host)) {
+        if (name !== 'tenant' && !c.parameters?.[name]) {
+          throw new UsageError(`catalog ${c.id}: host "${e.host}" uses {${name}}, not in its parameters`);
+        }
+      }
+      const key = `${e.host}:${e.port}/${e.transport === 'udp' ? 'udp' : 'tcp'}`;
+      if (rows.has(key)) throw new UsageError(`catalog ${c.id}: ${key} is listed twice`);
+      rows.add(key);
+    }
+  }
+  return parameters;
+}
+
+function checkParams(
+  params: Record<string, string>,
+  parameters: Map<string, CatalogParameter & { catalog: string }>,
+): Record<string, string> {
+  for (const [name, value] of Object.entries(params)) {
+    if (name !== 'tenant' && !parameters.has(name)) {
+      throw new UsageError(
+        `unknown host parameter "${name}" (known: ${['tenant', ...parameters.keys()].join(', ')})`,
+      );
+    }
+    if (!PARAMETER_NAME.test(name) || !HOST_VALUE.test(value)) {
+      throw new UsageError(`host parameter ${name}="${value}": not a host name or host name part`);
+    }
+  }
+  return { ...params };
 }
 
 /** Every profile exchange must name a catalog row: nothing is replayed that no seed names. */
@@ -145,12 +297,19 @@ function checkReferences(set: ScenarioSet): void {
       if (!cat.endpoints.some((e) => e.host === x.host && e.port === x.port)) {
         throw new UsageError(`profile ${p.id}: ${x.host}:${x.port} is not in catalog ${x.catalog}`);
       }
+      const fo = x.failover?.port;
+      if (fo !== undefined && !cat.endpoints.some((e) => e.host === x.host && e.port === fo)) {
+        throw new UsageError(`profile ${p.id}: failover ${x.host}:${fo} is not in catalog ${x.catalog}`);
+      }
     }
   }
 }
 
 export function catalogRow(set: ScenarioSet, x: ProfileExchange): CatalogEndpoint {
-  const row = set.catalogs.get(x.catalog)?.endpoints.find((e) => e.host === x.host && e.port === x.port);
+  // A profile exchange is TCP: a UDP row on the same host and port (Kaspersky 13000) is another row.
+  const row = set.catalogs
+    .get(x.catalog)
+    ?.endpoints.find((e) => e.host === x.host && e.port === x.port && e.transport !== 'udp');
   if (!row) throw new UsageError(`${x.host}:${x.port} is not in catalog ${x.catalog}`);
   return row;
 }

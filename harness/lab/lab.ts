@@ -7,27 +7,36 @@
  *    received (base64) and the SHA-256 of the body, as JSON.
  *  - `/sink`: reads the body and answers its byte count and SHA-256.
  *  - `/source?bytes=N`: sends N deterministic bytes, their SHA-256 in `x-proxycheck-sha256`.
- *  - `/ws`: a WebSocket echo (ws).
+ *  - WebSocket upgrades by path, answered by the lab services (services/: `/ws` echo, MQTT,
+ *    AMQP, ...).
+ *
+ * `tls` and `tcp` origins speak a raw stream service instead (services/: `echo`, `apf`, `mqtt`),
+ * chosen per port. Plain `http` origins capture the raw request head too: the socket is handed
+ * to Node's parser through a wrapper, so the tap sees the bytes before the parser does.
  */
 import { createCipheriv, createHash, randomBytes } from 'node:crypto';
 import type { LookupAddress, LookupAllOptions, LookupOneOptions } from 'node:dns';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
-import { isIP, type Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
-import { WebSocketServer } from 'ws';
+import net, { isIP, type Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import tls, { type TLSSocket } from 'node:tls';
 import { errorMessage, SetupError } from '../errors.ts';
 import { DEFAULT_LAB_NET, labAddress } from './addresses.ts';
 import { HeadTap } from './headtap.ts';
 import type { LabPki } from './pki.ts';
+import { LAB_SERVICES } from './services/index.ts';
+import type { LabService, StreamInfo } from './services/types.ts';
 
-export type OriginTransport = 'https' | 'http';
+export type OriginTransport = 'https' | 'http' | 'tls' | 'tcp';
 
 export interface LabPortSpec {
   port: number;
   transport: OriginTransport;
   /** Require a client certificate issued by the lab device CA (mutual TLS). */
   mtls?: boolean;
+  /** The stream service of a `tls` or `tcp` origin (default `echo`). */
+  service?: string;
 }
 
 export interface LabHostSpec {
@@ -83,9 +92,10 @@ export class Lab {
   /** Random per lab instance; sent in every answer as `x-proxycheck-lab`. */
   readonly id = randomBytes(8).toString('hex');
   private readonly addresses = new Map<string, string>();
-  private readonly servers: Array<http.Server | https.Server> = [];
-  private readonly wss = new WebSocketServer({ noServer: true });
-  private readonly taps = new WeakMap<Socket, HeadTap>();
+  private readonly servers: Array<net.Server> = [];
+  private readonly streams = new Set<Duplex>();
+  private readonly services: LabService[];
+  private readonly taps = new WeakMap<object, HeadTap>();
   readonly listening: Array<{ host: string; address: string; port: number; transport: OriginTransport }> = [];
 
   private constructor(
@@ -94,10 +104,7 @@ export class Lab {
     net: number,
   ) {
     this.net = net;
-    this.wss.on('connection', (ws) => {
-      ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
-      ws.on('error', () => ws.terminate());
-    });
+    this.services = LAB_SERVICES.map((f) => f(this));
   }
 
   static async start(opts: { pki: LabPki; hosts: LabHostSpec[]; net?: number }): Promise<Lab> {
@@ -164,40 +171,63 @@ export class Lab {
   private async listen(host: string, spec: LabPortSpec): Promise<void> {
     const address = this.addressOf(host);
     if (!address) throw new SetupError(`no lab address for ${host}`);
-    const handler = (req: IncomingMessage, res: ServerResponse) => {
-      res.setHeader(LAB_ID_HEADER, this.id);
-      this.handle(req, res);
-    };
-    let server: http.Server | https.Server;
-    if (spec.transport === 'https') {
-      const leaf = this.pki.labRoot.issueLeaf([host]);
-      server = https.createServer(
-        {
-          cert: leaf.certPem,
-          key: leaf.keyPem,
-          ...(spec.mtls
-            ? { requestCert: true, rejectUnauthorized: true, ca: this.pki.deviceCa.cert.certPem }
-            : {}),
-        },
-        handler,
-      );
-      server.on('secureConnection', (socket: TLSSocket) => this.tap(socket));
-      server.on('tlsClientError', () => {
-        // a client (or an intercepting proxy) that refuses our certificate: nothing to do
-      });
-    } else {
-      // Plain HTTP: read the raw head before Node's parser takes the socket over.
-      server = http.createServer(handler);
-    }
-    server.keepAliveTimeout = 30_000;
-    server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-      if ((req.url ?? '').startsWith('/ws')) {
-        this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit('connection', ws, req));
+    const info: StreamInfo = { host, port: spec.port, labId: this.id };
+    const mtls = spec.mtls
+      ? { requestCert: true, rejectUnauthorized: true, ca: this.pki.deviceCa.cert.certPem }
+      : {};
+    let server: net.Server;
+    if (spec.transport === 'tls' || spec.transport === 'tcp') {
+      const service = this.services.find((s) => s.name === (spec.service ?? 'echo'));
+      if (!service?.stream)
+        throw new SetupError(`lab origin ${host}:${spec.port}: no stream service "${spec.service}"`);
+      const serve = (socket: Socket) => {
+        this.track(socket);
+        const cn = (socket as TLSSocket).encrypted
+          ? (socket as TLSSocket).getPeerCertificate?.()?.subject?.CN
+          : undefined;
+        service.stream?.(socket, { ...info, ...(cn ? { clientCertCN: String(cn) } : {}) });
+      };
+      if (spec.transport === 'tls') {
+        const leaf = this.pki.labRoot.issueLeaf([host]);
+        server = tls.createServer({ cert: leaf.certPem, key: leaf.keyPem, ...mtls }, serve);
+        server.on('tlsClientError', () => {});
       } else {
-        socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+        server = net.createServer(serve);
       }
-    });
-    server.on('clientError', (_err, socket) => socket.destroy());
+    } else {
+      const handler = (req: IncomingMessage, res: ServerResponse) => {
+        res.setHeader(LAB_ID_HEADER, this.id);
+        this.handle(req, res);
+      };
+      let httpServer: http.Server | https.Server;
+      if (spec.transport === 'https') {
+        const leaf = this.pki.labRoot.issueLeaf([host]);
+        httpServer = https.createServer({ cert: leaf.certPem, key: leaf.keyPem, ...mtls }, handler);
+        httpServer.on('secureConnection', (socket: TLSSocket) => this.tap(socket));
+        httpServer.on('tlsClientError', () => {
+          // a client (or an intercepting proxy) that refuses our certificate: nothing to do
+        });
+        server = httpServer;
+      } else {
+        // Plain HTTP: Node's parser would read the socket's handle directly and the tap would see
+        // nothing, so the parser gets a wrapper stream fed by a tap that sees every byte first.
+        httpServer = http.createServer(handler);
+        server = net.createServer((socket) => {
+          this.track(socket);
+          httpServer.emit('connection', this.tappedStream(socket));
+        });
+      }
+      httpServer.keepAliveTimeout = 30_000;
+      httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        const path = req.url ?? '';
+        const service = this.services.find((s) => s.upgradePaths?.some((p) => path.startsWith(p)));
+        if (service?.upgrade) {
+          this.track(socket);
+          service.upgrade(req, socket, head, info);
+        } else socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+      });
+      httpServer.on('clientError', (_err, socket) => socket.destroy());
+    }
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         const hint =
@@ -216,6 +246,48 @@ export class Lab {
     });
     this.servers.push(server);
     this.listening.push({ host, address, port: spec.port, transport: spec.transport });
+  }
+
+  private track(socket: Duplex): void {
+    this.streams.add(socket);
+    socket.once('close', () => this.streams.delete(socket));
+  }
+
+  /** A Duplex over `socket` whose bytes pass through a head tap before Node's HTTP parser. */
+  private tappedStream(socket: Socket): Duplex {
+    const tap = new HeadTap();
+    const wrapper = new Duplex({
+      read: () => socket.resume(),
+      write: (chunk, enc, cb) => socket.write(chunk, enc, cb),
+      final: (cb) => socket.end(cb),
+      destroy: (err, cb) => {
+        socket.destroy();
+        cb(err);
+      },
+    });
+    const w = wrapper as Duplex & Record<string, unknown>;
+    w.remoteAddress = socket.remoteAddress;
+    w.remotePort = socket.remotePort;
+    w.localAddress = socket.localAddress;
+    w.localPort = socket.localPort;
+    w.setTimeout = (ms: number, cb?: () => void) => {
+      socket.setTimeout(ms);
+      if (cb) wrapper.once('timeout', cb);
+      return wrapper;
+    };
+    w.setNoDelay = () => wrapper;
+    w.setKeepAlive = () => wrapper;
+    w.address = () => socket.address();
+    socket.on('timeout', () => wrapper.emit('timeout'));
+    socket.on('data', (chunk: Buffer) => {
+      tap.feed(chunk);
+      if (!wrapper.push(chunk)) socket.pause();
+    });
+    socket.on('end', () => wrapper.push(null));
+    socket.on('close', () => wrapper.destroy());
+    socket.on('error', (err) => wrapper.destroy(err));
+    this.taps.set(wrapper, tap);
+    return wrapper;
   }
 
   private tap(socket: Socket): void {
@@ -276,18 +348,18 @@ export class Lab {
   }
 
   async stop(): Promise<void> {
-    for (const ws of this.wss.clients) ws.terminate();
-    await Promise.all(
-      this.servers.map(
+    for (const s of this.streams) s.destroy();
+    await Promise.all([
+      ...this.servers.map(
         (s) =>
           new Promise<void>((resolve) => {
             s.close(() => resolve());
-            s.closeAllConnections();
+            (s as http.Server).closeAllConnections?.();
           }),
       ),
-    );
+      ...this.services.map((s) => s.close().catch(() => {})),
+    ]);
     this.servers.length = 0;
-    this.wss.close();
   }
 }
 

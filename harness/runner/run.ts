@@ -3,10 +3,11 @@
  * checks, each result compared with its expectation.
  */
 import { createRequire } from 'node:module';
-import { runExchange } from '../agent/exchange.ts';
-import { CHECK_ORDER, checkDefinition, type Verdict } from '../checks/definitions.ts';
+import { kindOf } from '../agent/kinds/index.ts';
+import type { KindVerdict, Timeouts } from '../agent/kinds/types.ts';
+import { checkDefinition, type Verdict } from '../checks/definitions.ts';
 import { errorMessage, SetupError, UsageError } from '../errors.ts';
-import { Lab, type LabHostSpec } from '../lab/lab.ts';
+import { Lab, type LabHostSpec, type LabPortSpec } from '../lab/lab.ts';
 import { createLabPki } from '../lab/pki.ts';
 import { RunDir } from '../lab/rundir.ts';
 import { onCleanup, refuseIfStopping } from '../lifecycle.ts';
@@ -25,12 +26,10 @@ import {
 const require = createRequire(import.meta.url);
 export const VERSION: string = require('../../package.json').version;
 
-export interface Timeouts {
-  connectMs: number;
-  answerMs: number;
-  tlsMs: number;
-  requestMs: number;
-}
+export type { Timeouts };
+
+/** Default --time-scale: profile durations (15 s samples, 30 s keep-alives, ...) run 100× faster. */
+export const DEFAULT_TIME_SCALE = 0.01;
 
 export const DEFAULT_TIMEOUTS: Timeouts = {
   connectMs: 5_000,
@@ -51,6 +50,10 @@ export interface RunOptions {
   /** More PEM CAs in the agents' trust store (a customer's own inspection CA, for `validate`). */
   extraTrust?: string[];
   timeouts?: Partial<Timeouts>;
+  /** Multiplies every duration in the profiles (1 = real time; default DEFAULT_TIME_SCALE). */
+  timeScale?: number;
+  /** Long-lived tunnels must survive this many real seconds (validate --idle-seconds). */
+  idleSeconds?: number;
   scenarios?: ScenarioSet;
   onResult?: (r: CheckResult) => void;
 }
@@ -65,21 +68,72 @@ export function selectProfiles(set: ScenarioSet, ids: string[]): Profile[] {
   });
 }
 
-/** The lab hosts (with their ports) that the selected profiles talk to. */
+/** The lab hosts (with their ports and what each serves) that the selected profiles talk to. */
 export function labHostsFor(set: ScenarioSet, profiles: Profile[]): LabHostSpec[] {
   const hosts = new Map<string, LabHostSpec>();
   for (const p of profiles) {
     for (const x of p.exchanges) {
       const row = catalogRow(set, x);
-      const host = resolveHost(x.host, set.tenant);
+      const host = resolveHost(x.host, set);
       const spec = hosts.get(host) ?? { host, ports: [] };
-      if (!spec.ports.some((q) => q.port === x.port)) {
-        spec.ports.push({ port: x.port, transport: row.transport === 'http' ? 'http' : 'https' });
+      for (const want of kindOf(x).lab(x, row)) {
+        const have = spec.ports.find((q) => q.port === want.port);
+        if (!have) spec.ports.push(want);
+        else if (
+          have.transport !== want.transport ||
+          have.service !== want.service ||
+          !!have.mtls !== !!want.mtls
+        ) {
+          throw new UsageError(
+            `profile ${p.id}: ${host}:${want.port} is served as ${describePort(have)} for another exchange and cannot also be ${describePort(want)}`,
+          );
+        }
       }
       hosts.set(host, spec);
     }
   }
   return [...hosts.values()];
+}
+
+function describePort(p: LabPortSpec): string {
+  return `${p.transport}${p.service ? `/${p.service}` : ''}${p.mtls ? '+mtls' : ''}`;
+}
+
+/** The endpoint key of an exchange in results: `host:port`, or `host:port#name` for named variants. */
+export function endpointOf(host: string, port: number, name?: string): string {
+  return `${host}:${port}${name ? `#${name}` : ''}`;
+}
+
+const SEVERITY: Record<string, number> = {
+  pass: 0,
+  skip: 1,
+  warn: 2,
+  dependency_fail: 3,
+  fail: 4,
+  setup_fail: 5,
+  harness_fail: 6,
+};
+
+/**
+ * `instances` copies of one exchange ran at once (one Analyzer per user session): per check, the
+ * worst verdict stands, with how many instances agreed.
+ */
+export function mergeInstances(runs: Array<Map<string, KindVerdict>>): Map<string, KindVerdict> {
+  if (runs.length === 1) return runs[0] ?? new Map();
+  const out = new Map<string, KindVerdict>();
+  const checks = new Set(runs.flatMap((r) => [...r.keys()]));
+  for (const c of checks) {
+    const vs = runs.map((r) => r.get(c)).filter((v): v is KindVerdict => !!v);
+    const worst = vs.reduce((a, b) => ((SEVERITY[b.outcome] ?? 0) > (SEVERITY[a.outcome] ?? 0) ? b : a));
+    const same = vs.filter((v) => v.outcome === worst.outcome).length;
+    out.set(c, {
+      ...worst,
+      message: `${same} of ${runs.length} instances: ${worst.message}`,
+      evidence: { ...worst.evidence, instances: vs.map((v) => ({ outcome: v.outcome, message: v.message })) },
+      durationMs: Math.max(...vs.map((v) => v.durationMs)),
+    });
+  }
+  return out;
 }
 
 export async function runMatrix(opts: RunOptions): Promise<RunReport> {
@@ -90,6 +144,9 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
     typeof p === 'string' ? proxyById(p, { runtime: opts.runtime ?? 'auto' }) : p,
   );
   const timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+  const timeScale = opts.timeScale ?? DEFAULT_TIME_SCALE;
+  if (!(timeScale > 0) || !Number.isFinite(timeScale))
+    throw new UsageError(`time scale must be a positive number, not ${timeScale}`);
   const results: CheckResult[] = [];
   const proxies: ProxyInfo[] = [];
 
@@ -136,12 +193,15 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
       try {
         for (const profile of profiles) {
           for (const x of profile.exchanges) {
-            const host = resolveHost(x.host, set.tenant);
+            const host = resolveHost(x.host, set);
             const row = catalogRow(set, x);
-            let verdicts: Map<string, Verdict>;
+            const kind = kindOf(x);
+            const checks = kind.checks(x);
+            const endpoint = endpointOf(host, x.port, x.name);
+            let verdicts: Map<string, KindVerdict>;
             if (!started) {
               verdicts = new Map(
-                CHECK_ORDER.map((c) => [
+                checks.map((c) => [
                   c,
                   {
                     outcome: 'setup_fail',
@@ -154,7 +214,9 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
             } else {
               try {
                 const leaf = lab.pki.labRoot.issueLeaf([host]);
-                verdicts = await runExchange({
+                const device = lab.pki.deviceCa.issueLeaf([`device.${host}`], { clientAuth: true });
+                const startedLab = lab;
+                const ctx = {
                   proxy: {
                     host: started.host,
                     port: started.port,
@@ -163,19 +225,27 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
                   host,
                   port: x.port,
                   row,
+                  rowFor: (port: number) => catalogRow(set, { ...x, port }),
                   exchange: x,
                   trust: [
                     lab.pki.labRoot.cert.certPem,
                     ...(opts.trustCorporateCa ? [lab.pki.corporate.cert.certPem] : []),
+                    ...(opts.extraTrust ?? []),
                   ],
                   originIssuerCN: lab.pki.labRoot.commonName,
                   originPins: [leaf.spkiSha256],
+                  clientCert: { certPem: device.certPem, keyPem: device.keyPem, subjectCN: `device.${host}` },
                   timeouts,
-                });
+                  timeScale,
+                  ...(opts.idleSeconds !== undefined ? { idleSeconds: opts.idleSeconds } : {}),
+                  directAddress: (h: string) => startedLab.addressOf(h),
+                };
+                const n = x.instances ?? 1;
+                verdicts = mergeInstances(await Promise.all(Array.from({ length: n }, () => kind.run(ctx))));
               } catch (err) {
                 const message = `harness error: ${errorMessage(err)}`;
                 verdicts = new Map(
-                  CHECK_ORDER.map((c) => [
+                  checks.map((c) => [
                     c,
                     {
                       outcome: 'harness_fail',
@@ -187,12 +257,18 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
                 );
               }
             }
-            for (const check of CHECK_ORDER) {
-              const v = verdicts.get(check);
-              if (!v) continue;
-              const r = toResult(set, adapter.id, profile.id, `${host}:${x.port}`, check, v, {
-                host,
-                port: x.port,
+            for (const check of checks) {
+              const v = verdicts.get(check) ?? {
+                outcome: 'harness_fail' as const,
+                message: `harness error: the ${kind.id} exchange reported no verdict for ${check}`,
+                evidence: {},
+                durationMs: 0,
+              };
+              const at = v.endpoint ?? endpoint;
+              const [h, p] = splitEndpoint(at);
+              const r = toResult(set, adapter.id, profile.id, at, check, v, {
+                host: h,
+                port: p,
                 proxyId: adapter.id,
               });
               results.push(r);
@@ -249,4 +325,10 @@ function toResult(
     remediation: needsRemedy ? (v.remediation ?? def.remediation(ctx, v)) : '',
     durationMs: v.durationMs,
   };
+}
+
+function splitEndpoint(endpoint: string): [string, number] {
+  const bare = endpoint.split('#')[0] ?? endpoint;
+  const i = bare.lastIndexOf(':');
+  return [bare.slice(0, i), Number(bare.slice(i + 1))];
 }

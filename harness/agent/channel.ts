@@ -1,0 +1,259 @@
+/**
+ * The part every tunnelled exchange shares: CONNECT through the proxy (check `connect`, and
+ * `connect-response` for strict clients), then, for TLS endpoints, the handshake judged by the
+ * agent (checks `tls-interception` and `pinning`). Kinds build their protocol on the socket this
+ * returns; when it returns no socket, the verdicts already say why and the dependents are marked.
+ */
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Verdict } from '../checks/definitions.ts';
+import { fillNotRun, type KindContext, type KindVerdicts, notApplicable, since } from './kinds/types.ts';
+import { type ChainCert, type ConnectAnswer, openTunnel, startTls, type TunnelResult } from './tunnel.ts';
+
+export interface ChannelOptions {
+  /** Checks after the channel that cannot run without it (marked dependency_fail on failure). */
+  dependents: string[];
+  /** Speak TLS inside the tunnel (default true). */
+  tls?: boolean;
+  /** Judge the CONNECT answer strictly (check `connect-response`). */
+  strictConnect?: boolean;
+  /** Present the device certificate (mutual TLS). */
+  clientCert?: boolean;
+  /** The agent pins the origin key (default: the row is pinned or must not be inspected). */
+  pin?: boolean;
+  /** Report `pinning` (default true for TLS channels). */
+  reportPinning?: boolean;
+  alpn?: string[];
+  /** Connect to this port instead of ctx.port (failover). */
+  port?: number;
+  /** Record verdicts under this endpoint (host:port) instead of the exchange's. */
+  endpoint?: string;
+}
+
+export interface Channel {
+  socket: Socket | TLSSocket;
+  tunnel: Extract<TunnelResult, { ok: true }>;
+  /** Present for TLS channels. */
+  leaf?: ChainCert;
+  intercepted?: boolean;
+  tlsEvidence?: Record<string, unknown>;
+}
+
+function answerEvidence(answer: ConnectAnswer | undefined): Record<string, unknown> {
+  return answer
+    ? {
+        statusLine: answer.statusLine,
+        statusCode: answer.statusCode,
+        answerHead: answer.raw.toString('latin1'),
+        gluedBytes: answer.extra.length,
+      }
+    : {};
+}
+
+/**
+ * What strict CONNECT clients (Intel AMT firmware doing CIRA) accept: exactly `HTTP/1.1 200`, no
+ * header lines, no body, and nothing glued after the blank line before the client speaks.
+ */
+export function judgeConnectAnswer(answer: ConnectAnswer): { problems: string[] } {
+  const problems: string[] = [];
+  if (answer.httpVersion !== '1.1') problems.push(`answered HTTP/${answer.httpVersion}, not HTTP/1.1`);
+  if (answer.statusCode !== 200) problems.push(`status ${answer.statusCode}, not 200`);
+  if (answer.headers.length) {
+    problems.push(
+      `${answer.headers.length} header line(s) after the status line: ${answer.headers.map(([k, v]) => `${k}: ${v}`).join(' | ')}`,
+    );
+  }
+  const bodyHeader = answer.headers.find(([k]) => /^(content-length|transfer-encoding)$/i.test(k));
+  if (bodyHeader && !(bodyHeader[0].toLowerCase() === 'content-length' && bodyHeader[1].trim() === '0')) {
+    problems.push(`announces a body (${bodyHeader[0]}: ${bodyHeader[1]})`);
+  }
+  if (answer.extra.length) {
+    problems.push(`${answer.extra.length} byte(s) glued to the answer before the client spoke`);
+  }
+  return { problems };
+}
+
+export async function openChannel(
+  ctx: KindContext,
+  out: KindVerdicts,
+  opts: ChannelOptions,
+): Promise<Channel | undefined> {
+  const port = opts.port ?? ctx.port;
+  const target = `${ctx.host}:${port}`;
+  const at = opts.endpoint ? { endpoint: opts.endpoint } : {};
+  const set = (check: string, v: Verdict) => out.set(check, { ...v, ...at });
+  const useTls = opts.tls ?? true;
+  const later = [
+    ...(opts.strictConnect ? ['connect-response'] : []),
+    ...(useTls ? ['tls-interception', ...(opts.reportPinning === false ? [] : ['pinning'])] : []),
+    ...opts.dependents,
+  ];
+
+  let t0 = performance.now();
+  const tunnel = await openTunnel({
+    proxy: ctx.proxy,
+    target: { host: ctx.host, port },
+    connectTimeoutMs: ctx.timeouts.connectMs,
+    answerTimeoutMs: ctx.timeouts.answerMs,
+    ...(ctx.exchange.userAgent ? { userAgent: ctx.exchange.userAgent } : {}),
+  });
+  const common = { request: tunnel.requestHead, timings: tunnel.timings };
+  if (!tunnel.ok) {
+    set('connect', {
+      outcome: 'fail',
+      message: tunnel.answer
+        ? `CONNECT ${target} answered "${tunnel.answer.statusLine}", not 200`
+        : `CONNECT ${target} failed: ${tunnel.error}`,
+      evidence: {
+        ...common,
+        ...answerEvidence(tunnel.answer),
+        ...(tunnel.errorCode ? { errorCode: tunnel.errorCode } : {}),
+      },
+      durationMs: since(t0),
+    });
+    for (const c of later)
+      if (!out.has(c)) set(c, notRunVerdict('the CONNECT tunnel was not established', 'connect'));
+    return undefined;
+  }
+  set('connect', {
+    outcome: 'pass',
+    message: `CONNECT ${target} answered "${tunnel.answer.statusLine}"`,
+    evidence: { ...common, ...answerEvidence(tunnel.answer) },
+    durationMs: since(t0),
+  });
+
+  if (opts.strictConnect) {
+    const { problems } = judgeConnectAnswer(tunnel.answer);
+    set(
+      'connect-response',
+      problems.length
+        ? {
+            outcome: 'fail',
+            message: `a strict CONNECT client rejects this answer: ${problems.join('; ')}`,
+            evidence: {
+              answerHead: tunnel.answer.raw.toString('latin1'),
+              problems,
+              gluedBytes: tunnel.answer.extra.length,
+            },
+            durationMs: 0,
+          }
+        : {
+            outcome: 'pass',
+            message: `clean "${tunnel.answer.statusLine}" with no header lines, body or glued bytes`,
+            evidence: { answerHead: tunnel.answer.raw.toString('latin1') },
+            durationMs: 0,
+          },
+    );
+  }
+
+  if (!useTls) return { socket: tunnel.socket, tunnel };
+
+  t0 = performance.now();
+  const pinned = opts.pin ?? (ctx.row.pinned || ctx.row.mustNotInspect);
+  const tls = await startTls(tunnel.socket, {
+    servername: ctx.host,
+    ca: ctx.trust,
+    ...(pinned ? { pins: ctx.originPins } : {}),
+    ...(opts.clientCert ? { cert: ctx.clientCert.certPem, key: ctx.clientCert.keyPem } : {}),
+    ...(opts.alpn ? { alpn: opts.alpn } : {}),
+    timeoutMs: ctx.timeouts.tlsMs,
+  });
+  const tlsMs = since(t0);
+  const leaf = tls.chain[0];
+  const tlsEvidence = {
+    handshakeMs: tls.handshakeMs,
+    chain: tls.chain.map((c) => ({ subject: c.subjectCN, issuer: c.issuerCN, spkiSha256: c.spkiSha256 })),
+    authorized: tls.authorized,
+    ...(tls.authorizationError ? { authorizationError: tls.authorizationError } : {}),
+  };
+  const reportPinning = opts.reportPinning !== false;
+  if (!leaf) {
+    const msg = tls.error ?? 'no certificate presented';
+    set('tls-interception', {
+      outcome: 'fail',
+      message: `TLS through the tunnel failed: ${msg}`,
+      evidence: tlsEvidence,
+      durationMs: tlsMs,
+    });
+    if (reportPinning) {
+      set(
+        'pinning',
+        pinned
+          ? {
+              outcome: 'fail',
+              message: `pinned TLS session failed: ${msg}`,
+              evidence: tlsEvidence,
+              durationMs: 0,
+            }
+          : notApplicable('the agent does not pin this endpoint'),
+      );
+    }
+    for (const c of opts.dependents)
+      if (!out.has(c)) set(c, notRunVerdict('no TLS session', 'tls-interception'));
+    return undefined;
+  }
+  const intercepted = leaf.issuerCN !== ctx.originIssuerCN || !ctx.originPins.includes(leaf.spkiSha256);
+  if (!intercepted) {
+    set('tls-interception', {
+      outcome: 'pass',
+      message: `certificate for ${ctx.host} issued by "${leaf.issuerCN}", the origin's own`,
+      evidence: tlsEvidence,
+      durationMs: tlsMs,
+    });
+  } else {
+    const what = `TLS intercepted: certificate for ${ctx.host} re-signed by "${leaf.issuerCN}", not "${ctx.originIssuerCN}"`;
+    set('tls-interception', {
+      outcome: ctx.row.mustNotInspect ? 'fail' : 'warn',
+      message: ctx.row.mustNotInspect ? `${what}; the vendor says this host must not be inspected` : what,
+      evidence: {
+        ...tlsEvidence,
+        reSignedBy: leaf.issuer,
+        expectedIssuer: ctx.originIssuerCN,
+        source: ctx.row.source,
+      },
+      durationMs: tlsMs,
+    });
+  }
+  if (reportPinning) {
+    if (!pinned) {
+      set('pinning', notApplicable('the agent does not pin this endpoint'));
+    } else if (tls.pinMatched) {
+      set('pinning', {
+        outcome: 'pass',
+        message: `presented key matches the pin (${leaf.spkiSha256})`,
+        evidence: { expectedSpki: ctx.originPins, presentedSpki: leaf.spkiSha256 },
+        durationMs: 0,
+      });
+    } else {
+      set('pinning', {
+        outcome: 'fail',
+        message: `pinned agent fails closed: expected key ${ctx.originPins[0]}, presented ${leaf.spkiSha256} (issued by "${leaf.issuerCN}")`,
+        evidence: {
+          expectedSpki: ctx.originPins,
+          presentedSpki: leaf.spkiSha256,
+          presentedIssuer: leaf.issuer,
+        },
+        durationMs: 0,
+      });
+    }
+  }
+  if (!tls.socket) {
+    const by = tls.pinMatched === false ? 'pinning' : 'tls-interception';
+    for (const c of opts.dependents) {
+      if (!out.has(c)) set(c, notRunVerdict(`the agent refused the TLS session (${tls.refused})`, by));
+    }
+    return undefined;
+  }
+  return { socket: tls.socket, tunnel, leaf, intercepted, tlsEvidence };
+}
+
+function notRunVerdict(reason: string, dependsOn: string): Verdict {
+  return {
+    outcome: 'dependency_fail',
+    message: `not run: ${reason}`,
+    evidence: { dependsOn },
+    durationMs: 0,
+  };
+}
+
+export { fillNotRun };

@@ -1,0 +1,121 @@
+/**
+ * `https`: HTTP/1.1 requests inside a verified TLS tunnel (FlexxAgent reports, downloads, ipify,
+ * Symantec allow-list). Checks: connect, tls-interception, pinning, payload, headers (the request
+ * head must arrive byte-identical: nothing may touch bytes inside a tunnel).
+ */
+import { errorMessage } from '../../errors.ts';
+import { type EchoReply, sha256 as sha } from '../../lab/lab.ts';
+import { firstDifference, reportBody } from '../bodies.ts';
+import { openChannel } from '../channel.ts';
+import { TunnelHttpClient } from '../http.ts';
+import { type ExchangeKind, type KindContext, type KindVerdicts, notRun, since } from './types.ts';
+
+const CHECKS = ['connect', 'tls-interception', 'pinning', 'payload', 'headers'];
+
+export const httpsKind: ExchangeKind = {
+  id: 'https',
+  checks: () => CHECKS,
+  lab: (x) => [{ port: x.port, transport: 'https' }],
+  run: runHttps,
+};
+
+async function runHttps(ctx: KindContext): Promise<KindVerdicts> {
+  const out: KindVerdicts = new Map();
+  const target = `${ctx.host}:${ctx.port}`;
+  const channel = await openChannel(ctx, out, { dependents: ['payload', 'headers'] });
+  if (!channel) return out;
+  const requests = ctx.exchange.requests ?? [];
+  let t0: number;
+
+  const client = new TunnelHttpClient(channel.socket, `https://${target}`, ctx.timeouts.requestMs);
+  const payloadSteps: Array<Record<string, unknown>> = [];
+  const headerSteps: Array<Record<string, unknown>> = [];
+  let payloadBad: string | undefined;
+  let headersBad: string | undefined;
+  let error: string | undefined;
+  t0 = performance.now();
+  try {
+    for (const req of requests) {
+      const body = req.bytes !== undefined ? reportBody(req.name, req.bytes) : undefined;
+      const headers: Array<[string, string]> = [];
+      if (ctx.exchange.userAgent) headers.push(['User-Agent', ctx.exchange.userAgent]);
+      for (const h of ctx.exchange.headers ?? []) headers.push(h);
+      const res = await client.request({
+        method: req.method,
+        path: req.path,
+        headers,
+        ...(body ? { body } : {}),
+      });
+      const echo = JSON.parse(res.body.toString('utf8')) as EchoReply;
+      const sentSha = body ? sha(body) : sha(Buffer.alloc(0));
+      const declared = String(res.headers['x-proxycheck-sha256'] ?? '');
+      const up = echo.bodySha256 === sentSha;
+      const down = declared === res.bodySha256;
+      payloadSteps.push({
+        request: req.name,
+        bytes: body?.length ?? 0,
+        sentSha256: sentSha,
+        originSha256: echo.bodySha256,
+        responseDeclaredSha256: declared,
+        responseReceivedSha256: res.bodySha256,
+      });
+      if (!payloadBad && !up)
+        payloadBad = `${req.name}: origin received body SHA-256 ${echo.bodySha256.slice(0, 16)}…, not ${sentSha.slice(0, 16)}… (${echo.bodyBytes} of ${body?.length ?? 0} bytes)`;
+      if (!payloadBad && !down)
+        payloadBad = `${req.name}: response body SHA-256 ${res.bodySha256.slice(0, 16)}…, not the ${declared.slice(0, 16)}… the origin sent`;
+      const received = Buffer.from(echo.rawHead, 'base64');
+      const same = received.equals(res.sentHead);
+      headerSteps.push({
+        request: req.name,
+        sent: res.sentHead.toString('latin1'),
+        ...(same ? {} : { received: received.toString('latin1') }),
+      });
+      if (!headersBad && !same)
+        headersBad = `${req.name}: ${firstDifference(res.sentHead.toString('latin1'), received.toString('latin1'))}`;
+    }
+  } catch (err) {
+    error = errorMessage(err);
+  } finally {
+    await client.close();
+  }
+  const ms = since(t0);
+  const n = requests.length;
+  if (error && payloadSteps.length < n) {
+    const msg = `exchange broke after ${payloadSteps.length} of ${n} requests: ${error}`;
+    out.set('payload', { outcome: 'fail', message: msg, evidence: { steps: payloadSteps }, durationMs: ms });
+    out.set(
+      'headers',
+      headersBad
+        ? { outcome: 'fail', message: headersBad, evidence: { steps: headerSteps }, durationMs: ms }
+        : {
+            ...notRun(`the exchange broke (${error})`, 'payload', ms),
+            evidence: { dependsOn: 'payload', steps: headerSteps },
+          },
+    );
+    return out;
+  }
+  const total = payloadSteps.reduce((a, s) => a + Number(s.bytes), 0);
+  out.set(
+    'payload',
+    payloadBad
+      ? { outcome: 'fail', message: payloadBad, evidence: { steps: payloadSteps }, durationMs: ms }
+      : {
+          outcome: 'pass',
+          message: `${n} requests, ${total} body bytes up, every SHA-256 equal in both directions`,
+          evidence: { steps: payloadSteps },
+          durationMs: ms,
+        },
+  );
+  out.set(
+    'headers',
+    headersBad
+      ? { outcome: 'fail', message: headersBad, evidence: { steps: headerSteps }, durationMs: ms }
+      : {
+          outcome: 'pass',
+          message: `${n} request heads arrived byte-identical`,
+          evidence: { steps: headerSteps },
+          durationMs: ms,
+        },
+  );
+  return out;
+}

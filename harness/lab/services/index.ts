@@ -1,0 +1,5 @@
+/** Every lab service; Lab creates each once per lab. One line per protocol module. */
+import { echoService } from './echo.ts';
+import type { LabServiceFactory } from './types.ts';
+
+export const LAB_SERVICES: LabServiceFactory[] = [echoService];
