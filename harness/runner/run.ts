@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { kindOf } from '../agent/kinds/index.ts';
 import type { KindVerdict, Timeouts } from '../agent/kinds/types.ts';
-import { checkDefinition, type Verdict } from '../checks/definitions.ts';
+import { type CheckContext, checkDefinition, type Verdict } from '../checks/definitions.ts';
 import { errorMessage, SetupError, UsageError } from '../errors.ts';
 import { Lab, type LabHostSpec, type LabPortSpec } from '../lab/lab.ts';
 import { createLabPki } from '../lab/pki.ts';
@@ -270,6 +270,7 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
                 host: h,
                 port: p,
                 proxyId: adapter.id,
+                ...(kind.id === 'http-forward' ? { forwarded: true } : {}),
               });
               results.push(r);
               opts.onResult?.(r);
@@ -305,7 +306,7 @@ function toResult(
   endpoint: string,
   check: string,
   v: Verdict,
-  ctx: { host: string; port: number; proxyId: string },
+  ctx: CheckContext,
 ): CheckResult {
   const def = checkDefinition(check);
   const exp = expectationFor(set, { proxy, profile, endpoint, check }, v.notApplicable ? 'skip' : 'pass');
