@@ -22,6 +22,7 @@ import {
   resolveHost,
   type ScenarioSet,
 } from '../scenarios.ts';
+import { type Shard, shardFilter } from './shard.ts';
 
 const require = createRequire(import.meta.url);
 export const VERSION: string = require('../../package.json').version;
@@ -56,6 +57,10 @@ export interface RunOptions {
   idleSeconds?: number;
   scenarios?: ScenarioSet;
   onResult?: (r: CheckResult) => void;
+  /** Run only this shard's (proxy, profile) work items; proxies with none are not started. */
+  shard?: Shard;
+  /** A (proxy, profile) work item starts (its proxy is up) or is done (all its results reported). */
+  onWorkItem?: (phase: 'start' | 'done', proxy: string, profile: string) => void;
 }
 
 export function selectProfiles(set: ScenarioSet, ids: string[]): Profile[] {
@@ -143,6 +148,11 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
   const adapters = opts.proxies.map((p) =>
     typeof p === 'string' ? proxyById(p, { runtime: opts.runtime ?? 'auto' }) : p,
   );
+  const inShard = shardFilter(
+    adapters.map((a) => a.id),
+    profiles.map((p) => p.id),
+    opts.shard,
+  );
   const timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
   const timeScale = opts.timeScale ?? DEFAULT_TIME_SCALE;
   if (!(timeScale > 0) || !Number.isFinite(timeScale))
@@ -165,6 +175,8 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
     unregisterLab = onCleanup('lab origins', () => startedLab.stop());
 
     for (const adapter of adapters) {
+      const itsProfiles = profiles.filter((p) => inShard(adapter.id, p.id));
+      if (!itsProfiles.length) continue;
       let started: StartedProxy | undefined;
       let setupError: string | undefined;
       let setupEvidence: Record<string, unknown> = {};
@@ -191,7 +203,8 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
           : { id: adapter.id, kind: 'unknown', runtime: 'unknown', version: 'unknown' },
       );
       try {
-        for (const profile of profiles) {
+        for (const profile of itsProfiles) {
+          opts.onWorkItem?.('start', adapter.id, profile.id);
           for (const x of profile.exchanges) {
             const host = resolveHost(x.host, set);
             const row = catalogRow(set, x);
@@ -276,6 +289,7 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
               opts.onResult?.(r);
             }
           }
+          opts.onWorkItem?.('done', adapter.id, profile.id);
         }
       } finally {
         unregisterProxy();
