@@ -99,6 +99,21 @@ export const CHECKS: Record<string, CheckDefinition> = {
           ? `The proxy changes end-to-end headers of requests forwarded to ${c.host}: disable header rewriting for this host (squid: request_header_access / request_header_replace rules).`
           : 'Something inside the tunnel rewrites request headers; a CONNECT tunnel must carry bytes untouched. Disable header rewriting and TLS inspection for these hosts.',
   },
+  forward: {
+    id: 'forward',
+    title: 'Plain HTTP forwarded',
+    dependsOn: [],
+    explain: (c) =>
+      `The proxy forwards the agent's plain-HTTP request for ${c.host}:${c.port} (absolute-form) to the origin and relays the origin's answer.`,
+    remediation: (c, v) => {
+      const status = Number(v.evidence.statusCode ?? 0);
+      if (status === 407)
+        return 'Give the agent the proxy credentials (or exempt its hosts from proxy authentication); the proxy asked for them with 407.';
+      if (status === 403)
+        return `Allow plain HTTP to ${c.host} on port ${c.port} (squid: an "http_access allow" rule for it, above the final deny; port ${c.port} must be in Safe_ports).`;
+      return `Make the proxy forward plain HTTP to ${c.host}:${c.port} and relay the origin's answer unchanged.`;
+    },
+  },
   'connect-response': {
     id: 'connect-response',
     title: 'Strict CONNECT answer',
@@ -162,6 +177,7 @@ export const CHECKS: Record<string, CheckDefinition> = {
 /** Report order of every check (a kind reports a subset). */
 export const CHECK_ORDER = [
   'connect',
+  'forward',
   'connect-response',
   'failover',
   'fallback',

@@ -205,71 +205,82 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
       try {
         for (const profile of itsProfiles) {
           opts.onWorkItem?.('start', adapter.id, profile.id);
-          for (const x of profile.exchanges) {
-            const host = resolveHost(x.host, set);
-            const row = catalogRow(set, x);
-            const kind = kindOf(x);
-            const checks = kind.checks(x);
-            const endpoint = endpointOf(host, x.port, x.name);
-            let verdicts: Map<string, KindVerdict>;
-            if (!started) {
-              verdicts = new Map(
-                checks.map((c) => [
-                  c,
-                  {
-                    outcome: 'setup_fail',
-                    message: `proxy ${adapter.id} did not start: ${setupError}`,
-                    evidence: setupEvidence,
-                    durationMs: 0,
-                  },
-                ]),
-              );
-            } else {
-              try {
-                const leaf = lab.pki.labRoot.issueLeaf([host]);
-                const device = lab.pki.deviceCa.issueLeaf([`device.${host}`], { clientAuth: true });
-                const startedLab = lab;
-                const ctx = {
-                  proxy: {
-                    host: started.host,
-                    port: started.port,
-                    ...(started.credentials ? { credentials: started.credentials } : {}),
-                  },
-                  host,
-                  port: x.port,
-                  row,
-                  rowFor: (port: number) => catalogRow(set, { ...x, port }),
-                  exchange: x,
-                  trust: [
-                    lab.pki.labRoot.cert.certPem,
-                    ...(opts.trustCorporateCa ? [lab.pki.corporate.cert.certPem] : []),
-                    ...(opts.extraTrust ?? []),
-                  ],
-                  originIssuerCN: lab.pki.labRoot.commonName,
-                  originPins: [leaf.spkiSha256],
-                  clientCert: { certPem: device.certPem, keyPem: device.keyPem, subjectCN: `device.${host}` },
-                  timeouts,
-                  timeScale,
-                  ...(opts.idleSeconds !== undefined ? { idleSeconds: opts.idleSeconds } : {}),
-                  directAddress: (h: string) => startedLab.addressOf(h),
-                };
-                const n = x.instances ?? 1;
-                verdicts = mergeInstances(await Promise.all(Array.from({ length: n }, () => kind.run(ctx))));
-              } catch (err) {
-                const message = `harness error: ${errorMessage(err)}`;
+          // The exchanges of a profile run at once, as an agent runs them; results keep profile order.
+          const computed = await Promise.all(
+            profile.exchanges.map(async (x) => {
+              const host = resolveHost(x.host, set);
+              const row = catalogRow(set, x);
+              const kind = kindOf(x);
+              const checks = kind.checks(x);
+              const endpoint = endpointOf(host, x.port, x.name);
+              let verdicts: Map<string, KindVerdict>;
+              if (!started) {
                 verdicts = new Map(
                   checks.map((c) => [
                     c,
                     {
-                      outcome: 'harness_fail',
-                      message,
-                      evidence: { stack: (err as Error).stack ?? '' },
+                      outcome: 'setup_fail',
+                      message: `proxy ${adapter.id} did not start: ${setupError}`,
+                      evidence: setupEvidence,
                       durationMs: 0,
                     },
                   ]),
                 );
+              } else {
+                try {
+                  const leaf = startedLab.pki.labRoot.issueLeaf([host]);
+                  const device = startedLab.pki.deviceCa.issueLeaf([`device.${host}`], { clientAuth: true });
+                    const ctx = {
+                    proxy: {
+                      host: started.host,
+                      port: started.port,
+                      ...(started.credentials ? { credentials: started.credentials } : {}),
+                    },
+                    host,
+                    port: x.port,
+                    row,
+                    rowFor: (port: number) => catalogRow(set, { ...x, port }),
+                    exchange: x,
+                    trust: [
+                      startedLab.pki.labRoot.cert.certPem,
+                      ...(opts.trustCorporateCa ? [startedLab.pki.corporate.cert.certPem] : []),
+                      ...(opts.extraTrust ?? []),
+                    ],
+                    originIssuerCN: startedLab.pki.labRoot.commonName,
+                    originPins: [leaf.spkiSha256],
+                    clientCert: {
+                      certPem: device.certPem,
+                      keyPem: device.keyPem,
+                      subjectCN: `device.${host}`,
+                    },
+                    timeouts,
+                    timeScale,
+                    ...(opts.idleSeconds !== undefined ? { idleSeconds: opts.idleSeconds } : {}),
+                    directAddress: (h: string) => startedLab.addressOf(h),
+                  };
+                  const n = x.instances ?? 1;
+                  verdicts = mergeInstances(
+                    await Promise.all(Array.from({ length: n }, () => kind.run(ctx))),
+                  );
+                } catch (err) {
+                  const message = `harness error: ${errorMessage(err)}`;
+                  verdicts = new Map(
+                    checks.map((c) => [
+                      c,
+                      {
+                        outcome: 'harness_fail',
+                        message,
+                        evidence: { stack: (err as Error).stack ?? '' },
+                        durationMs: 0,
+                      },
+                    ]),
+                  );
+                }
               }
-            }
+              return { x, kind, checks, endpoint, verdicts };
+            }),
+          );
+          for (const { x, kind, checks, endpoint, verdicts } of computed) {
             for (const check of checks) {
               const v = verdicts.get(check) ?? {
                 outcome: 'harness_fail' as const,

@@ -5,10 +5,11 @@
  */
 import { errorMessage } from '../../errors.ts';
 import { type EchoReply, sha256 as sha } from '../../lab/lab.ts';
+import type { ProfileRequest } from '../../scenarios.ts';
 import { firstDifference, reportBody } from '../bodies.ts';
 import { openChannel } from '../channel.ts';
 import { TunnelHttpClient } from '../http.ts';
-import { type ExchangeKind, type KindContext, type KindVerdicts, notRun, since } from './types.ts';
+import { type ExchangeKind, type KindContext, type KindVerdicts, notRun, scaledMs, since } from './types.ts';
 
 const CHECKS = ['connect', 'tls-interception', 'pinning', 'payload', 'headers'];
 
@@ -24,7 +25,10 @@ async function runHttps(ctx: KindContext): Promise<KindVerdicts> {
   const target = `${ctx.host}:${ctx.port}`;
   const channel = await openChannel(ctx, out, { dependents: ['payload', 'headers'] });
   if (!channel) return out;
-  const requests = ctx.exchange.requests ?? [];
+  const requests: Array<ProfileRequest & { waitMs?: number }> = [
+    ...(ctx.exchange.requests ?? []),
+    ...sessionUploads(ctx),
+  ];
   let t0: number;
 
   const client = new TunnelHttpClient(channel.socket, `https://${target}`, ctx.timeouts.requestMs);
@@ -36,7 +40,9 @@ async function runHttps(ctx: KindContext): Promise<KindVerdicts> {
   t0 = performance.now();
   try {
     for (const req of requests) {
-      const body = req.bytes !== undefined ? reportBody(req.name, req.bytes) : undefined;
+      if (req.waitMs) await sleep(req.waitMs);
+      const body =
+        req.bytes !== undefined && req.method !== 'GET' ? reportBody(req.name, req.bytes) : undefined;
       const headers: Array<[string, string]> = [];
       if (ctx.exchange.userAgent) headers.push(['User-Agent', ctx.exchange.userAgent]);
       for (const h of ctx.exchange.headers ?? []) headers.push(h);
@@ -46,9 +52,22 @@ async function runHttps(ctx: KindContext): Promise<KindVerdicts> {
         headers,
         ...(body ? { body } : {}),
       });
+      const declared = String(res.headers['x-proxycheck-sha256'] ?? '');
+      if (req.path.startsWith('/source')) {
+        // a download: the origin declares the SHA-256 of what it sent
+        payloadSteps.push({
+          request: req.name,
+          status: res.status,
+          downloadedBytes: res.body.length,
+          responseDeclaredSha256: declared,
+          responseReceivedSha256: res.bodySha256,
+        });
+        if (!payloadBad && (res.status !== 200 || declared !== res.bodySha256))
+          payloadBad = `${req.name}: downloaded ${res.body.length} bytes with SHA-256 ${res.bodySha256.slice(0, 16)}…, the origin declared ${declared.slice(0, 16) || '(nothing)'}… (status ${res.status})`;
+        continue;
+      }
       const echo = JSON.parse(res.body.toString('utf8')) as EchoReply;
       const sentSha = body ? sha(body) : sha(Buffer.alloc(0));
-      const declared = String(res.headers['x-proxycheck-sha256'] ?? '');
       const up = echo.bodySha256 === sentSha;
       const down = declared === res.bodySha256;
       payloadSteps.push({
@@ -118,4 +137,25 @@ async function runHttps(ctx: KindContext): Promise<KindVerdicts> {
         },
   );
   return out;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A session of periodic uploads (FlexxAnalyzer: a 35-50 KB file every 5 min): one POST per
+ * `uploadEverySeconds` over `seconds`, sizes cycling through `uploadBytes`, on the same tunnel,
+ * each preceded by the (scaled) wait.
+ */
+function sessionUploads(ctx: KindContext): Array<ProfileRequest & { waitMs?: number }> {
+  const s = ctx.exchange.session;
+  if (!s?.uploadEverySeconds || !s.uploadBytes?.length) return [];
+  const seconds = ctx.idleSeconds ?? s.seconds ?? s.uploadEverySeconds;
+  const count = Math.max(1, Math.floor(seconds / s.uploadEverySeconds));
+  return Array.from({ length: count }, (_, i) => ({
+    name: `upload-${i + 1}`,
+    method: 'POST' as const,
+    path: '/echo/analyzer/upload',
+    bytes: s.uploadBytes?.[i % (s.uploadBytes?.length ?? 1)] ?? 0,
+    waitMs: scaledMs(s.uploadEverySeconds ?? 0, ctx.timeScale),
+  }));
 }
