@@ -7,9 +7,10 @@
  *    the proxy itself is quoted);
  *  - payload: bodies arrive unchanged both ways (SHA-256);
  *  - headers: what a forwarding proxy may do and nothing more: end-to-end headers keep their
- *    values, hop-by-hop headers (Connection, Keep-Alive, Proxy-Connection, ...) are removed, `Via`
- *    and other added headers are allowed (listed as evidence), and `Proxy-Authorization` never
- *    reaches the origin.
+ *    values (fail otherwise), `Proxy-Authorization` never reaches the origin (fail), the agent's
+ *    hop-by-hop headers (Proxy-Connection, TE, Trailer, Upgrade, ...) are not passed on (warn:
+ *    most origins ignore them), `Via` and other added headers are allowed and listed. `Connection`
+ *    and `Keep-Alive` are not judged: each hop sets its own.
  */
 import { randomBytes } from 'node:crypto';
 import net, { type Socket } from 'node:net';
@@ -80,7 +81,13 @@ export function judgeForwardedHead(
   sent: string,
   received: string,
   host: string,
-): { problems: string[]; added: string[]; removed: string[]; leakedProxyAuthorization: boolean } {
+): {
+  problems: string[];
+  warnings: string[];
+  added: string[];
+  removed: string[];
+  leakedProxyAuthorization: boolean;
+} {
   const s = headerLines(sent);
   const r = headerLines(received);
   const rNames = new Map<string, string[]>();
@@ -93,6 +100,7 @@ export function judgeForwardedHead(
       .map((t) => t.trim().toLowerCase()),
   );
   const problems: string[] = [];
+  const warnings: string[] = [];
   const removed: string[] = [];
   for (const [k, v] of s) {
     const name = k.toLowerCase();
@@ -100,7 +108,8 @@ export function judgeForwardedHead(
     const got = rNames.get(name);
     if (hop) {
       if (name === 'proxy-authorization') continue; // judged below
-      if (got) problems.push(`hop-by-hop header ${k} reached the origin`);
+      if (name === 'connection' || name === 'keep-alive') continue; // every hop sets its own
+      if (got) warnings.push(`the agent's hop-by-hop header ${k} was passed on to the origin`);
       else removed.push(k);
       continue;
     }
@@ -122,7 +131,7 @@ export function judgeForwardedHead(
   const requestLine = received.split('\r\n')[0] ?? '';
   if (!/^[A-Z]+ \/\S* HTTP\/1\.[01]$/.test(requestLine))
     problems.push(`request line arrived as ${JSON.stringify(requestLine)} (origin-form expected)`);
-  return { problems, added, removed, leakedProxyAuthorization };
+  return { problems, warnings, added, removed, leakedProxyAuthorization };
 }
 
 async function runForward(ctx: KindContext): Promise<KindVerdicts> {
@@ -152,6 +161,7 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
   let forwardBad: Verdict | undefined;
   let payloadBad: string | undefined;
   let headersBad: { message: string; leaked: boolean } | undefined;
+  let headersWarn: string | undefined;
   try {
     for (const [i, req] of requests.entries()) {
       const body =
@@ -215,7 +225,10 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
           added: judged.added,
           removedHopByHop: judged.removed,
           ...(judged.problems.length ? { problems: judged.problems } : {}),
+          ...(judged.warnings.length ? { warnings: judged.warnings } : {}),
         });
+        if (judged.warnings.length && !headersWarn)
+          headersWarn = `${req.name}: ${judged.warnings.join('; ')}`;
         if (judged.problems.length && !headersBad)
           headersBad = {
             message: `${req.name}: ${judged.problems.join('; ')}`,
@@ -270,20 +283,29 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
           evidence: { steps: headerSteps, ...(headersBad.leaked ? { leakedProxyAuthorization: true } : {}) },
           durationMs: ms,
         }
-      : headerSteps.length
+      : headersWarn
         ? {
-            outcome: 'pass',
-            message: `end-to-end headers kept, hop-by-hop removed${addedSummary(headerSteps)}`,
+            outcome: 'warn',
+            message: headersWarn,
             evidence: { steps: headerSteps },
             durationMs: ms,
+            remediation:
+              "The proxy passes the agent's hop-by-hop headers on to the origin; a forwarding proxy must remove them (RFC 9110 §7.6.1). Most origins ignore them: fix it in the proxy's header handling when an origin does not.",
           }
-        : {
-            outcome: 'skip',
-            message: 'no request in this exchange echoes its head',
-            evidence: {},
-            durationMs: 0,
-            notApplicable: true,
-          },
+        : headerSteps.length
+          ? {
+              outcome: 'pass',
+              message: `end-to-end headers kept, hop-by-hop removed${addedSummary(headerSteps)}`,
+              evidence: { steps: headerSteps },
+              durationMs: ms,
+            }
+          : {
+              outcome: 'skip',
+              message: 'no request in this exchange echoes its head',
+              evidence: {},
+              durationMs: 0,
+              notApplicable: true,
+            },
   );
   return out;
 }
