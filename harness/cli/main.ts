@@ -112,7 +112,7 @@ function buildProgram(out: { code: number }): Command {
       const lines = new Set<string>();
       for (const c of set.catalogs.values()) {
         for (const e of c.endpoints) {
-          const host = resolveHost(e.host, set.tenant);
+          const host = resolveHost(e.host, set);
           lines.add(`${labAddress(host, net)}\t${host}`);
         }
       }

@@ -75,7 +75,7 @@ export function spliceHostsOf(set: ScenarioSet): string[] {
   const hosts = new Set<string>();
   for (const c of set.catalogs.values()) {
     for (const e of c.endpoints) {
-      if (e.mustNotInspect || e.pinned) hosts.add(resolveHost(e.host, set.tenant).toLowerCase());
+      if (e.mustNotInspect || e.pinned) hosts.add(resolveHost(e.host, set).toLowerCase());
     }
   }
   return [...hosts].sort();
