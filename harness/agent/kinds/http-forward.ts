@@ -141,21 +141,6 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
   // A fresh query per request: the origin must see every request (a cache hit is not a forward).
   const nonce = randomBytes(4).toString('hex');
   const t0 = performance.now();
-  let socket: Socket;
-  try {
-    socket = await connectToProxy(ctx);
-  } catch (err) {
-    out.set('forward', {
-      outcome: 'fail',
-      message: errorMessage(err),
-      evidence: { proxy: `${ctx.proxy.host}:${ctx.proxy.port}` },
-      durationMs: since(t0),
-    });
-    out.set('payload', notRun('the proxy could not be reached', 'forward'));
-    out.set('headers', notRun('the proxy could not be reached', 'forward'));
-    return out;
-  }
-  const client = new TunnelHttpClient(socket, origin, ctx.timeouts.requestMs);
   const steps: Array<Record<string, unknown>> = [];
   const headerSteps: Array<Record<string, unknown>> = [];
   let forwardBad: Verdict | undefined;
@@ -175,7 +160,23 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
       for (const h of ctx.exchange.headers ?? []) headers.push(h);
       headers.push(['Proxy-Connection', 'Keep-Alive']);
       if (ctx.proxy.credentials) headers.push(['Proxy-Authorization', basicAuth(ctx.proxy.credentials)]);
-      const res = await client.request({ method: req.method, path, headers, ...(body ? { body } : {}) });
+      // one connection per request: the agent reconnects whenever the proxy closes, as it may
+      let socket: Socket;
+      try {
+        socket = await connectToProxy(ctx);
+      } catch (err) {
+        forwardBad = {
+          outcome: 'fail',
+          message: errorMessage(err),
+          evidence: { proxy: `${ctx.proxy.host}:${ctx.proxy.port}`, afterRequests: steps.length },
+          durationMs: since(t0),
+        };
+        break;
+      }
+      const client = new TunnelHttpClient(socket, origin, ctx.timeouts.requestMs);
+      const res = await client
+        .request({ method: req.method, path, headers, ...(body ? { body } : {}) })
+        .finally(() => client.close());
       const sentHead = res.sentHead.toString('latin1');
       const redactedHead = sentHead.replace(/(Proxy-Authorization: Basic )\S+/i, '$1<redacted>');
       const declared = String(res.headers['x-proxycheck-sha256'] ?? '');
@@ -246,8 +247,6 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
       evidence: { steps },
       durationMs: since(t0),
     };
-  } finally {
-    await client.close();
   }
   const ms = since(t0);
   if (forwardBad) {
