@@ -294,11 +294,14 @@ function checkReferences(set: ScenarioSet): void {
     for (const x of p.exchanges) {
       const cat = set.catalogs.get(x.catalog);
       if (!cat) throw new UsageError(`profile ${p.id}: unknown catalog "${x.catalog}"`);
-      if (!cat.endpoints.some((e) => e.host === x.host && e.port === x.port)) {
+      if (!cat.endpoints.some((e) => e.host === x.host && e.port === x.port && e.transport !== 'udp')) {
         throw new UsageError(`profile ${p.id}: ${x.host}:${x.port} is not in catalog ${x.catalog}`);
       }
       const fo = x.failover?.port;
-      if (fo !== undefined && !cat.endpoints.some((e) => e.host === x.host && e.port === fo)) {
+      if (
+        fo !== undefined &&
+        !cat.endpoints.some((e) => e.host === x.host && e.port === fo && e.transport !== 'udp')
+      ) {
         throw new UsageError(`profile ${p.id}: failover ${x.host}:${fo} is not in catalog ${x.catalog}`);
       }
     }

@@ -32,8 +32,10 @@ import {
 } from '../harness/scenarios.ts';
 import { requireComponent } from './helpers/requirements.ts';
 
-const SEEDS_DIR =
-  process.env.PROXYCHECK_SEEDS ?? fileURLToPath(new URL('../../shared/seeds/', import.meta.url));
+// The seed documents ship with the scenarios (scenarios/seeds/, a copy of the project's
+// ../shared/seeds): every catalog row's `source` names one of them.
+const SEEDS_DIR = process.env.PROXYCHECK_SEEDS ?? join(SCENARIOS_DIR, 'seeds');
+const SHARED_SEEDS = fileURLToPath(new URL('../../shared/seeds/', import.meta.url));
 const SEED = {
   flexx25: '000_77333517a4595425.txt',
   flexxEn: '001_943bd8e4403e643e.txt',
@@ -350,3 +352,16 @@ t.test('host parameters', async (t) => {
     t.ok(needing.length > 0 && needing.every((e) => e.host.includes('{')), 'rows with placeholders only');
   });
 });
+
+t.test(
+  'the seed copy in scenarios/seeds is identical to the project seeds (when they are here)',
+  async (t) => {
+    if (!existsSync(SHARED_SEEDS)) {
+      t.pass(`no ${SHARED_SEEDS} on this machine; the copy in scenarios/seeds is the reference`);
+      return;
+    }
+    for (const f of readdirSync(SHARED_SEEDS)) {
+      t.equal(readFileSync(join(SEEDS_DIR, f), 'utf8'), readFileSync(join(SHARED_SEEDS, f), 'utf8'), f);
+    }
+  },
+);

@@ -64,9 +64,12 @@ export interface SquidConfigInput {
 }
 
 /** Every port any catalog names, sorted (squid-open's CONNECT allow-list). */
+/** The TCP ports agents open (agent-scope rows): what squid-open allows CONNECT to. */
 export function catalogPorts(set: ScenarioSet): number[] {
   const ports = new Set<number>();
-  for (const c of set.catalogs.values()) for (const e of c.endpoints) ports.add(e.port);
+  for (const c of set.catalogs.values()) {
+    for (const e of c.endpoints) if (e.scope !== 'out-of-scope' && e.transport !== 'udp') ports.add(e.port);
+  }
   return [...ports].sort((a, b) => a - b);
 }
 
