@@ -68,7 +68,10 @@ export function judgeConnectAnswer(answer: ConnectAnswer): { problems: string[] 
     problems.push(`announces a body (${bodyHeader[0]}: ${bodyHeader[1]})`);
   }
   if (answer.extra.length) {
-    problems.push(`${answer.extra.length} byte(s) glued to the answer before the client spoke`);
+    const shown = answer.extra.subarray(0, 32).toString('latin1');
+    problems.push(
+      `${answer.extra.length} byte(s) glued to the answer before the client spoke: ${JSON.stringify(shown)}${answer.extra.length > 32 ? '…' : ''}`,
+    );
   }
   return { problems };
 }

@@ -1,0 +1,555 @@
+/**
+ * `cira`: Intel vPro/AMT Client Initiated Remote Access through a proxy (seed 000, vPro: the proxy
+ * must allow CONNECT to the ports used, must not inspect TLS to the Flexxible URL, and must not
+ * touch the CONNECT exchange). The agent plays the AMT firmware:
+ *  1. CONNECT, judged as the firmware judges it: nothing but a clean `HTTP/1.1 200` (connect,
+ *     connect-response);
+ *  2. mutual TLS presenting the device certificate; AMT checks the server chain but pins nothing
+ *     (tls-interception; mtls: passes only when the origin reports the device CN it verified);
+ *  3. APF (AMT Port Forwarding) inside: PROTOCOLVERSION, auth@amt.intel.com with a password
+ *     USERAUTH_REQUEST, pfwd@amt.intel.com, a tcpip-forward GLOBAL_REQUEST (protocol);
+ *  4. the tunnel held for the session with a KEEPALIVE_REQUEST every keepaliveSeconds, each
+ *     answered with its 4-byte cookie (tunnel-keepalive).
+ * Durations are scaled by ctx.timeScale; ctx.idleSeconds (real seconds) replaces the session length.
+ */
+import { randomBytes, X509Certificate } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Verdict } from '../../checks/definitions.ts';
+import { errorMessage } from '../../errors.ts';
+import {
+  APF_AUTH_SERVICE,
+  APF_DISCONNECT,
+  APF_PFWD_SERVICE,
+  APF_TRIGGER,
+  ApfError,
+  type ApfMessage,
+  decodeApf,
+  encodeApf,
+  type OriginInfo,
+} from '../../lab/services/apf.ts';
+import { openChannel } from '../channel.ts';
+import { type ExchangeKind, type KindContext, type KindVerdicts, notRun, scaledMs, since } from './types.ts';
+
+/** The AMT port a CIRA session forwards first (WS-Management over TLS). */
+const FORWARDED_PORT = 16993;
+const DEFAULT_SESSION_SECONDS = 300;
+/** The MPS's "typical keepalive interval for AMT CIRA" (Open AMT MPS APFProcessor). */
+const DEFAULT_KEEPALIVE_SECONDS = 30;
+
+const strict = (x: { strictConnect?: boolean }) => x.strictConnect !== false;
+const mutual = (x: { clientCert?: boolean }) => x.clientCert !== false;
+
+export const ciraKind: ExchangeKind = {
+  id: 'cira',
+  checks: (x) => [
+    'connect',
+    ...(strict(x) ? ['connect-response'] : []),
+    'tls-interception',
+    ...(mutual(x) ? ['mtls'] : []),
+    'protocol',
+    'tunnel-keepalive',
+  ],
+  lab: (x) => [{ port: x.port, transport: 'tls', mtls: mutual(x), service: 'apf' }],
+  run: runCira,
+};
+
+interface Closed {
+  atMs: number;
+  /** `end` (the peer's FIN), `error`, or `agent` (we ended it). */
+  how: 'end' | 'error' | 'agent';
+  error?: string;
+}
+
+class StepError extends Error {}
+
+/** The firmware's side of one APF connection over the TLS socket. */
+class ApfClient {
+  private buf = Buffer.alloc(0);
+  private readonly queue: ApfMessage[] = [];
+  private readonly waiters = new Set<() => void>();
+  readonly t0 = performance.now();
+  closed: Closed | undefined;
+  originInfo: OriginInfo | undefined;
+  /** Reason code of the APF DISCONNECT the origin sent, if it sent one. */
+  disconnectReason: number | undefined;
+  /** Set while waiting for a tcpip-forward answer (REQUEST_SUCCESS then carries the port). */
+  expectPort = false;
+  onKeepaliveReply: ((cookie: number) => void) | undefined;
+  onClosed: (() => void) | undefined;
+  readonly log: Array<{ atMs: number; dir: 'sent' | 'received'; message: string }> = [];
+
+  constructor(private readonly socket: Socket | TLSSocket) {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.close('end'));
+    socket.on('error', (err) => this.close('error', errorMessage(err)));
+    socket.on('close', () => this.close('end'));
+    socket.resume();
+  }
+
+  private close(how: Closed['how'], error?: string): void {
+    if (!this.closed) this.closed = { atMs: since(this.t0), how, ...(error ? { error } : {}) };
+    else if (error && !this.closed.error) this.closed.error = error;
+    this.onClosed?.();
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buf = Buffer.concat([this.buf, chunk]);
+    for (;;) {
+      let decoded: ReturnType<typeof decodeApf>;
+      try {
+        decoded = decodeApf(this.buf, { requestSuccessWithPort: this.expectPort });
+      } catch (err) {
+        const msg = err instanceof ApfError ? err.message : errorMessage(err);
+        this.close('error', `undecodable APF from the origin: ${msg}`);
+        this.socket.destroy();
+        return;
+      }
+      if (!decoded) break;
+      this.buf = this.buf.subarray(decoded.bytes);
+      const m = decoded.message;
+      this.log.push({ atMs: since(this.t0), dir: 'received', message: describe(m) });
+      if (m.type === 'keepalive-request') this.send({ type: 'keepalive-reply', cookie: m.cookie });
+      else if (m.type === 'keepalive-options-request') this.send({ ...m, type: 'keepalive-options-reply' });
+      else if (m.type === 'origin-info') this.originInfo = m.info;
+      else if (m.type === 'disconnect') this.disconnectReason = m.reason;
+      else if (m.type === 'keepalive-reply') this.onKeepaliveReply?.(m.cookie);
+      else this.queue.push(m);
+    }
+    this.wake();
+  }
+
+  send(m: ApfMessage): void {
+    if (this.closed || !this.socket.writable) return;
+    this.log.push({ atMs: since(this.t0), dir: 'sent', message: describe(m) });
+    this.socket.write(encodeApf(m));
+  }
+
+  /** Resolves with `test()`'s value once defined; rejects on close or after `ms`, naming `what`. */
+  waitUntil<T>(test: () => T | undefined, ms: number, what: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const check = () => {
+        const v = test();
+        if (v !== undefined) return finish(() => resolve(v));
+        if (this.closed) {
+          const why =
+            this.disconnectReason !== undefined
+              ? `the origin sent APF DISCONNECT (reason ${this.disconnectReason}) and closed`
+              : `the connection closed${this.closed.error ? ` (${this.closed.error})` : ''}`;
+          finish(() => reject(new StepError(`${what}: ${why} ${this.closed?.atMs} ms after the handshake`)));
+        }
+      };
+      const timer = setTimeout(
+        () => finish(() => reject(new StepError(`${what}: no answer within ${ms} ms`))),
+        ms,
+      );
+      const finish = (f: () => void) => {
+        clearTimeout(timer);
+        this.waiters.delete(check);
+        f();
+      };
+      this.waiters.add(check);
+      check();
+    });
+  }
+
+  /** The next protocol message of any type (the caller judges it). */
+  next(ms: number, what: string): Promise<ApfMessage> {
+    return this.waitUntil(() => this.queue.shift(), ms, what);
+  }
+
+  /** The next protocol message, which must be of `type`. */
+  async expect<K extends ApfMessage['type']>(
+    type: K,
+    ms: number,
+    what: string,
+  ): Promise<Extract<ApfMessage, { type: K }>> {
+    const m = await this.next(ms, what);
+    if (m.type !== type) throw new StepError(`${what}: the origin answered ${describe(m)}`);
+    return m as Extract<ApfMessage, { type: K }>;
+  }
+
+  /** APF DISCONNECT (by application), then close the connection. */
+  end(): void {
+    this.send({ type: 'disconnect', reason: APF_DISCONNECT.BY_APPLICATION });
+    if (!this.closed) this.closed = { atMs: since(this.t0), how: 'agent' };
+    this.socket.end();
+  }
+}
+
+function describe(m: ApfMessage): string {
+  switch (m.type) {
+    case 'protocol-version':
+      return `PROTOCOLVERSION ${m.major}.${m.minor} (trigger ${m.triggerReason})`;
+    case 'service-request':
+      return `SERVICE_REQUEST ${m.service}`;
+    case 'service-accept':
+      return `SERVICE_ACCEPT ${m.service}`;
+    case 'userauth-request':
+      return `USERAUTH_REQUEST ${m.username} ${m.service} ${m.method}`;
+    case 'userauth-failure':
+      return `USERAUTH_FAILURE (${m.methods})`;
+    case 'userauth-success':
+      return 'USERAUTH_SUCCESS';
+    case 'global-request':
+      return `GLOBAL_REQUEST ${m.name} ${m.address ?? ''}:${m.port ?? ''}`;
+    case 'request-success':
+      return `REQUEST_SUCCESS${m.port !== undefined ? ` ${m.port}` : ''}`;
+    case 'request-failure':
+      return 'REQUEST_FAILURE';
+    case 'keepalive-request':
+      return `KEEPALIVE_REQUEST ${hex(m.cookie)}`;
+    case 'keepalive-reply':
+      return `KEEPALIVE_REPLY ${hex(m.cookie)}`;
+    case 'keepalive-options-request':
+      return `KEEPALIVE_OPTIONS_REQUEST ${m.intervalSeconds}s/${m.timeoutSeconds}s`;
+    case 'keepalive-options-reply':
+      return `KEEPALIVE_OPTIONS_REPLY ${m.intervalSeconds}s/${m.timeoutSeconds}s`;
+    case 'disconnect':
+      return `DISCONNECT reason ${m.reason}`;
+    case 'origin-info':
+      return `ORIGIN_INFO (lab) ${JSON.stringify(m.info)}`;
+  }
+}
+
+const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
+
+function issuerCN(certPem: string): string {
+  try {
+    const issuer = new X509Certificate(certPem).issuer;
+    return /(?:^|\n)CN=([^\n]*)/.exec(issuer)?.[1] ?? issuer;
+  } catch {
+    return 'unknown';
+  }
+}
+
+function interceptionFail(
+  ctx: KindContext,
+  by: string,
+  what: string,
+  evidence: Record<string, unknown>,
+  durationMs: number,
+): Verdict {
+  return {
+    outcome: 'fail',
+    message: `TLS to ${ctx.host}:${ctx.port} re-signed by "${by}": an intercepting proxy terminates TLS and cannot carry the device certificate to the origin; ${what}`,
+    evidence: { interceptedBy: by, presentedCN: ctx.clientCert.subjectCN, ...evidence },
+    durationMs,
+  };
+}
+
+async function runCira(ctx: KindContext): Promise<KindVerdicts> {
+  const out: KindVerdicts = new Map();
+  const x = ctx.exchange;
+  const useMtls = mutual(x);
+  const channel = await openChannel(ctx, out, {
+    dependents: [...(useMtls ? ['mtls'] : []), 'protocol', 'tunnel-keepalive'],
+    strictConnect: strict(x),
+    clientCert: useMtls,
+    pin: false,
+    reportPinning: false,
+  });
+  if (!channel) {
+    // The agent refused a re-signed certificate: the session never reached the origin, and could
+    // not have carried the device certificate had the agent accepted it.
+    const tlsEvidence = out.get('tls-interception')?.evidence ?? {};
+    const chain = tlsEvidence.chain as Array<{ issuer: string }> | undefined;
+    if (useMtls && tlsEvidence.reSignedBy && chain?.[0]) {
+      out.set(
+        'mtls',
+        interceptionFail(
+          ctx,
+          chain[0].issuer,
+          'the agent refused the re-signed certificate, so no session reached the origin',
+          { reSignedBy: tlsEvidence.reSignedBy, authorizationError: tlsEvidence.authorizationError },
+          0,
+        ),
+      );
+    }
+    return out;
+  }
+
+  const interceptedBy = channel.intercepted ? channel.leaf?.issuerCN : undefined;
+  const answerMs = ctx.timeouts.answerMs;
+  const client = new ApfClient(channel.socket);
+  const timers = new Set<NodeJS.Timeout>();
+  try {
+    // --- protocol (and mtls, from what the origin reports) ---
+    let protocolError: string | undefined;
+    let versionReply: Extract<ApfMessage, { type: 'protocol-version' }> | undefined;
+    let forwardPort: number | undefined;
+    try {
+      client.send({
+        type: 'protocol-version',
+        major: 1,
+        minor: 0,
+        triggerReason: APF_TRIGGER.PERIODIC,
+        uuid: randomBytes(16),
+      });
+      versionReply = await client.expect('protocol-version', answerMs, 'APF PROTOCOLVERSION reply');
+      if (useMtls) {
+        await client.waitUntil(
+          () => client.originInfo,
+          answerMs,
+          "the origin's report of the device certificate it verified (lab ORIGIN_INFO)",
+        );
+      }
+      client.send({ type: 'service-request', service: APF_AUTH_SERVICE });
+      await client.expect('service-accept', answerMs, `SERVICE_REQUEST ${APF_AUTH_SERVICE}`);
+      client.send({
+        type: 'userauth-request',
+        username: 'proxycheck',
+        service: APF_PFWD_SERVICE,
+        method: 'password',
+        password: 'lab',
+      });
+      const auth = await client.next(answerMs, 'USERAUTH_REQUEST');
+      if (auth.type !== 'userauth-success')
+        throw new StepError(`USERAUTH_REQUEST: the origin answered ${describe(auth)}`);
+      client.send({ type: 'service-request', service: APF_PFWD_SERVICE });
+      await client.expect('service-accept', answerMs, `SERVICE_REQUEST ${APF_PFWD_SERVICE}`);
+      client.expectPort = true;
+      client.send({
+        type: 'global-request',
+        name: 'tcpip-forward',
+        wantReply: true,
+        address: '',
+        port: FORWARDED_PORT,
+      });
+      const fwd = await client.next(answerMs, `GLOBAL_REQUEST tcpip-forward ${FORWARDED_PORT}`);
+      client.expectPort = false;
+      if (fwd.type !== 'request-success')
+        throw new StepError(
+          `GLOBAL_REQUEST tcpip-forward ${FORWARDED_PORT}: the origin answered ${describe(fwd)}`,
+        );
+      forwardPort = fwd.port;
+      if (fwd.port !== FORWARDED_PORT)
+        throw new StepError(`tcpip-forward ${FORWARDED_PORT}: the origin bound port ${fwd.port} instead`);
+    } catch (err) {
+      protocolError = errorMessage(err);
+    }
+    const setupMs = since(client.t0);
+
+    if (useMtls) out.set('mtls', judgeMtls(ctx, client, interceptedBy, protocolError, setupMs));
+    if (protocolError) {
+      out.set('protocol', {
+        outcome: 'fail',
+        message: `APF session setup broke: ${protocolError}`,
+        evidence: { messages: client.log, ...(client.closed ? { closed: client.closed } : {}) },
+        durationMs: setupMs,
+      });
+      out.set('tunnel-keepalive', notRun('the APF session was not set up', 'protocol'));
+      return out;
+    }
+    out.set('protocol', {
+      outcome: 'pass',
+      message: `APF ${versionReply?.major}.${versionReply?.minor} version exchange, ${APF_AUTH_SERVICE} and ${APF_PFWD_SERVICE} accepted, tcpip-forward ${forwardPort} accepted in ${setupMs} ms`,
+      evidence: { messages: client.log },
+      durationMs: setupMs,
+    });
+
+    // --- tunnel-keepalive ---
+    out.set('tunnel-keepalive', await holdTunnel(ctx, client, timers));
+    return out;
+  } finally {
+    for (const t of timers) clearTimeout(t);
+    client.onKeepaliveReply = undefined;
+    client.onClosed = undefined;
+    channel.socket.destroy();
+    channel.tunnel.socket.destroy();
+  }
+}
+
+function judgeMtls(
+  ctx: KindContext,
+  client: ApfClient,
+  interceptedBy: string | undefined,
+  protocolError: string | undefined,
+  ms: number,
+): Verdict {
+  const ours = ctx.clientCert.subjectCN;
+  const verified = client.originInfo?.clientCertCN;
+  const evidence: Record<string, unknown> = {
+    presentedCN: ours,
+    deviceCa: issuerCN(ctx.clientCert.certPem),
+    ...(client.originInfo ? { originInfo: client.originInfo } : {}),
+  };
+  if (verified === ours) {
+    return {
+      outcome: 'pass',
+      message: `the origin verified the device certificate "${ours}" (issued by "${evidence.deviceCa}") end to end`,
+      evidence: { ...evidence, originVerifiedCN: verified },
+      durationMs: ms,
+    };
+  }
+  const what = client.originInfo
+    ? verified
+      ? `the origin verified "${verified}", not the device certificate "${ours}"`
+      : 'the origin verified no client certificate'
+    : `the origin never confirmed the device certificate: ${protocolError ?? 'no report'}`;
+  if (interceptedBy) {
+    const died = client.originInfo
+      ? what
+      : `the session died before the origin answered (${protocolError ?? 'no report'})`;
+    return interceptionFail(ctx, interceptedBy, died, { ...evidence, sessionError: protocolError }, ms);
+  }
+  return {
+    outcome: 'fail',
+    message: what,
+    evidence: { ...evidence, ...(protocolError ? { sessionError: protocolError } : {}) },
+    durationMs: ms,
+  };
+}
+
+/**
+ * Holds the set-up tunnel for the session, one KEEPALIVE_REQUEST every interval, and judges it:
+ * every keep-alive answered with its own cookie and the tunnel up until the agent ends it.
+ */
+async function holdTunnel(
+  ctx: KindContext,
+  client: ApfClient,
+  timers: Set<NodeJS.Timeout>,
+): Promise<Verdict> {
+  const s = ctx.exchange.session ?? {};
+  const requiredMs =
+    ctx.idleSeconds !== undefined
+      ? Math.max(1, Math.round(ctx.idleSeconds * 1000))
+      : scaledMs(s.seconds ?? DEFAULT_SESSION_SECONDS, ctx.timeScale);
+  const intervalMs = scaledMs(s.keepaliveSeconds ?? DEFAULT_KEEPALIVE_SECONDS, ctx.timeScale);
+  const replyDeadlineMs = ctx.timeouts.answerMs;
+  const start = performance.now();
+  const pending = new Map<number, { n: number; at: number }>();
+  const rtts: number[] = [];
+  const strangers: number[] = [];
+  let sent = 0;
+  let overdue: string | undefined;
+
+  const setupClosed = client.closed;
+  client.onKeepaliveReply = (cookie) => {
+    const p = pending.get(cookie);
+    if (!p) strangers.push(cookie);
+    else {
+      pending.delete(cookie);
+      rtts.push(Math.round(performance.now() - p.at));
+    }
+  };
+
+  const ended = await new Promise<'complete' | 'closed' | 'overdue'>((resolve) => {
+    let settled = false;
+    const finish = (why: 'complete' | 'closed' | 'overdue') => {
+      if (settled) return;
+      settled = true;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      resolve(why);
+    };
+    const later = (ms: number, f: () => void) => {
+      const t = setTimeout(() => {
+        timers.delete(t);
+        f();
+      }, ms);
+      timers.add(t);
+    };
+    if (setupClosed) return finish('closed');
+    client.onClosed = () => finish('closed');
+    const sendNext = (k: number) => {
+      if (settled) return;
+      const cookie = randomBytes(4).readUInt32BE(0);
+      pending.set(cookie, { n: k, at: performance.now() });
+      sent++;
+      client.send({ type: 'keepalive-request', cookie });
+      later(replyDeadlineMs, () => {
+        if (pending.has(cookie)) {
+          overdue = `keep-alive #${k} (cookie ${hex(cookie)}) was not answered within ${replyDeadlineMs} ms`;
+          finish('overdue');
+        }
+      });
+      const due = (k + 1) * intervalMs;
+      if (due < requiredMs) later(Math.max(0, start + due - performance.now()), () => sendNext(k + 1));
+    };
+    if (intervalMs < requiredMs) later(intervalMs, () => sendNext(1));
+    later(requiredMs, () => finish('complete'));
+  });
+  const sessionEndMs = since(start);
+
+  // Let the last keep-alives come back (each within its deadline), then hang up like the firmware.
+  let drainError: string | undefined;
+  if (ended === 'complete' && pending.size) {
+    await client
+      .waitUntil(
+        () => (pending.size === 0 ? true : undefined),
+        replyDeadlineMs,
+        'the last keep-alive replies',
+      )
+      .catch((err) => {
+        drainError = errorMessage(err);
+      });
+  }
+  const closedEarly = ended === 'closed' || (drainError !== undefined && client.closed !== undefined);
+  const closedAtMs = client.closed
+    ? Math.max(0, Math.round(client.closed.atMs - (start - client.t0)))
+    : undefined;
+  const lastedMs = closedEarly && closedAtMs !== undefined ? closedAtMs : sessionEndMs;
+  if (!client.closed) client.end();
+
+  const answered = rtts.length;
+  const closedBy = !closedEarly ? 'agent' : client.disconnectReason !== undefined ? 'origin' : 'proxy';
+  const closeDetail = !closedEarly
+    ? 'the agent sent APF DISCONNECT at the end of the session'
+    : client.disconnectReason !== undefined
+      ? `the origin sent APF DISCONNECT (reason ${client.disconnectReason})`
+      : `the connection ${client.closed?.how === 'error' ? `failed (${client.closed.error})` : 'ended'} without the APF DISCONNECT the origin sends before it closes`;
+  const evidence: Record<string, unknown> = {
+    requiredSeconds: requiredMs / 1000,
+    requiredMs,
+    ...(ctx.idleSeconds !== undefined ? { idleSecondsOverride: ctx.idleSeconds } : {}),
+    intervalMs,
+    replyDeadlineMs,
+    lastedMs,
+    keepalives: {
+      sent,
+      answered,
+      ...(rtts.length ? { maxRoundTripMs: Math.max(...rtts) } : {}),
+      ...(strangers.length ? { unknownCookies: strangers.map(hex) } : {}),
+    },
+    closedBy,
+    closeDetail,
+    ...(closedEarly && closedAtMs !== undefined ? { closedAtMs } : {}),
+  };
+  const summary = `${answered} of ${sent} keep-alives answered (one every ${intervalMs} ms)`;
+  if (closedEarly) {
+    return {
+      outcome: 'fail',
+      message: `the tunnel closed after ${lastedMs} ms of the ${requiredMs} ms session, closed by the ${closedBy}: ${closeDetail}; ${summary}`,
+      evidence,
+      durationMs: lastedMs,
+    };
+  }
+  if (overdue || drainError) {
+    return {
+      outcome: 'fail',
+      message: `${overdue ?? drainError}; ${summary}`,
+      evidence,
+      durationMs: lastedMs,
+    };
+  }
+  if (strangers.length) {
+    return {
+      outcome: 'fail',
+      message: `a keep-alive reply carried cookie ${hex(strangers[0] ?? 0)}, which the agent never sent; ${summary}`,
+      evidence,
+      durationMs: lastedMs,
+    };
+  }
+  return {
+    outcome: 'pass',
+    message: `the tunnel stayed up for the whole ${requiredMs} ms session; ${sent ? `every keep-alive answered: ${summary}` : `no keep-alive was due (interval ${intervalMs} ms)`}`,
+    evidence,
+    durationMs: lastedMs,
+  };
+}

@@ -1,0 +1,368 @@
+/**
+ * The `cira` kind (Intel vPro/AMT CIRA through a proxy) over real sockets: a strict CONNECT, mutual
+ * TLS with the device certificate that the lab origin verifies, APF inside, and keep-alives for
+ * the whole session. chain-plain carries it all; chain-mitm cannot carry the device certificate
+ * (whether or not the agent trusts the corporate CA); squid-default allows 443 and refuses the
+ * Open AMT MPS port 4433; sloppy test proxies fail connect-response for each flaw, and a proxy
+ * whose idle timeout is shorter than the keep-alive interval kills the tunnel.
+ * Lab nets 180-184.
+ */
+import { existsSync } from 'node:fs';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { CORPORATE_CA_CN } from '../harness/lab/pki.ts';
+import { type ApfMessage, decodeApf, encodeApf } from '../harness/lab/services/apf.ts';
+import type { CheckResult, RunReport } from '../harness/model.ts';
+import { ChainProxy } from '../harness/proxies/chain.ts';
+import { SquidProxy } from '../harness/proxies/squid/squid.ts';
+import { runMatrix } from '../harness/runner/run.ts';
+import { loadScenarios, SCENARIOS_DIR } from '../harness/scenarios.ts';
+import { testLab } from './helpers/fixtures.ts';
+import { requireComponent, squidProblem } from './helpers/requirements.ts';
+import { SloppyProxy } from './helpers/sloppy-proxy.ts';
+
+const scenarios = loadScenarios({
+  dir: fileURLToPath(new URL('../fixtures/scenarios-cira/', import.meta.url)),
+});
+const HOST = 'iagent.flexxible.com';
+const E443 = `${HOST}:443`;
+const E4433 = `${HOST}:4433#open-amt-mps`;
+const DEVICE_CN = `device.${HOST}`;
+const CHECKS = ['connect', 'connect-response', 'tls-interception', 'mtls', 'protocol', 'tunnel-keepalive'];
+/** 300 s sessions with 30 s keep-alives become 1.5 s with a keep-alive every 150 ms. */
+const FAST = 0.005;
+
+function getter(report: RunReport) {
+  return (proxy: string, endpoint: string, check: string): CheckResult => {
+    const r = report.results.find((x) => x.proxy === proxy && x.endpoint === endpoint && x.check === check);
+    if (!r) throw new Error(`no result for ${proxy} ${endpoint} ${check}`);
+    return r;
+  };
+}
+
+t.test('chain-plain carries CIRA end to end; chain-mitm cannot carry the device certificate', async (t) => {
+  const report = await runMatrix({
+    proxies: ['chain-plain', 'chain-mitm'],
+    profiles: ['cira-both'],
+    scenarios,
+    labNet: 180,
+    timeScale: FAST,
+  });
+  const get = getter(report);
+  for (const endpoint of [E443, E4433]) {
+    t.same(
+      report.results.filter((r) => r.proxy === 'chain-plain' && r.endpoint === endpoint).map((r) => r.check),
+      CHECKS,
+      `checks in report order on ${endpoint}`,
+    );
+    for (const check of CHECKS) {
+      const r = get('chain-plain', endpoint, check);
+      t.equal(r.outcome, 'pass', `chain-plain ${endpoint} ${check}: ${r.message}`);
+    }
+    const mtls = get('chain-plain', endpoint, 'mtls');
+    t.equal(mtls.evidence.originVerifiedCN, DEVICE_CN, 'the origin reports the device CN it verified');
+    t.match(mtls.message, DEVICE_CN);
+    const ka = get('chain-plain', endpoint, 'tunnel-keepalive');
+    t.match(ka.evidence, { requiredSeconds: 1.5, intervalMs: 150, closedBy: 'agent' });
+    const k = ka.evidence.keepalives as { sent: number; answered: number };
+    t.ok(k.sent >= 9 && k.answered === k.sent, `every keep-alive answered (${k.answered}/${k.sent})`);
+    t.ok(Number(ka.evidence.lastedMs) >= 1500, `tunnel lasted ${ka.evidence.lastedMs} ms`);
+    t.match(get('chain-plain', endpoint, 'protocol').message, /tcpip-forward 16993 accepted/);
+
+    // chain-mitm, the agent not trusting the corporate CA: it refuses the re-signed certificate.
+    t.equal(get('chain-mitm', endpoint, 'connect').outcome, 'pass');
+    t.equal(
+      get('chain-mitm', endpoint, 'connect-response').outcome,
+      'pass',
+      'proxy-chain answers a bare 200',
+    );
+    const ti = get('chain-mitm', endpoint, 'tls-interception');
+    t.equal(ti.outcome, 'fail');
+    t.match(ti.message, CORPORATE_CA_CN);
+    const m = get('chain-mitm', endpoint, 'mtls');
+    t.equal(m.outcome, 'fail');
+    t.match(m.message, `re-signed by "${CORPORATE_CA_CN}"`);
+    t.match(m.message, /intercepting proxy terminates TLS and cannot carry the device certificate/);
+    t.equal(m.evidence.interceptedBy, CORPORATE_CA_CN);
+    t.match(m.remediation, /splice/);
+    t.equal(get('chain-mitm', endpoint, 'protocol').outcome, 'dependency_fail');
+    t.equal(get('chain-mitm', endpoint, 'tunnel-keepalive').outcome, 'dependency_fail');
+  }
+});
+
+t.test(
+  'chain-mitm with the corporate CA trusted: the origin refuses the proxy, the session dies',
+  async (t) => {
+    const report = await runMatrix({
+      proxies: ['chain-mitm'],
+      profiles: ['cira-443'],
+      scenarios,
+      labNet: 181,
+      timeScale: FAST,
+      trustCorporateCa: true,
+      timeouts: { answerMs: 5_000 },
+    });
+    const get = getter(report);
+    t.equal(
+      get('chain-mitm', E443, 'tls-interception').outcome,
+      'fail',
+      'still inspected against the vendor rule',
+    );
+    const m = get('chain-mitm', E443, 'mtls');
+    t.equal(m.outcome, 'fail');
+    t.match(m.message, `re-signed by "${CORPORATE_CA_CN}"`);
+    t.match(m.message, /cannot carry the device certificate/);
+    t.match(m.message, /the session died before the origin answered/);
+    t.equal(m.evidence.interceptedBy, CORPORATE_CA_CN);
+    t.match(m.evidence.sessionError, /APF PROTOCOLVERSION reply: the connection closed/);
+    t.notOk(m.evidence.originVerifiedCN, 'the origin verified nothing');
+    const p = get('chain-mitm', E443, 'protocol');
+    t.equal(p.outcome, 'fail');
+    t.match(p.message, /APF session setup broke/);
+    t.equal(get('chain-mitm', E443, 'tunnel-keepalive').outcome, 'dependency_fail');
+  },
+);
+
+t.test(
+  'squid-default: CIRA on 443 passes, the Open AMT MPS port 4433 is refused with 403',
+  { ...requireComponent(t, 'squid', squidProblem()), timeout: 120_000 },
+  async (t) => {
+    const report = await runMatrix({
+      proxies: [new SquidProxy({ flavour: 'default', runtime: 'process' })],
+      profiles: ['cira-both'],
+      scenarios,
+      labNet: 182,
+      timeScale: FAST,
+    });
+    const get = getter(report);
+    for (const check of CHECKS) {
+      const r = get('squid-default', E443, check);
+      t.equal(r.outcome, 'pass', `443 ${check}: ${r.message}`);
+    }
+    t.equal(
+      get('squid-default', E443, 'connect-response').evidence.answerHead,
+      'HTTP/1.1 200 Connection established\r\n\r\n',
+    );
+    const refused = get('squid-default', E4433, 'connect');
+    t.equal(refused.outcome, 'fail');
+    t.equal(refused.message, `CONNECT ${HOST}:4433 answered "HTTP/1.1 403 Forbidden", not 200`);
+    t.match(refused.evidence, { answerHead: /X-Squid-Error: ERR_ACCESS_DENIED/ });
+    for (const check of CHECKS.slice(1)) {
+      const r = get('squid-default', E4433, check);
+      t.equal(r.outcome, 'dependency_fail', `4433 ${check} not run`);
+      t.equal(r.evidence.dependsOn, 'connect');
+    }
+  },
+);
+
+t.test('sloppy CONNECT answers fail connect-response, each flaw quoted', async (t) => {
+  const proxies = [
+    new SloppyProxy({ id: 'sloppy-http10', httpVersion: '1.0' }),
+    new SloppyProxy({ id: 'sloppy-header', headers: ['Proxy-Agent: x'] }),
+    new SloppyProxy({ id: 'sloppy-body', body: 'hello' }),
+    new SloppyProxy({ id: 'sloppy-glue', glue: 'SSH-2.0-x\r\n' }),
+    new ChainProxy({ id: 'clean' }),
+  ];
+  const report = await runMatrix({
+    proxies,
+    profiles: ['cira-443'],
+    scenarios,
+    labNet: 183,
+    timeScale: FAST,
+    timeouts: { tlsMs: 3_000 },
+  });
+  const get = getter(report);
+  const cr = (id: string) => get(id, E443, 'connect-response');
+  for (const id of ['sloppy-http10', 'sloppy-header', 'sloppy-body', 'sloppy-glue'])
+    t.equal(get(id, E443, 'connect').outcome, 'pass', `${id}: a 2xx answer opens the tunnel`);
+
+  t.equal(cr('sloppy-http10').outcome, 'fail');
+  t.match(cr('sloppy-http10').message, 'answered HTTP/1.0, not HTTP/1.1');
+  t.equal(cr('sloppy-http10').evidence.answerHead, 'HTTP/1.0 200 Connection established\r\n\r\n');
+
+  t.equal(cr('sloppy-header').outcome, 'fail');
+  t.match(cr('sloppy-header').message, '1 header line(s) after the status line: Proxy-Agent: x');
+  t.match(cr('sloppy-header').evidence.answerHead, 'Proxy-Agent: x\r\n');
+
+  t.equal(cr('sloppy-body').outcome, 'fail');
+  t.match(cr('sloppy-body').message, 'announces a body (Content-Length: 5)');
+  t.match(cr('sloppy-body').message, '5 byte(s) glued to the answer before the client spoke: "hello"');
+  t.equal(cr('sloppy-body').evidence.gluedBytes, 5);
+
+  t.equal(cr('sloppy-glue').outcome, 'fail');
+  t.match(
+    cr('sloppy-glue').message,
+    '11 byte(s) glued to the answer before the client spoke: "SSH-2.0-x\\r\\n"',
+  );
+  t.notMatch(cr('sloppy-glue').message, /header line/);
+
+  // Flaws in the answer only: the tunnel itself carries everything.
+  for (const id of ['sloppy-http10', 'sloppy-header']) {
+    for (const check of ['tls-interception', 'mtls', 'protocol', 'tunnel-keepalive'])
+      t.equal(get(id, E443, check).outcome, 'pass', `${id} ${check}`);
+  }
+  // Glued bytes land in front of the TLS stream: no session.
+  for (const id of ['sloppy-body', 'sloppy-glue']) {
+    t.equal(get(id, E443, 'tls-interception').outcome, 'fail', `${id}: TLS fails on the glued bytes`);
+    t.equal(get(id, E443, 'mtls').outcome, 'dependency_fail');
+  }
+  t.equal(cr('clean').outcome, 'pass', 'a clean answer passes');
+  t.match(cr('clean').message, /^clean "HTTP\/1\.1 200/);
+});
+
+t.test('a proxy idle timeout shorter than the keep-alive interval kills the tunnel', async (t) => {
+  // time scale 0.01: a 3 s session, a keep-alive every 300 ms.
+  const short = new SloppyProxy({ id: 'idle-120ms', idleKillMs: 120 });
+  const long = new SloppyProxy({ id: 'idle-2000ms', idleKillMs: 2_000 });
+  const report = await runMatrix({
+    proxies: [short, long],
+    profiles: ['cira-443'],
+    scenarios,
+    labNet: 184,
+    timeScale: 0.01,
+  });
+  const get = getter(report);
+  t.equal(
+    get('idle-120ms', E443, 'protocol').outcome,
+    'pass',
+    'the APF setup completes before the idle kill',
+  );
+  const killed = get('idle-120ms', E443, 'tunnel-keepalive');
+  t.equal(killed.outcome, 'fail');
+  t.match(killed.message, /the tunnel closed after \d+ ms of the 3000 ms session, closed by the proxy/);
+  t.match(killed.evidence, { requiredSeconds: 3, intervalMs: 300, closedBy: 'proxy' });
+  t.ok(
+    Number(killed.evidence.lastedMs) < 300,
+    `closed before the first keep-alive (${killed.evidence.lastedMs} ms)`,
+  );
+  t.equal(short.kills.length, 1, 'the proxy did kill one tunnel');
+  t.match(killed.remediation, /idle\/read timeout/);
+
+  const kept = get('idle-2000ms', E443, 'tunnel-keepalive');
+  t.equal(kept.outcome, 'pass', kept.message);
+  t.match(kept.evidence, { requiredSeconds: 3, closedBy: 'agent' });
+  t.equal(long.kills.length, 0, 'keep-alives kept the tunnel busy');
+
+  // --idle-seconds replaces the session length, in real seconds; keep-alives stay scaled.
+  const override = await runMatrix({
+    proxies: [new SloppyProxy({ id: 'idle-2000ms', idleKillMs: 2_000 })],
+    profiles: ['cira-443'],
+    scenarios,
+    labNet: 184,
+    timeScale: 0.01,
+    idleSeconds: 0.9,
+  });
+  const ka = getter(override)('idle-2000ms', E443, 'tunnel-keepalive');
+  t.equal(ka.outcome, 'pass', ka.message);
+  t.match(ka.evidence, { requiredMs: 900, idleSecondsOverride: 0.9, intervalMs: 300 });
+  t.equal((ka.evidence.keepalives as { sent: number }).sent, 2, 'keep-alives at 300 and 600 ms');
+});
+
+t.test('APF codec: every message of the subset round-trips, also fed one byte at a time', async (t) => {
+  const messages: ApfMessage[] = [
+    { type: 'protocol-version', major: 1, minor: 0, triggerReason: 4, uuid: Buffer.alloc(16, 7) },
+    { type: 'service-request', service: 'auth@amt.intel.com' },
+    { type: 'service-accept', service: 'pfwd@amt.intel.com' },
+    {
+      type: 'userauth-request',
+      username: 'u',
+      service: 'pfwd@amt.intel.com',
+      method: 'password',
+      password: 'p',
+    },
+    { type: 'userauth-success' },
+    { type: 'global-request', name: 'tcpip-forward', wantReply: true, address: '', port: 16993 },
+    { type: 'request-success', port: 16993 },
+    { type: 'keepalive-request', cookie: 0xdeadbeef },
+    { type: 'keepalive-reply', cookie: 0xdeadbeef },
+    { type: 'disconnect', reason: 11 },
+  ];
+  t.equal(
+    encodeApf(messages[0] as ApfMessage).length,
+    93,
+    'PROTOCOLVERSION is 93 bytes, as the MPS reads it',
+  );
+  t.same([...encodeApf({ type: 'keepalive-request', cookie: 0x01020304 })], [208, 1, 2, 3, 4]);
+  const wire = Buffer.concat(messages.map(encodeApf));
+  let buf = Buffer.alloc(0);
+  const got: ApfMessage[] = [];
+  for (const byte of wire) {
+    buf = Buffer.concat([buf, Buffer.from([byte])]);
+    const d = decodeApf(buf, { requestSuccessWithPort: got.length === 6 });
+    if (d) {
+      got.push(d.message);
+      buf = buf.subarray(d.bytes);
+    }
+  }
+  t.same(got, messages);
+  t.throws(() => decodeApf(Buffer.from([99, 0, 0])), /outside the APF subset/);
+});
+
+t.test('the apf origin really checks the device certificate', async (t) => {
+  const { lab, pki } = await testLab(t, 183, [
+    { host: HOST, ports: [{ port: 4433, transport: 'tls', mtls: true, service: 'apf' }] },
+  ]);
+  const address = lab.addressOf(HOST) ?? '';
+  const attempt = (cert?: { certPem: string; keyPem: string }) =>
+    new Promise<string>((resolve) => {
+      const s = tls.connect({
+        host: address,
+        port: 4433,
+        servername: HOST,
+        ca: pki.labRoot.cert.certPem,
+        ...(cert ? { cert: cert.certPem, key: cert.keyPem } : {}),
+      });
+      const timer = setTimeout(() => done('no answer within 5000 ms'), 5_000);
+      let buf = Buffer.alloc(0);
+      const done = (v: string) => {
+        clearTimeout(timer);
+        s.destroy();
+        resolve(v);
+      };
+      s.on('secureConnect', () =>
+        s.write(
+          encodeApf({
+            type: 'protocol-version',
+            major: 1,
+            minor: 0,
+            triggerReason: 4,
+            uuid: Buffer.alloc(16),
+          }),
+        ),
+      );
+      s.on('data', (c: Buffer) => {
+        buf = Buffer.concat([buf, c]);
+        const first = decodeApf(buf);
+        const second = first && decodeApf(buf.subarray(first.bytes));
+        if (second?.message.type === 'origin-info') done(`verified ${second.message.info.clientCertCN}`);
+      });
+      s.on('error', (err) => done(`error ${err.message}`));
+      s.on('close', () => done('closed'));
+    });
+  t.equal(await attempt(pki.deviceCa.issueLeaf([DEVICE_CN], { clientAuth: true })), `verified ${DEVICE_CN}`);
+  t.match(await attempt(), /^error .*certificate required/, 'no client certificate: refused');
+  t.match(
+    await attempt(pki.corporate.issueLeaf([DEVICE_CN], { clientAuth: true })),
+    /^(error|closed)/,
+    'a client certificate from another CA: refused',
+  );
+});
+
+const REAL = existsSync(`${SCENARIOS_DIR}profiles/vpro-cira.yaml`);
+t.test(
+  'the real vpro-cira profile through chain-plain',
+  REAL ? {} : { skip: 'scenarios/profiles/vpro-cira.yaml not there yet' },
+  async (t) => {
+    const report = await runMatrix({
+      proxies: ['chain-plain'],
+      profiles: ['vpro-cira'],
+      labNet: 184,
+      timeScale: FAST,
+    });
+    const get = getter(report);
+    for (const endpoint of [E443, E4433])
+      for (const check of CHECKS)
+        t.equal(get('chain-plain', endpoint, check).outcome, 'pass', `${endpoint} ${check}`);
+  },
+);
