@@ -107,7 +107,18 @@ export interface Profile {
 
 type OneOrMany = string | string[];
 export interface ExpectationRule {
-  match: { profile?: OneOrMany; endpoint?: OneOrMany; check?: OneOrMany };
+  match: {
+    profile?: OneOrMany;
+    endpoint?: OneOrMany;
+    check?: OneOrMany;
+    /** Endpoint port(s). */
+    port?: number | number[];
+    /** Exchange kind(s) (https, tcp-stream, cira, ...). */
+    kind?: OneOrMany;
+    /** Catalog row attributes. */
+    mustNotInspect?: boolean;
+    pinned?: boolean;
+  };
   expect: Outcome;
   reason: string;
 }
@@ -317,15 +328,28 @@ export function catalogRow(set: ScenarioSet, x: ProfileExchange): CatalogEndpoin
   return row;
 }
 
-function matches(value: string, pattern: OneOrMany | undefined): boolean {
+function matches<T>(value: T | undefined, pattern: T | T[] | undefined): boolean {
   if (pattern === undefined) return true;
+  if (value === undefined) return false;
   return (Array.isArray(pattern) ? pattern : [pattern]).includes(value);
+}
+
+/** What an expectation rule can match on, for one result. */
+export interface ExpectationKey {
+  proxy: string;
+  profile: string;
+  endpoint: string;
+  check: string;
+  port?: number;
+  kind?: string;
+  mustNotInspect?: boolean;
+  pinned?: boolean;
 }
 
 /** The first matching rule wins; no rule means `fallback` (`pass`, or `skip` where a check does not apply). */
 export function expectationFor(
   set: ScenarioSet,
-  key: { proxy: string; profile: string; endpoint: string; check: string },
+  key: ExpectationKey,
   fallback: Outcome = 'pass',
 ): { expect: Outcome; reason?: string } {
   const rules = set.expectations.get(key.proxy)?.rules ?? [];
@@ -333,7 +357,11 @@ export function expectationFor(
     if (
       matches(key.profile, r.match.profile) &&
       matches(key.endpoint, r.match.endpoint) &&
-      matches(key.check, r.match.check)
+      matches(key.check, r.match.check) &&
+      matches(key.port, r.match.port) &&
+      matches(key.kind, r.match.kind) &&
+      matches(key.mustNotInspect, r.match.mustNotInspect) &&
+      matches(key.pinned, r.match.pinned)
     ) {
       return { expect: r.expect, reason: r.reason };
     }

@@ -33,14 +33,14 @@ t.test('forwarded HTTP through proxy-chain and misbehaving forwarders', async (t
   });
   const plain = get(report, 'chain-plain', FORWARD, 'payload');
   t.equal(get(report, 'chain-plain', FORWARD, 'forward')?.outcome, 'pass');
-  t.equal(plain?.outcome, 'pass', plain?.message);
+  t.equal(plain?.outcome, 'pass', String(plain?.message));
   t.match(plain?.message, /3 request\(s\), \d+ body bytes, every SHA-256 equal/);
   const steps = plain?.evidence.steps as Array<Record<string, unknown>>;
   t.equal(steps[2]?.bytes, 1048576, 'the 1 MiB download arrived whole');
 
   // proxy-chain passes the agent's Proxy-Connection on to the origin: a real (minor) flaw
   const ph = get(report, 'chain-plain', FORWARD, 'headers');
-  t.equal(ph?.outcome, 'warn', ph?.message);
+  t.equal(ph?.outcome, 'warn', String(ph?.message));
   t.match(ph?.message, /hop-by-hop header Proxy-Connection was passed on/);
   const hs = ph?.evidence.steps as Array<{ sent: string; received: string }>;
   t.match(hs[0]?.sent, /^GET http:\/\/repo\.proxycheck\.test\/echo\/metadata\?pc=/, 'absolute-form sent');
@@ -117,7 +117,7 @@ t.test(
     t.equal(get(report, id, FORWARD, 'forward')?.outcome, 'pass');
     t.equal(get(report, id, FORWARD, 'payload')?.outcome, 'pass');
     const h = get(report, id, FORWARD, 'headers');
-    t.equal(h?.outcome, 'pass', h?.message);
+    t.equal(h?.outcome, 'pass', String(h?.message));
     t.match(h?.message, /the proxy added .*via/i, 'squid adds Via, which is allowed');
     for (const port of [13000, 2222]) {
       const c = get(report, id, `agent.proxycheck.test:${port}`, 'connect');

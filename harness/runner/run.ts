@@ -15,6 +15,7 @@ import { type CheckResult, type ProxyInfo, RESULT_SCHEMA_ID, type RunReport, sum
 import { proxyById, type Runtime } from '../proxies/registry.ts';
 import type { ProxyUnderTest, StartedProxy } from '../proxies/types.ts';
 import {
+  type CatalogEndpoint,
   catalogRow,
   expectationFor,
   loadScenarios,
@@ -230,7 +231,7 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
                 try {
                   const leaf = startedLab.pki.labRoot.issueLeaf([host]);
                   const device = startedLab.pki.deviceCa.issueLeaf([`device.${host}`], { clientAuth: true });
-                    const ctx = {
+                  const ctx = {
                     proxy: {
                       host: started.host,
                       port: started.port,
@@ -290,12 +291,24 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
               };
               const at = v.endpoint ?? endpoint;
               const [h, p] = splitEndpoint(at);
-              const r = toResult(set, adapter.id, profile.id, at, check, v, {
-                host: h,
-                port: p,
-                proxyId: adapter.id,
-                ...(kind.id === 'http-forward' ? { forwarded: true } : {}),
-              });
+              const r = toResult(
+                set,
+                adapter.id,
+                profile.id,
+                at,
+                check,
+                v,
+                {
+                  host: h,
+                  port: p,
+                  proxyId: adapter.id,
+                  ...(kind.id === 'http-forward' ? { forwarded: true } : {}),
+                },
+                {
+                  kind: kind.id,
+                  row: p === x.port ? catalogRow(set, x) : catalogRow(set, { ...x, port: p }),
+                },
+              );
               results.push(r);
               opts.onResult?.(r);
             }
@@ -332,9 +345,23 @@ function toResult(
   check: string,
   v: Verdict,
   ctx: CheckContext,
+  attrs: { kind: string; row: CatalogEndpoint },
 ): CheckResult {
   const def = checkDefinition(check);
-  const exp = expectationFor(set, { proxy, profile, endpoint, check }, v.notApplicable ? 'skip' : 'pass');
+  const exp = expectationFor(
+    set,
+    {
+      proxy,
+      profile,
+      endpoint,
+      check,
+      port: ctx.port,
+      kind: attrs.kind,
+      mustNotInspect: attrs.row.mustNotInspect,
+      pinned: attrs.row.pinned,
+    },
+    v.notApplicable ? 'skip' : 'pass',
+  );
   const needsRemedy = v.outcome === 'fail' || v.outcome === 'warn';
   return {
     id: `${proxy}/${profile}/${endpoint}/${check}`,
