@@ -125,8 +125,10 @@ export async function openChannel(
     durationMs: since(t0),
   });
 
+  let strictRefused = false;
   if (opts.strictConnect) {
     const { problems } = judgeConnectAnswer(tunnel.answer);
+    strictRefused = problems.length > 0;
     set(
       'connect-response',
       problems.length
@@ -147,6 +149,16 @@ export async function openChannel(
             durationMs: 0,
           },
     );
+  }
+
+  if (strictRefused) {
+    // Strict firmware drops the connection on any flaw in the answer: nothing after it runs.
+    tunnel.socket.destroy();
+    for (const c of later) {
+      if (!out.has(c))
+        set(c, notRunVerdict('the strict client rejected the CONNECT answer', 'connect-response'));
+    }
+    return undefined;
   }
 
   if (!useTls) return { socket: tunnel.socket, tunnel };

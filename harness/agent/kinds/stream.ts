@@ -31,7 +31,17 @@ function frame(i: number, bytes: number): Buffer {
   return Buffer.concat([head, body]);
 }
 
-/** Reads exactly `n` bytes or rejects at the deadline / on close. */
+/** A read that ended early, with what did arrive (an HTTP error page from the proxy, say). */
+class ShortRead extends Error {
+  constructor(
+    message: string,
+    readonly partial: Buffer,
+  ) {
+    super(message);
+  }
+}
+
+/** Reads exactly `n` bytes or rejects (ShortRead) at the deadline / on close. */
 function readExactly(socket: Socket, n: number, ms: number, what: string): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -44,7 +54,7 @@ function readExactly(socket: Socket, n: number, ms: number, what: string): Promi
     };
     const timer = setTimeout(() => {
       cleanup();
-      reject(new Error(`${what}: ${have} of ${n} bytes echoed within ${ms} ms`));
+      reject(new ShortRead(`${what}: ${have} of ${n} bytes echoed within ${ms} ms`, Buffer.concat(chunks)));
     }, ms);
     const onData = (c: Buffer) => {
       chunks.push(c);
@@ -59,11 +69,11 @@ function readExactly(socket: Socket, n: number, ms: number, what: string): Promi
     };
     const onClose = () => {
       cleanup();
-      reject(new Error(`${what}: the tunnel closed after ${have} of ${n} bytes`));
+      reject(new ShortRead(`${what}: the tunnel closed after ${have} of ${n} bytes`, Buffer.concat(chunks)));
     };
     const onError = (err: Error) => {
       cleanup();
-      reject(new Error(`${what}: ${err.message}`));
+      reject(new ShortRead(`${what}: ${err.message}`, Buffer.concat(chunks)));
     };
     socket.on('data', onData);
     socket.once('close', onClose);
@@ -106,10 +116,16 @@ async function runStream(ctx: KindContext, tls: boolean): Promise<KindVerdicts> 
       durationMs: since(t0),
     });
   } catch (err) {
+    const partial = err instanceof ShortRead ? err.partial : Buffer.alloc(0);
+    // What came back instead of the echo: often the proxy's own HTTP answer to bytes it could not parse.
+    const line = /^HTTP\/1\.[01] \d{3}[^\r\n]*/.exec(partial.toString('latin1'))?.[0];
     out.set('payload', {
       outcome: 'fail',
-      message: (err as Error).message,
-      evidence: { steps },
+      message: `${(err as Error).message}${line ? `; received "${line}" instead of the echo` : ''}`,
+      evidence: {
+        steps,
+        ...(partial.length ? { receivedInstead: partial.subarray(0, 512).toString('latin1') } : {}),
+      },
       durationMs: since(t0),
     });
   } finally {
