@@ -2,7 +2,7 @@
  * proxycheck command line. Exit codes: 0 every result matched its expectation; 1 at least one did
  * not; 2 bad usage or bad scenario data (one-line error); 3 our own setup failed before any check.
  */
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { CHECKS } from '../checks/definitions.ts';
@@ -14,6 +14,7 @@ import { RunDir } from '../lab/rundir.ts';
 import { cleanupAll, installSignalHandlers, onCleanup } from '../lifecycle.ts';
 import { DEFAULT_PROXIES, PROXY_KINDS, type Runtime } from '../proxies/registry.ts';
 import { renderTable } from '../report/table.ts';
+import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
 import { loadScenarios, resolveHost } from '../scenarios.ts';
 import { registerSquidCommands } from './squid-commands.ts';
@@ -67,7 +68,10 @@ function buildProgram(out: { code: number }): Command {
       DEFAULT_PROXIES.join(','),
     )
     .option('--profiles <ids>', 'agent profiles to replay, or "all"', 'all')
-    .option('--json <file>', 'also write the full report (schema proxycheck/result@1) to FILE')
+    .option('--json <file>', REPORT_FORMATS.json.help)
+    .option('--junit <file>', REPORT_FORMATS.junit.help)
+    .option('--tap <file>', REPORT_FORMATS.tap.help)
+    .option('--html <file>', REPORT_FORMATS.html.help)
     .option(
       '--trust-corporate-ca',
       'agents trust the corporate inspection CA (as an enterprise that deployed it)',
@@ -81,6 +85,7 @@ function buildProgram(out: { code: number }): Command {
     )
     .addOption(labNetOption())
     .action(async (o) => {
+      const reports = planReports(o);
       const report = await runMatrix({
         scenarios: loadScenarios({
           tenant: o.tenant,
@@ -93,8 +98,8 @@ function buildProgram(out: { code: number }): Command {
         tenant: o.tenant,
         trustCorporateCa: Boolean(o.trustCorporateCa),
       });
-      process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
-      if (o.json) writeFileSync(o.json, JSON.stringify(report, null, 2) + '\n');
+      if (!reports.stdout) process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
+      writeReports(reports, report);
       out.code = report.summary.unmatched === 0 ? 0 : 1;
     });
   registerSquidCommands(program);

@@ -2,12 +2,13 @@
  * `proxycheck validate --proxy URL`: a customer's go-live check of a proxy we did not start,
  * against the lab origins (which the proxy must resolve: `proxycheck lab hosts`).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.ts';
 import { parseLabNet } from '../lab/addresses.ts';
 import { ExternalProxy, parseProxyUrl } from '../proxies/external.ts';
 import { renderTable } from '../report/table.ts';
+import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { runMatrix } from '../runner/run.ts';
 import { loadScenarios } from '../scenarios.ts';
 
@@ -21,7 +22,10 @@ export function registerValidateCommand(program: Command, out: { code: number })
     .option('--proxy-user <name>', 'proxy user name (instead of putting it in the URL)')
     .option('--proxy-password <password>', `proxy password (or set ${PASSWORD_ENV}; never printed)`)
     .option('--profiles <ids>', 'agent profiles to replay, or "all"', 'all')
-    .option('--json <file>', 'also write the full report (schema proxycheck/result@1) to FILE')
+    .option('--json <file>', REPORT_FORMATS.json.help)
+    .option('--junit <file>', REPORT_FORMATS.junit.help)
+    .option('--tap <file>', REPORT_FORMATS.tap.help)
+    .option('--html <file>', REPORT_FORMATS.html.help)
     .option('--trust-ca <file>', "PEM of your TLS inspection CA, as deployed to the agents' trust store")
     .option('--tenant <id>', 'value for the "***" tenant part of catalog hosts', 'lab01')
     .option(
@@ -31,6 +35,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
     )
     .option('-v, --verbose', 'print remediation for every fail and warn')
     .action(async (o) => {
+      const reports = planReports(o);
       const parsed = parseProxyUrl(o.proxy);
       const password: string | undefined = o.proxyPassword ?? process.env[PASSWORD_ENV];
       if (password !== undefined && !o.proxyUser && !parsed.credentials) {
@@ -61,8 +66,8 @@ export function registerValidateCommand(program: Command, out: { code: number })
         labNet: parseLabNet(o.labNet),
         extraTrust,
       });
-      process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
-      if (o.json) writeFileSync(o.json, JSON.stringify(report, null, 2) + '\n');
+      if (!reports.stdout) process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
+      writeReports(reports, report);
       out.code = report.summary.unmatched === 0 ? 0 : 1;
     });
 }

@@ -1,0 +1,142 @@
+/**
+ * JUnit XML (the Ant/Jenkins/Surefire dialect every CI understands): one <testsuite> per proxy,
+ * one <testcase> per result, classname `<proxy>/<profile>`, name `<host:port> <check>`.
+ *
+ * Mapping (see disposition.ts): an unmatched result is a <failure type="<outcome>"> (an <error>
+ * when the outcome is our own setup_fail/harness_fail) whose body holds the expectation, message,
+ * remediation and evidence; a matched fail/warn is a passing testcase whose <system-out> says
+ * "fail, as expected: <reason>"; a matched outcome that did not run the check (skip,
+ * dependency_fail, …) is <skipped message="…">. So failures + errors > 0 exactly when proxycheck
+ * exits 1. Text is escaped, never put in CDATA; characters XML 1.0 cannot carry at all (most C0
+ * controls) are written as visible \uXXXX escapes.
+ */
+import type { CheckResult, ProxyInfo, RunReport } from '../model.ts';
+import { disposition, evidenceJson, expectationLine, visibleControls } from './disposition.ts';
+
+function xmlText(s: string): string {
+  return visibleControls(s).replace(/[&<>\r]/g, (c) =>
+    c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : '&#13;',
+  );
+}
+
+function xmlAttr(s: string): string {
+  return visibleControls(s).replace(/[&<>"'\r\n\t]/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function attrs(a: Record<string, string | number | undefined>): string {
+  return Object.entries(a)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => ` ${k}="${xmlAttr(String(v))}"`)
+    .join('');
+}
+
+function seconds(ms: number): string {
+  return (Math.max(0, ms) / 1000).toFixed(3);
+}
+
+interface Counts {
+  tests: number;
+  failures: number;
+  errors: number;
+  skipped: number;
+}
+
+function count(results: CheckResult[]): Counts {
+  const c: Counts = { tests: results.length, failures: 0, errors: 0, skipped: 0 };
+  for (const r of results) {
+    const d = disposition(r);
+    if (d === 'failure') c.failures += 1;
+    else if (d === 'error') c.errors += 1;
+    else if (d === 'skipped') c.skipped += 1;
+  }
+  return c;
+}
+
+/** Proxies in report order, then any proxy that has results but no entry in `proxies`. */
+function proxyOrder(report: RunReport): ProxyInfo[] {
+  const out = [...report.proxies];
+  for (const r of report.results) {
+    if (!out.some((p) => p.id === r.proxy))
+      out.push({ id: r.proxy, kind: 'unknown', runtime: 'unknown', version: 'unknown' });
+  }
+  return out;
+}
+
+function details(r: CheckResult): string {
+  const lines = [expectationLine(r), r.message];
+  if (r.remediation) lines.push(`remediation: ${r.remediation}`);
+  lines.push(`id: ${r.id}`, `evidence: ${evidenceJson(r)}`);
+  return lines.join('\n');
+}
+
+function testcase(r: CheckResult): string {
+  const head = `    <testcase${attrs({
+    classname: `${r.proxy}/${r.profile}`,
+    name: `${r.endpoint} ${r.check}`,
+    time: seconds(r.durationMs),
+  })}>`;
+  const body: string[] = [];
+  switch (disposition(r)) {
+    case 'failure':
+    case 'error': {
+      const tag = disposition(r) === 'error' ? 'error' : 'failure';
+      body.push(
+        `      <${tag}${attrs({ message: `${expectationLine(r)}: ${r.message}`, type: r.outcome })}>${xmlText(details(r))}</${tag}>`,
+      );
+      break;
+    }
+    case 'skipped':
+      body.push(`      <skipped${attrs({ message: `${expectationLine(r)}: ${r.message}` })}/>`);
+      body.push(`      <system-out>${xmlText(details(r))}</system-out>`);
+      break;
+    case 'expected':
+      body.push(`      <system-out>${xmlText(details(r))}</system-out>`);
+      break;
+    case 'passed':
+      body.push(`      <system-out>${xmlText(`${r.outcome}: ${r.message}`)}</system-out>`);
+      break;
+  }
+  return [head, ...body, '    </testcase>'].join('\n');
+}
+
+export function renderJunit(report: RunReport): string {
+  const total = count(report.results);
+  const wall = Date.parse(report.finishedAt) - Date.parse(report.startedAt);
+  const out = [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    `<testsuites${attrs({
+      name: `${report.tool.name} ${report.tool.version}`,
+      ...total,
+      time: seconds(Number.isFinite(wall) ? wall : 0),
+      timestamp: report.startedAt,
+    })}>`,
+  ];
+  for (const p of proxyOrder(report)) {
+    const results = report.results.filter((r) => r.proxy === p.id);
+    out.push(
+      `  <testsuite${attrs({
+        name: p.id,
+        ...count(results),
+        time: seconds(results.reduce((s, r) => s + r.durationMs, 0)),
+        timestamp: report.startedAt,
+      })}>`,
+      '    <properties>',
+      ...Object.entries({
+        kind: p.kind,
+        runtime: p.runtime,
+        version: p.version,
+        url: p.url,
+        startMs: p.startMs,
+        tool: `${report.tool.name} ${report.tool.version}`,
+        schema: report.schema,
+      })
+        .filter(([, v]) => v !== undefined)
+        .map(([name, value]) => `      <property${attrs({ name, value: String(value) })}/>`),
+      '    </properties>',
+      ...results.map(testcase),
+      '  </testsuite>',
+    );
+  }
+  out.push('</testsuites>');
+  return out.join('\n') + '\n';
+}
