@@ -1,0 +1,572 @@
+/**
+ * `websocket`: a long-lived bidirectional WebSocket session inside the verified TLS tunnel
+ * (FlexxAgent remote assistance, ras.flexxible.com). Over `session.seconds` (scaled; `idleSeconds`
+ * replaces it) the agent ticks every `intervalSeconds`: `bursts` times it sends `burstBytes` and the
+ * origin answers with a burst of its own (lab service ws-session), both hashed; on the other ticks
+ * it sends a WebSocket ping and waits for the pong. Checks: connect, fallback (when the profile
+ * says the agent falls back to auto detect), tls-interception, pinning, protocol (101 and the
+ * subprotocol), payload (every burst's SHA-256 both ways), tunnel-keepalive (the session lasted).
+ *
+ * Fallback: when the proxy itself cannot be reached (no TCP connection to it: refused, unreachable,
+ * deadline) and `fallbackDirect` is set, the agent goes "auto detect", straight to the host, and
+ * runs the same session there; the other checks then describe that session (evidence `route`).
+ * A proxy that answers, even with 403, is reachable: no fallback.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { errorMessage } from '../../errors.ts';
+import { sha256 } from '../../lab/lab.ts';
+import { SESSION_SUBPROTOCOL, type SessionAck } from '../../lab/services/ws-session.ts';
+import type { ProfileExchange } from '../../scenarios.ts';
+import { openChannel } from '../channel.ts';
+import { directChannel, proxyUnreachable } from '../direct.ts';
+import { answerHead, openWebSocket, type WsOpenResult } from '../wsclient.ts';
+import {
+  type ExchangeKind,
+  fillNotRun,
+  type KindContext,
+  type KindVerdicts,
+  notApplicable,
+  notRun,
+  scaledMs,
+  since,
+} from './types.ts';
+
+const AFTER_CHANNEL = ['protocol', 'payload', 'tunnel-keepalive'];
+
+function checksFor(x: ProfileExchange): string[] {
+  return [
+    'connect',
+    ...(x.fallbackDirect ? ['fallback'] : []),
+    'tls-interception',
+    'pinning',
+    ...AFTER_CHANNEL,
+  ];
+}
+
+export const websocketKind: ExchangeKind = {
+  id: 'websocket',
+  checks: checksFor,
+  lab: (x) => [{ port: x.port, transport: 'https' }],
+  run: runWebsocket,
+};
+
+const DEFAULTS = { seconds: 60, intervalSeconds: 5, bursts: 4, burstBytes: 16 * 1024 };
+
+export interface SessionPlan {
+  /** The session length the agent needs, in real (profile or --idle-seconds) seconds. */
+  requiredSeconds: number;
+  /** That length as waited here (scaled unless idleSeconds set it). */
+  requiredMs: number;
+  intervalMs: number;
+  ticks: number;
+  bursts: number;
+  burstBytes: number;
+}
+
+export function sessionPlan(ctx: Pick<KindContext, 'exchange' | 'timeScale' | 'idleSeconds'>): SessionPlan {
+  const s = ctx.exchange.session ?? {};
+  const seconds = s.seconds ?? DEFAULTS.seconds;
+  const requiredSeconds = ctx.idleSeconds ?? seconds;
+  const requiredMs =
+    ctx.idleSeconds !== undefined ? Math.round(ctx.idleSeconds * 1000) : scaledMs(seconds, ctx.timeScale);
+  const intervalMs = Math.max(
+    10,
+    scaledMs(s.intervalSeconds ?? s.keepaliveSeconds ?? DEFAULTS.intervalSeconds, ctx.timeScale),
+  );
+  return {
+    requiredSeconds,
+    requiredMs,
+    intervalMs,
+    ticks: Math.max(1, Math.round(requiredMs / intervalMs)),
+    bursts: s.bursts ?? DEFAULTS.bursts,
+    burstBytes: s.burstBytes ?? DEFAULTS.burstBytes,
+  };
+}
+
+interface BurstRecord {
+  seq: number;
+  atMs: number;
+  upBytes: number;
+  upSha256: string;
+  originUpBytes?: number;
+  originUpSha256?: string;
+  downDeclaredBytes?: number;
+  downDeclaredSha256?: string;
+  downBytes?: number;
+  downSha256?: string;
+  roundTripMs?: number;
+}
+
+interface Ending {
+  atMs: number;
+  /** How the tunnel ended, as the agent saw it. */
+  how: string;
+  /** What the agent was doing when it ended. */
+  during: string;
+  /** The last step that completed before it. */
+  after: string;
+  lastTrafficAtMs: number;
+  /** The same moment, counted from when the agent started dialling (CONNECT, or the direct route). */
+  sinceDialMs: number;
+  wsCloseCode?: number;
+  wsCloseReason?: string;
+  tcpFin?: boolean;
+  socketError?: string;
+}
+
+interface SessionRun {
+  plan: SessionPlan;
+  route: Record<string, unknown>;
+  open: WsOpenResult;
+  bursts: BurstRecord[];
+  pingsSent: number;
+  pongs: number;
+  maxPingRttMs: number;
+  lastedMs: number;
+  completed: boolean;
+  ending?: Ending;
+  /** A deadline or protocol failure inside a tunnel that stayed open. */
+  stalled?: string;
+  durationMs: number;
+}
+
+class Ended extends Error {}
+
+/** Runs the whole session over an established TLS socket. Destroys the socket before returning. */
+async function runSession(
+  ctx: KindContext,
+  socket: Socket | TLSSocket,
+  route: Record<string, unknown>,
+  /** When the agent started dialling (before CONNECT): endings are also timed from it. */
+  dialledAt: number,
+): Promise<SessionRun> {
+  const plan = sessionPlan(ctx);
+  const path = ctx.exchange.path ?? '/ws/session';
+  const url = `wss://${ctx.host}${ctx.port === 443 ? '' : `:${ctx.port}`}${path}`;
+  const t00 = performance.now();
+  let tcpFin = false;
+  let socketError: string | undefined;
+  socket.on('end', () => {
+    tcpFin = true;
+  });
+  socket.on('error', (err) => {
+    socketError = (err as NodeJS.ErrnoException).code ?? errorMessage(err);
+  });
+  const open = await openWebSocket(socket, {
+    url,
+    protocols: [SESSION_SUBPROTOCOL],
+    deadlineMs: ctx.timeouts.answerMs,
+    deadlineName: 'timeouts.answerMs',
+    ...(ctx.exchange.userAgent ? { headers: { 'User-Agent': ctx.exchange.userAgent } } : {}),
+  });
+  const run: SessionRun = {
+    plan,
+    route,
+    open,
+    bursts: [],
+    pingsSent: 0,
+    pongs: 0,
+    maxPingRttMs: 0,
+    lastedMs: 0,
+    completed: false,
+    durationMs: 0,
+  };
+  if (!open.ok) {
+    socket.destroy();
+    run.durationMs = since(t00);
+    return run;
+  }
+  const ws = open.ws;
+  const t0 = performance.now();
+  const now = () => Math.round(performance.now() - t0);
+  let lastTrafficAtMs = 0;
+  let during = 'while idle between steps';
+  let after = 'the WebSocket upgrade';
+  let closeInfo: { code: number; reason: string; atMs: number; sinceDialMs: number } | undefined;
+  const inbox: Array<{ data: Buffer; isBinary: boolean }> = [];
+  let wake: (() => void) | undefined;
+  const poke = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  const pongWaiters = new Map<string, () => void>();
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    lastTrafficAtMs = now();
+    inbox.push({ data, isBinary });
+    poke();
+  });
+  ws.on('pong', (data: Buffer) => {
+    lastTrafficAtMs = now();
+    pongWaiters.get(data.toString('latin1'))?.();
+  });
+  ws.on('error', (err) => {
+    socketError ??= errorMessage(err);
+  });
+  ws.on('close', (code: number, reason: Buffer) => {
+    closeInfo ??= {
+      code,
+      reason: reason.toString('utf8'),
+      atMs: now(),
+      sinceDialMs: Math.round(performance.now() - dialledAt),
+    };
+    poke();
+    for (const w of pongWaiters.values()) w();
+  });
+
+  const endedError = () => new Ended('the session ended');
+  /** Waits until `predicate` holds, the session ends (Ended) or the deadline passes. */
+  const waitFor = <T>(take: () => T | undefined, deadlineMs: number, what: string): Promise<T> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        wake = undefined;
+        reject(new Error(`${what}: no answer within ${deadlineMs} ms`));
+      }, deadlineMs);
+      const check = () => {
+        const v = take();
+        if (v !== undefined) {
+          clearTimeout(timer);
+          resolve(v);
+        } else if (closeInfo) {
+          clearTimeout(timer);
+          reject(endedError());
+        } else wake = check;
+      };
+      check();
+    });
+  const sleepUntil = (atMs: number): Promise<void> =>
+    new Promise((resolve) => {
+      const timer = setTimeout(
+        () => {
+          wake = undefined;
+          resolve();
+        },
+        Math.max(0, atMs - now()),
+      );
+      if (closeInfo) {
+        clearTimeout(timer);
+        resolve();
+        return;
+      }
+      // Only the end of the session cuts a sleep short (a stray message must not advance the clock).
+      const onWake = () => {
+        if (!closeInfo) {
+          wake = onWake;
+          return;
+        }
+        clearTimeout(timer);
+        resolve();
+      };
+      wake = onWake;
+    });
+
+  async function burst(seq: number): Promise<void> {
+    during = `during burst ${seq} of ${plan.bursts} (waiting for the origin's answer)`;
+    const up = randomBytes(plan.burstBytes);
+    const rec: BurstRecord = { seq, atMs: now(), upBytes: up.length, upSha256: sha256(up) };
+    run.bursts.push(rec);
+    const sent = performance.now();
+    ws.send(up, { binary: true });
+    const what = `burst ${seq}: the origin's ack (timeouts.requestMs)`;
+    const ackMsg = await waitFor(() => inbox.shift(), ctx.timeouts.requestMs, what);
+    if (ackMsg.isBinary)
+      throw new Error(`burst ${seq}: the origin sent ${ackMsg.data.length} binary bytes, not its ack`);
+    const ack = JSON.parse(ackMsg.data.toString('utf8')) as SessionAck;
+    rec.originUpBytes = ack.upBytes;
+    rec.originUpSha256 = ack.upSha256;
+    rec.downDeclaredBytes = ack.downBytes;
+    rec.downDeclaredSha256 = ack.downSha256;
+    const down = await waitFor(
+      () => inbox.shift(),
+      ctx.timeouts.requestMs,
+      `burst ${seq}: the origin's downstream burst (timeouts.requestMs)`,
+    );
+    rec.downBytes = down.data.length;
+    rec.downSha256 = sha256(down.data);
+    rec.roundTripMs = Math.round(performance.now() - sent);
+    after = `burst ${seq} at ${rec.atMs} ms`;
+  }
+
+  async function ping(n: number): Promise<void> {
+    during = `while waiting for the pong of ping ${n}`;
+    const payload = `p${n}`;
+    const sent = performance.now();
+    run.pingsSent++;
+    const answered = new Promise<void>((resolve) => pongWaiters.set(payload, resolve));
+    ws.ping(Buffer.from(payload, 'latin1'));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`ping ${n}: no pong within ${ctx.timeouts.answerMs} ms (timeouts.answerMs)`)),
+        ctx.timeouts.answerMs,
+      );
+    });
+    try {
+      await Promise.race([answered, deadline]);
+    } finally {
+      clearTimeout(timer);
+      pongWaiters.delete(payload);
+    }
+    if (closeInfo) throw endedError();
+    run.pongs++;
+    run.maxPingRttMs = Math.max(run.maxPingRttMs, Math.round(performance.now() - sent));
+    after = `ping ${n} at ${now()} ms`;
+  }
+
+  try {
+    const tickMs = plan.requiredMs / plan.ticks;
+    let seq = 0;
+    let pings = 0;
+    for (let k = 1; k <= plan.ticks; k++) {
+      during = 'while idle between steps';
+      await sleepUntil(Math.round(k * tickMs));
+      if (closeInfo) throw endedError();
+      const due =
+        Math.floor((k * plan.bursts) / plan.ticks) - Math.floor(((k - 1) * plan.bursts) / plan.ticks);
+      for (let i = 0; i < due; i++) await burst(++seq);
+      // Pings fill the ticks without bursts; the last tick always proves the tunnel is still up.
+      if (due === 0 || k === plan.ticks) await ping(++pings);
+    }
+    run.completed = true;
+    run.lastedMs = now();
+  } catch (err) {
+    run.lastedMs = closeInfo?.atMs ?? now();
+    if (!(err instanceof Ended)) run.stalled = errorMessage(err);
+  }
+  if (closeInfo) {
+    const c = closeInfo;
+    const how =
+      c.code === 1006
+        ? socketError
+          ? `the connection was reset (${socketError}) without a WebSocket close frame`
+          : tcpFin
+            ? 'the connection was closed (TCP FIN) without a WebSocket close frame'
+            : 'the connection dropped without a WebSocket close frame'
+        : `the origin side sent a WebSocket close frame (code ${c.code}${c.reason ? ` "${c.reason}"` : ''})`;
+    run.ending = {
+      atMs: c.atMs,
+      how,
+      during,
+      after,
+      lastTrafficAtMs,
+      sinceDialMs: c.sinceDialMs,
+      wsCloseCode: c.code,
+      ...(c.reason ? { wsCloseReason: c.reason } : {}),
+      tcpFin,
+      ...(socketError ? { socketError } : {}),
+    };
+  }
+  // Close politely when the session is over; never wait past the deadline for it.
+  try {
+    if (!closeInfo) {
+      ws.close(1000, 'session over');
+      await waitFor(
+        () => (closeInfo ? true : undefined),
+        ctx.timeouts.answerMs,
+        'WebSocket close handshake',
+      ).catch(() => {});
+    }
+  } finally {
+    ws.terminate();
+    socket.destroy();
+  }
+  run.durationMs = since(t00);
+  return run;
+}
+
+function judgeSession(ctx: KindContext, s: SessionRun, out: KindVerdicts): void {
+  const { plan, route, open } = s;
+  if (!open.ok) {
+    out.set('protocol', {
+      outcome: 'fail',
+      message: open.error,
+      evidence: {
+        ...route,
+        url: urlOf(ctx),
+        ...(open.answer ? { answerHead: answerHead(open.answer) } : {}),
+      },
+      durationMs: open.ms,
+    });
+    for (const c of ['payload', 'tunnel-keepalive'])
+      out.set(c, notRun('the WebSocket session did not open', 'protocol', 0));
+    return;
+  }
+  out.set('protocol', {
+    outcome: 'pass',
+    message: `"${open.answer.statusLine}", subprotocol ${open.answer.subprotocol} accepted`,
+    evidence: {
+      ...route,
+      url: urlOf(ctx),
+      answerHead: answerHead(open.answer),
+      offeredSubprotocols: [SESSION_SUBPROTOCOL],
+      acceptedSubprotocol: open.answer.subprotocol,
+    },
+    durationMs: open.ms,
+  });
+
+  // payload
+  const done = s.bursts.filter((b) => b.downSha256 !== undefined);
+  const upBytes = done.reduce((a, b) => a + b.upBytes, 0);
+  const downBytes = done.reduce((a, b) => a + (b.downBytes ?? 0), 0);
+  let bad: string | undefined;
+  for (const b of done) {
+    if (b.originUpSha256 !== b.upSha256) {
+      bad = `burst ${b.seq} upstream: the origin received ${b.originUpBytes} bytes with SHA-256 ${String(b.originUpSha256).slice(0, 16)}…, the agent sent ${b.upBytes} with ${b.upSha256.slice(0, 16)}…`;
+      break;
+    }
+    if (b.downSha256 !== b.downDeclaredSha256) {
+      bad = `burst ${b.seq} downstream: the agent received ${b.downBytes} bytes with SHA-256 ${String(b.downSha256).slice(0, 16)}…, the origin sent ${b.downDeclaredBytes} with ${String(b.downDeclaredSha256).slice(0, 16)}…`;
+      break;
+    }
+  }
+  const payloadEvidence = {
+    ...route,
+    burstsPlanned: plan.bursts,
+    burstsDone: done.length,
+    bytesUp: upBytes,
+    bytesDown: downBytes,
+    bursts: s.bursts,
+  };
+  if (bad) {
+    out.set('payload', { outcome: 'fail', message: bad, evidence: payloadEvidence, durationMs: s.lastedMs });
+  } else if (done.length < plan.bursts) {
+    const why = s.ending ? 'the tunnel closed' : `the session stalled (${s.stalled})`;
+    out.set('payload', {
+      outcome: s.ending ? 'dependency_fail' : 'fail',
+      message: `${s.ending ? 'not run in full: ' : ''}${why} after ${done.length} of ${plan.bursts} bursts (every one done was intact both ways)`,
+      evidence: { ...payloadEvidence, dependsOn: 'tunnel-keepalive' },
+      durationMs: s.lastedMs,
+    });
+  } else {
+    out.set('payload', {
+      outcome: 'pass',
+      message: `${done.length} bursts of ${plan.burstBytes} bytes each way (${upBytes} up, ${downBytes} down), every SHA-256 equal in both directions`,
+      evidence: payloadEvidence,
+      durationMs: s.lastedMs,
+    });
+  }
+
+  // tunnel-keepalive
+  const scale =
+    ctx.idleSeconds !== undefined
+      ? `${plan.requiredSeconds} s (--idle-seconds)`
+      : `${plan.requiredSeconds} s at time scale ${ctx.timeScale}`;
+  const keepEvidence = {
+    ...route,
+    requiredSeconds: plan.requiredSeconds,
+    requiredMs: plan.requiredMs,
+    timeScale: ctx.timeScale,
+    intervalMs: plan.intervalMs,
+    lastedMs: s.lastedMs,
+    pingsSent: s.pingsSent,
+    pingsAnswered: s.pongs,
+    maxPingRttMs: s.maxPingRttMs,
+    burstsDone: done.length,
+    ...(s.ending ? { ending: s.ending } : {}),
+    ...(s.stalled ? { stalled: s.stalled } : {}),
+  };
+  if (s.completed && s.lastedMs >= plan.requiredMs) {
+    out.set('tunnel-keepalive', {
+      outcome: 'pass',
+      message: `the session lasted ${s.lastedMs} ms of the required ${plan.requiredMs} ms (${scale}); ${s.pongs} of ${s.pingsSent} pings answered, ${done.length} bursts`,
+      evidence: keepEvidence,
+      durationMs: s.lastedMs,
+    });
+  } else if (s.ending) {
+    const e = s.ending;
+    out.set('tunnel-keepalive', {
+      outcome: 'fail',
+      message: `the tunnel closed after ${e.atMs} ms of the required ${plan.requiredMs} ms (${scale}), ${e.sinceDialMs} ms after the agent dialled: ${e.how} ${e.during}; last completed step: ${e.after}; last bytes from the origin at ${e.lastTrafficAtMs} ms (${e.atMs - e.lastTrafficAtMs} ms before the close)`,
+      evidence: keepEvidence,
+      durationMs: s.lastedMs,
+    });
+  } else if (s.completed) {
+    out.set('tunnel-keepalive', {
+      outcome: 'harness_fail',
+      message: `harness error: the session ended its steps after ${s.lastedMs} ms, before the required ${plan.requiredMs} ms`,
+      evidence: keepEvidence,
+      durationMs: s.lastedMs,
+    });
+  } else {
+    out.set('tunnel-keepalive', {
+      outcome: 'fail',
+      message: `the session stalled after ${s.lastedMs} ms of the required ${plan.requiredMs} ms (${scale}): ${s.stalled}; the tunnel stayed open but stopped carrying data`,
+      evidence: keepEvidence,
+      durationMs: s.lastedMs,
+    });
+  }
+}
+
+function urlOf(ctx: KindContext): string {
+  return `wss://${ctx.host}${ctx.port === 443 ? '' : `:${ctx.port}`}${ctx.exchange.path ?? '/ws/session'}`;
+}
+
+async function runWebsocket(ctx: KindContext): Promise<KindVerdicts> {
+  const out: KindVerdicts = new Map();
+  const x = ctx.exchange;
+  const dialledAt = performance.now();
+  const channel = await openChannel(ctx, out, { dependents: AFTER_CHANNEL });
+  if (channel) {
+    if (x.fallbackDirect)
+      out.set('fallback', notApplicable('the proxy was reachable; the session went through it'));
+    const s = await runSession(ctx, channel.socket, { route: 'proxy' }, dialledAt);
+    judgeSession(ctx, s, out);
+    return out;
+  }
+  if (!x.fallbackDirect) return out;
+  const reach = proxyUnreachable(out, ctx.proxy);
+  if (!reach.unreachable) {
+    out.set(
+      'fallback',
+      notApplicable(
+        `the proxy was reachable (${reach.why}); the agent falls back to auto detect only when its proxy cannot be reached`,
+      ),
+    );
+    return out;
+  }
+  // The proxy is not there: "auto detect", straight to the host. The channel's not-run verdicts go.
+  const proxyAt = `${ctx.proxy.host}:${ctx.proxy.port}`;
+  for (const c of ['tls-interception', 'pinning', ...AFTER_CHANNEL]) out.delete(c);
+  const t0 = performance.now();
+  const direct = await directChannel(ctx, out);
+  const target = `${ctx.host}:${ctx.port}`;
+  if (!direct.ok) {
+    out.set('fallback', {
+      outcome: 'fail',
+      message: `proxy unreachable (${reach.why}); the auto-detect route to ${target} failed too: ${direct.error}`,
+      evidence: {
+        proxy: proxyAt,
+        proxyError: reach.why,
+        route: 'direct (auto detect)',
+        directError: direct.error,
+      },
+      durationMs: since(t0),
+    });
+    fillNotRun(out, checksFor(x), `the auto-detect route failed (${direct.error})`, 'fallback');
+    return out;
+  }
+  const route = { route: 'direct (auto detect)', address: `${direct.address}:${ctx.port}`, proxy: proxyAt };
+  const s = await runSession(ctx, direct.socket, route, t0);
+  judgeSession(ctx, s, out);
+  const worked = ['protocol', 'payload', 'tunnel-keepalive'].every((c) => out.get(c)?.outcome === 'pass');
+  const sessionSays = !s.open.ok
+    ? `but the WebSocket session did not open: ${s.open.error}`
+    : worked
+      ? `and the session worked (${s.lastedMs} ms, ${s.bursts.length} bursts, ${s.pongs} pings answered)`
+      : `and the session opened (${out.get('tunnel-keepalive')?.message ?? ''})`;
+  out.set('fallback', {
+    outcome: s.open.ok ? 'pass' : 'fail',
+    message: `proxy unreachable (${reach.why}); auto-detect route reached ${target} at ${direct.address} ${sessionSays}`,
+    evidence: {
+      ...route,
+      proxyError: reach.why,
+      tcpConnectMs: direct.tcpConnectMs,
+      sessionOpened: s.open.ok,
+      sessionWorked: worked,
+    },
+    durationMs: since(t0),
+  });
+  return out;
+}

@@ -1,0 +1,197 @@
+/**
+ * The `websocket` kind over real sockets: a ws client on the agent's verified TLS socket, the lab's
+ * ws-session service at the far end, real proxies in between. A long session lasts through
+ * chain-plain and squid-default; chain-mitm breaks it for a host that must not be inspected and
+ * carries it (with a warning) for one that may be; proxies that close long-lived tunnels make
+ * tunnel-keepalive fail with when and after what; an unreachable proxy sends the agent to auto
+ * detect, where the same session runs.
+ */
+import t from 'tap';
+import type { CheckResult } from '../harness/model.ts';
+import { ChainProxy } from '../harness/proxies/chain.ts';
+import { SquidProxy } from '../harness/proxies/squid/squid.ts';
+import type { ProxyUnderTest } from '../harness/proxies/types.ts';
+import { runMatrix } from '../harness/runner/run.ts';
+import { loadScenarios } from '../harness/scenarios.ts';
+import { withCredentials } from './helpers/adapters.ts';
+import { KillingProxy, unreachableProxy } from './helpers/killing-proxy.ts';
+import { requireComponent, squidProblem } from './helpers/requirements.ts';
+
+const squid = requireComponent(t, 'squid', squidProblem());
+const scenarios = loadScenarios({ dir: new URL('../fixtures/scenarios-ws/', import.meta.url).pathname });
+/** 60 s sessions run in 1.2 s; the 5 s interval is 100 ms. */
+const TIME_SCALE = 0.02;
+const RAS = 'ras.proxycheck.test:443';
+const RAS_OPEN = 'ras-open.proxycheck.test:443';
+
+async function run(proxies: ProxyUnderTest[], profiles: string[], labNet: number, trustCorporateCa = false) {
+  const report = await runMatrix({
+    proxies,
+    profiles,
+    scenarios,
+    labNet,
+    timeScale: TIME_SCALE,
+    trustCorporateCa,
+  });
+  return (proxy: string, endpoint: string, check: string, profile?: string): CheckResult | undefined =>
+    report.results.find(
+      (r) =>
+        r.proxy === proxy &&
+        r.endpoint === endpoint &&
+        r.check === check &&
+        (!profile || r.profile === profile),
+    );
+}
+
+t.test('chain-plain carries the whole session; chain-mitm refuses the must-not-inspect host', async (t) => {
+  const get = await run([new ChainProxy(), new ChainProxy({ mitm: true })], ['ras', 'ras-open'], 175, true);
+
+  const plain = (c: string) => get('chain-plain', RAS, c);
+  t.equal(plain('connect')?.outcome, 'pass');
+  t.equal(plain('fallback')?.outcome, 'skip');
+  t.equal(plain('fallback')?.message, 'the proxy was reachable; the session went through it');
+  t.equal(plain('tls-interception')?.outcome, 'pass');
+  t.equal(plain('pinning')?.outcome, 'pass', 'a must-not-inspect host is pinned by the strictest agent');
+  t.equal(plain('protocol')?.outcome, 'pass', plain('protocol')?.message ?? '');
+  t.match(
+    plain('protocol')?.message,
+    /^"HTTP\/1\.1 101 Switching Protocols", subprotocol proxycheck-session\.v1 accepted$/,
+  );
+  t.match(plain('protocol')?.evidence, { route: 'proxy', acceptedSubprotocol: 'proxycheck-session.v1' });
+  t.equal(plain('payload')?.outcome, 'pass', plain('payload')?.message ?? '');
+  t.match(plain('payload')?.evidence, { burstsDone: 6, bytesUp: 6 * 65536, bytesDown: 6 * 65536 });
+  const bursts = plain('payload')?.evidence.bursts as Array<Record<string, unknown>>;
+  t.equal(bursts.length, 6);
+  for (const b of bursts) {
+    t.equal(b.originUpSha256, b.upSha256, `burst ${b.seq} up`);
+    t.equal(b.downSha256, b.downDeclaredSha256, `burst ${b.seq} down`);
+  }
+  const keep = plain('tunnel-keepalive');
+  t.equal(keep?.outcome, 'pass', keep?.message ?? '');
+  const ev = keep?.evidence as {
+    lastedMs: number;
+    requiredMs: number;
+    pingsSent: number;
+    pingsAnswered: number;
+  };
+  t.equal(ev.requiredMs, 1200, '60 s at time scale 0.02');
+  t.ok(ev.lastedMs >= 1200, `lasted ${ev.lastedMs} ms`);
+  t.ok(ev.pingsSent >= 6 && ev.pingsAnswered === ev.pingsSent, `${ev.pingsAnswered}/${ev.pingsSent} pings`);
+  t.match(keep?.evidence, { requiredSeconds: 60, timeScale: TIME_SCALE });
+
+  const mitm = (c: string) => get('chain-mitm', RAS, c);
+  t.equal(mitm('connect')?.outcome, 'pass');
+  t.equal(mitm('tls-interception')?.outcome, 'fail');
+  t.equal(mitm('pinning')?.outcome, 'fail');
+  for (const c of ['protocol', 'payload', 'tunnel-keepalive']) {
+    t.equal(mitm(c)?.outcome, 'dependency_fail', `${c} not run on a refused session`);
+    t.match(mitm(c)?.message, /refused the TLS session.*pinned key mismatch/);
+  }
+
+  const open = (c: string) => get('chain-mitm', RAS_OPEN, c);
+  t.equal(open('tls-interception')?.outcome, 'warn');
+  t.match(open('tls-interception')?.message, 're-signed by "proxycheck Corporate Inspection CA"');
+  t.equal(open('pinning')?.outcome, 'skip');
+  for (const c of ['protocol', 'payload', 'tunnel-keepalive'])
+    t.equal(open(c)?.outcome, 'pass', `${c} through chain-mitm: ${open(c)?.message}`);
+});
+
+t.test('squid-default (process) tunnels 443: the session passes', squid, async (t) => {
+  const get = await run([new SquidProxy({ flavour: 'default', runtime: 'process' })], ['ras'], 176);
+  for (const c of ['connect', 'tls-interception', 'pinning', 'protocol', 'payload', 'tunnel-keepalive'])
+    t.equal(get('squid-default', RAS, c)?.outcome, 'pass', `${c}: ${get('squid-default', RAS, c)?.message}`);
+  t.equal(get('squid-default', RAS, 'fallback')?.outcome, 'skip');
+});
+
+t.test(
+  'a proxy that ends tunnels after 500 ms fails tunnel-keepalive with when and after what',
+  async (t) => {
+    const proxy = new KillingProxy('lifetime-500', { lifetimeMs: 500 });
+    const get = await run([proxy], ['ras'], 177);
+    const keep = get('lifetime-500', RAS, 'tunnel-keepalive');
+    t.equal(keep?.outcome, 'fail');
+    t.match(
+      keep?.message,
+      /^the tunnel closed after \d+ ms of the required 1200 ms \(60 s at time scale 0\.02\), \d+ ms after the agent dialled: the connection was (closed \(TCP FIN\)|reset \(\w+\)) without a WebSocket close frame while .*; last completed step: (burst|ping) \d+ at \d+ ms; last bytes from the origin at \d+ ms/,
+    );
+    const kill = proxy.kills[0];
+    t.ok(kill, 'the proxy killed the tunnel');
+    const ending = keep?.evidence.ending as { atMs: number; wsCloseCode: number };
+    t.equal(ending.wsCloseCode, 1006);
+    t.ok(
+      ending.atMs >= 400 && ending.atMs < 1200,
+      `closed at ${ending.atMs} ms of the session (the proxy killed it ${kill?.afterMs} ms after CONNECT)`,
+    );
+    t.match(keep?.remediation, /read_timeout and client_lifetime/);
+    t.match(keep?.remediation, /at least 60 s/);
+    const payload = get('lifetime-500', RAS, 'payload');
+    t.equal(payload?.outcome, 'dependency_fail', payload?.message ?? '');
+    t.match(
+      payload?.message,
+      /^not run in full: the tunnel closed after [1-5] of 6 bursts \(every one done was intact both ways\)$/,
+    );
+    t.equal(get('lifetime-500', RAS, 'protocol')?.outcome, 'pass', 'the upgrade itself worked');
+  },
+);
+
+t.test(
+  'a proxy with a 300 ms idle timeout: fine at a 100 ms cadence, kills a session quiet for 600 ms',
+  async (t) => {
+    const proxy = new KillingProxy('idle-300', { idleMs: 300 });
+    const get = await run([proxy], ['ras', 'ras-sparse'], 177);
+    t.equal(
+      get('idle-300', RAS, 'tunnel-keepalive', 'ras')?.outcome,
+      'pass',
+      'pings every 100 ms keep it up',
+    );
+    const sparse = get('idle-300', RAS, 'tunnel-keepalive', 'ras-sparse');
+    t.equal(sparse?.outcome, 'fail');
+    t.match(
+      sparse?.message,
+      /^the tunnel closed after \d+ ms of the required 1800 ms .*while idle between steps; last completed step: the WebSocket upgrade/,
+    );
+    const ending = sparse?.evidence.ending as { atMs: number; lastTrafficAtMs: number };
+    t.ok(ending.atMs >= 250 && ending.atMs < 600, `closed ${ending.atMs} ms into the session`);
+    t.ok(proxy.kills.some((k) => k.why === 'idle'));
+  },
+);
+
+t.test('unreachable proxy: the agent falls back to auto detect and the session runs direct', async (t) => {
+  const proxy = unreachableProxy();
+  const get = await run([proxy], ['ras'], 178);
+  const connect = get('unreachable', RAS, 'connect');
+  t.equal(connect?.outcome, 'fail', 'the proxy really was unreachable');
+  t.match(connect?.message, /ECONNREFUSED/);
+  const fallback = get('unreachable', RAS, 'fallback');
+  t.equal(fallback?.outcome, 'pass', fallback?.message ?? '');
+  t.match(
+    fallback?.message,
+    new RegExp(
+      `^proxy unreachable \\(ECONNREFUSED 127\\.0\\.0\\.1:${proxy.port}\\); auto-detect route reached ras\\.proxycheck\\.test:443 at 127\\.178\\.\\d+\\.\\d+ and the session worked`,
+    ),
+  );
+  t.match(fallback?.evidence, { route: 'direct (auto detect)', sessionWorked: true });
+  const tls = get('unreachable', RAS, 'tls-interception');
+  t.equal(tls?.outcome, 'pass');
+  t.match(tls?.message, /^no proxy in between \(direct route, auto detect\)/);
+  t.equal(get('unreachable', RAS, 'pinning')?.outcome, 'pass');
+  for (const c of ['protocol', 'payload', 'tunnel-keepalive']) {
+    const r = get('unreachable', RAS, c);
+    t.equal(r?.outcome, 'pass', `${c}: ${r?.message}`);
+    t.match(r?.evidence, { route: 'direct (auto detect)' }, `${c} says the session went direct`);
+  }
+});
+
+t.test('a reachable proxy that refuses (407) is no reason to fall back', async (t) => {
+  const get = await run(
+    [withCredentials(new ChainProxy({ auth: true }), 'auth-wrong', { username: 'agent', password: 'nope' })],
+    ['ras'],
+    178,
+  );
+  t.equal(get('auth-wrong', RAS, 'connect')?.outcome, 'fail');
+  const fallback = get('auth-wrong', RAS, 'fallback');
+  t.equal(fallback?.outcome, 'skip');
+  t.match(fallback?.message, /^the proxy was reachable \(it answered "HTTP\/1\.1 407 /);
+  for (const c of ['tls-interception', 'protocol', 'payload', 'tunnel-keepalive'])
+    t.equal(get('auth-wrong', RAS, c)?.outcome, 'dependency_fail');
+});
