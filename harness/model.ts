@@ -57,6 +57,33 @@ export interface ProxyInfo {
   startMs?: number;
 }
 
+/** squid (exact squid.conf lines), another product (text only), or unknown (both). */
+export type RemediationProduct = 'squid' | 'other' | 'unknown';
+
+/** What to change on one proxy so the agents work behind it (harness/report/remediation.ts). */
+export interface ProxyRemediation {
+  proxy: string;
+  product: RemediationProduct;
+  /** What told us the product, e.g. `"Server: squid/5.7" in the answer to host:13000`. */
+  productEvidence?: string;
+  /** Ports where every CONNECT was refused with 403, with the endpoints refused. */
+  connectPorts: Array<{ port: number; endpoints: string[] }>;
+  /** Endpoints refused with 403 on a port where others went through (a host-level rule). */
+  refusedEndpoints: string[];
+  /** Hosts re-signed although pinned or the vendor says they must not be inspected. */
+  noInspect: Array<{ host: string; pinned: boolean; reSignedBy: string }>;
+  /** Hosts re-signed by a CA the agents do not trust (live mode without --trust-ca). */
+  untrustedInspection: Array<{ host: string; reSignedBy: string }>;
+  /** Endpoints where the proxy answered 407. */
+  credentials: string[];
+  /** Long-lived tunnels were closed before this many idle seconds. */
+  idleSeconds?: number;
+  /** squid.conf lines (squid or unknown product), directives only. */
+  squidConf: string[];
+  /** One sentence per fix, product-neutral. */
+  text: string[];
+}
+
 export interface RunReport {
   schema: typeof RESULT_SCHEMA_ID;
   startedAt: string;
@@ -65,6 +92,8 @@ export interface RunReport {
   proxies: ProxyInfo[];
   results: CheckResult[];
   summary: Record<Outcome, number> & { total: number; matched: number; unmatched: number };
+  /** Per-proxy fixes, present only when some proxy has something to fix. */
+  remediation?: ProxyRemediation[];
 }
 
 export function summarize(results: CheckResult[]): RunReport['summary'] {

@@ -13,6 +13,7 @@ import { createLabPki } from '../lab/pki.ts';
 import { RunDir } from '../lab/rundir.ts';
 import { cleanupAll, installSignalHandlers, onCleanup } from '../lifecycle.ts';
 import { DEFAULT_PROXIES, PROXY_KINDS, type Runtime } from '../proxies/registry.ts';
+import { renderRemediation, withRemediation } from '../report/remediation.ts';
 import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
@@ -98,7 +99,11 @@ function buildProgram(out: { code: number }): Command {
         tenant: o.tenant,
         trustCorporateCa: Boolean(o.trustCorporateCa),
       });
-      if (!reports.stdout) process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
+      withRemediation(report);
+      if (!reports.stdout) {
+        process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
+        process.stdout.write(renderRemediation(report.remediation));
+      }
       writeReports(reports, report);
       out.code = report.summary.unmatched === 0 ? 0 : 1;
     });

@@ -1,12 +1,18 @@
 /**
  * `proxycheck validate --proxy URL`: a customer's go-live check of a proxy we did not start,
- * against the lab origins (which the proxy must resolve: `proxycheck lab hosts`).
+ * against the lab origins (which the proxy must resolve: `proxycheck lab hosts`), or with
+ * `--origins live` against the catalog endpoints on the real internet (harness/live/).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.ts';
 import { parseLabNet } from '../lab/addresses.ts';
+import { runLive } from '../live/live.ts';
+import { parseParams } from '../live/params.ts';
+import { publicRootStore, splitPem } from '../live/roots.ts';
 import { ExternalProxy, parseProxyUrl } from '../proxies/external.ts';
+import { renderRemediation, withRemediation } from '../report/remediation.ts';
 import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { runMatrix } from '../runner/run.ts';
@@ -14,28 +20,85 @@ import { loadScenarios } from '../scenarios.ts';
 
 export const PASSWORD_ENV = 'PROXYCHECK_PROXY_PASSWORD';
 
+function parseIdleSeconds(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(value) || !(n > 0) || !Number.isFinite(n))
+    throw new UsageError(`--idle-seconds must be a positive number of seconds, not "${value}"`);
+  return n;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
 export function registerValidateCommand(program: Command, out: { code: number }): void {
   program
     .command('validate')
-    .description('check a proxy you run (not started by us) against the lab origins, before go-live')
+    .description(
+      'check a proxy you run (not started by us) before go-live: against the lab origins, or the real endpoints (--origins live)',
+    )
     .requiredOption('--proxy <url>', 'the proxy, http://[user:password@]host:port')
     .option('--proxy-user <name>', 'proxy user name (instead of putting it in the URL)')
     .option('--proxy-password <password>', `proxy password (or set ${PASSWORD_ENV}; never printed)`)
-    .option('--profiles <ids>', 'agent profiles to replay, or "all"', 'all')
+    .option(
+      '--origins <lab|live>',
+      'lab: our lab origins (default); live: the catalog endpoints on the internet',
+      'lab',
+    )
+    .option('--profiles <ids>', 'lab: agent profiles to replay, or "all"', 'all')
+    .option('--catalogs <ids>', 'live: catalogs whose agent endpoints to check, or "all"', 'all')
     .option('--json <file>', REPORT_FORMATS.json.help)
     .option('--junit <file>', REPORT_FORMATS.junit.help)
     .option('--tap <file>', REPORT_FORMATS.tap.help)
     .option('--html <file>', REPORT_FORMATS.html.help)
     .option('--trust-ca <file>', "PEM of your TLS inspection CA, as deployed to the agents' trust store")
-    .option('--tenant <id>', 'value for the "***" tenant part of catalog hosts', 'lab01')
+    .option(
+      '--tenant <id>',
+      'value for {tenant} in catalog hosts (lab default: lab01; live: rows needing it are skipped without it)',
+    )
+    .option(
+      '--param <name=value>',
+      'live: value for another {name} in catalog hosts (repeatable)',
+      collect,
+      [],
+    )
+    .option('--idle-seconds <n>', 'lab: how long long-lived tunnels must survive while idle')
+    .option(
+      '--scenarios <dir>',
+      'scenario directory (catalogs/, profiles/, expectations/) instead of the built-in one',
+    )
     .option(
       '--lab-net <n>',
       'second octet of the lab addresses 127.N.x.y',
       process.env.PROXYCHECK_LAB_NET ?? '77',
     )
     .option('-v, --verbose', 'print remediation for every fail and warn')
-    .action(async (o) => {
+    .action(async (o, cmd: Command) => {
       const reports = planReports(o);
+      const live = o.origins === 'live';
+      if (!live && o.origins !== 'lab')
+        throw new UsageError(`--origins must be lab or live, not "${o.origins}"`);
+      const given = (name: string) => cmd.getOptionValueSource(name) === 'cli';
+      if (live && given('profiles'))
+        throw new UsageError('--profiles replays lab exchanges; with --origins live choose --catalogs');
+      if (!live && given('catalogs'))
+        throw new UsageError('--catalogs is for --origins live; lab mode uses --profiles');
+      const idleSeconds = parseIdleSeconds(o.idleSeconds);
+      if (live && idleSeconds !== undefined)
+        throw new UsageError(
+          '--idle-seconds needs the lab origins (a real endpoint may close an idle tunnel itself): use it without --origins live',
+        );
+      if (!live && o.param.length)
+        throw new UsageError(
+          '--param is for --origins live; lab mode uses the lab values of host parameters, as "proxycheck lab hosts" prints them',
+        );
+      const params = parseParams(o.param, o.tenant);
+      const scenarios = loadScenarios({
+        ...(o.tenant && !live ? { tenant: o.tenant } : {}),
+        params,
+        ...(o.scenarios ? { dir: scenarioDir(o.scenarios) } : {}),
+      });
       const parsed = parseProxyUrl(o.proxy);
       const password: string | undefined = o.proxyPassword ?? process.env[PASSWORD_ENV];
       if (password !== undefined && !o.proxyUser && !parsed.credentials) {
@@ -56,18 +119,50 @@ export function registerValidateCommand(program: Command, out: { code: number })
         if (!extraTrust[0]?.includes('BEGIN CERTIFICATE'))
           throw new UsageError(`--trust-ca ${o.trustCa}: not a PEM certificate`);
       }
-      const report = await runMatrix({
-        scenarios: loadScenarios({ tenant: o.tenant }),
-        proxies: [new ExternalProxy({ url: o.proxy, ...(credentials ? { credentials } : {}) })],
-        profiles: o.profiles
+      const ids = (v: string) =>
+        v
           .split(',')
           .map((s: string) => s.trim())
-          .filter(Boolean),
-        labNet: parseLabNet(o.labNet),
-        extraTrust,
-      });
-      if (!reports.stdout) process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
+          .filter(Boolean);
+      const report = live
+        ? await runLive({
+            proxy: {
+              host: parsed.host,
+              port: parsed.port,
+              ...(credentials ? { credentials } : {}),
+              url: redactedUrl(parsed),
+            },
+            scenarios,
+            catalogs: ids(o.catalogs),
+            params,
+            publicRoots: publicRootStore(),
+            extraTrust: extraTrust.flatMap((pem) => splitPem(pem, `--trust-ca ${o.trustCa}`)),
+          })
+        : await runMatrix({
+            scenarios,
+            proxies: [new ExternalProxy({ url: o.proxy, ...(credentials ? { credentials } : {}) })],
+            profiles: ids(o.profiles),
+            labNet: parseLabNet(o.labNet),
+            extraTrust,
+            ...(idleSeconds !== undefined ? { idleSeconds } : {}),
+          });
+      withRemediation(report, idleSeconds !== undefined ? { idleSeconds } : {});
+      if (!reports.stdout) {
+        process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
+        process.stdout.write(renderRemediation(report.remediation));
+      }
       writeReports(reports, report);
       out.code = report.summary.unmatched === 0 ? 0 : 1;
     });
+}
+
+function redactedUrl(p: { host: string; port: number }): string {
+  return `http://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`;
+}
+
+function scenarioDir(dir: string): string {
+  for (const sub of ['catalogs', 'profiles', 'expectations']) {
+    if (!existsSync(join(dir, sub))) throw new UsageError(`--scenarios ${dir}: no ${sub}/ directory there`);
+  }
+  return dir;
 }

@@ -1,0 +1,285 @@
+/**
+ * Per-proxy remediation built from a report's results: which CONNECT ports to allow, which hosts
+ * to exclude from TLS inspection, whether the agents need credentials, how long tunnels must stay
+ * open while idle. For squid (or a proxy we cannot identify) it also gives the exact squid.conf
+ * lines; for other products plain text.
+ *
+ * Squid is recognised by what it says about itself: its version string (our squid kinds), or
+ * `Server: squid/…`, `X-Squid-Error:` or `Via: … (squid/…)` in any answer quoted in the evidence.
+ */
+import type { CheckResult, ProxyInfo, ProxyRemediation, RemediationProduct, RunReport } from '../model.ts';
+
+export type { ProxyRemediation };
+
+type Product = RemediationProduct;
+
+export interface RemediationOptions {
+  /** The idle time asked for (--idle-seconds), when the keepalive evidence does not carry it. */
+  idleSeconds?: number;
+}
+
+/** Ports in Debian's stock `Safe_ports` (a CONNECT to any other port is refused by `deny !Safe_ports`). */
+const SQUID_SAFE_PORTS = (p: number) =>
+  [80, 21, 443, 70, 210, 280, 488, 591, 777].includes(p) || (p >= 1025 && p <= 65535);
+/** squid's default read_timeout (15 minutes), which also bounds idle CONNECT tunnels. */
+const SQUID_DEFAULT_READ_TIMEOUT_S = 900;
+
+const SQUID_MARKER = /^(?:Server: squid[^\r\n]*|X-Squid-Error: [^\r\n]*|Via: [^\r\n]*\(squid[^\r\n)]*\))$/im;
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+
+export function detectProduct(
+  proxy: ProxyInfo,
+  results: CheckResult[],
+): { product: Product; evidence?: string } {
+  if (/squid/i.test(proxy.version) || (/^squid-/.test(proxy.id) && proxy.kind !== 'external')) {
+    return { product: 'squid', evidence: `the proxy reports "${proxy.version}"` };
+  }
+  for (const r of results) {
+    const m = SQUID_MARKER.exec(str(r.evidence.answerHead));
+    if (m) return { product: 'squid', evidence: `"${m[0]}" in the answer for ${r.endpoint}` };
+  }
+  if (proxy.version && proxy.version !== 'unknown') {
+    return { product: 'other', evidence: `the proxy reports "${proxy.version}"` };
+  }
+  return { product: 'unknown' };
+}
+
+const isConnect = (r: CheckResult) => r.check === 'connect' && str(r.evidence.request).startsWith('CONNECT ');
+const portOf = (endpoint: string) => Number(endpoint.slice(endpoint.lastIndexOf(':') + 1));
+const hostOf = (endpoint: string) => endpoint.slice(0, endpoint.lastIndexOf(':'));
+
+function chunk<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+function idleOf(r: CheckResult, fallback: number | undefined): number | undefined {
+  const e = r.evidence;
+  for (const k of ['requiredSeconds', 'idleSeconds']) if (typeof e[k] === 'number') return e[k] as number;
+  if (typeof e.idleMs === 'number') return (e.idleMs as number) / 1000;
+  return fallback;
+}
+
+function forProxy(proxy: ProxyInfo, results: CheckResult[], opts: RemediationOptions): ProxyRemediation {
+  const fails = results.filter((r) => r.outcome === 'fail');
+
+  // CONNECT refusals
+  const passedPorts = new Set(
+    results.filter((r) => isConnect(r) && r.outcome === 'pass').map((r) => portOf(r.endpoint)),
+  );
+  const refused = new Map<number, string[]>();
+  const refusedEndpoints: string[] = [];
+  const credentials: string[] = [];
+  for (const r of fails.filter(isConnect)) {
+    const status = Number(r.evidence.statusCode ?? 0);
+    if (status === 407) credentials.push(r.endpoint);
+    if (status !== 403) continue;
+    const port = portOf(r.endpoint);
+    if (passedPorts.has(port)) refusedEndpoints.push(r.endpoint);
+    else refused.set(port, [...(refused.get(port) ?? []), r.endpoint]);
+  }
+  // forwarded plain-HTTP requests that got 407 need the same credentials
+  for (const r of fails)
+    if (r.check === 'connect' && !isConnect(r) && Number(r.evidence.statusCode) === 407)
+      credentials.push(r.endpoint);
+  const connectPorts = [...refused]
+    .sort(([a], [b]) => a - b)
+    .map(([port, endpoints]) => ({ port, endpoints: [...new Set(endpoints)] }));
+
+  // interception
+  const noInspect = new Map<string, { host: string; pinned: boolean; reSignedBy: string }>();
+  const untrusted = new Map<string, { host: string; reSignedBy: string }>();
+  for (const r of fails) {
+    const host = hostOf(r.endpoint);
+    if (r.check === 'tls-interception' && str(r.evidence.reSignedBy)) {
+      const by = str(r.evidence.reSignedByCN) || cnOf(str(r.evidence.reSignedBy));
+      if (r.evidence.mustNotInspect === false) untrusted.set(host, { host, reSignedBy: by });
+      else noInspect.set(host, { host, pinned: noInspect.get(host)?.pinned ?? false, reSignedBy: by });
+    }
+    if (r.check === 'pinning' && str(r.evidence.presentedIssuer)) {
+      const by = cnOf(str(r.evidence.presentedIssuer));
+      noInspect.set(host, { host, pinned: true, reSignedBy: noInspect.get(host)?.reSignedBy ?? by });
+      untrusted.delete(host);
+    }
+  }
+
+  // idle tunnels
+  const idleFails = fails.filter((r) => r.check === 'tunnel-keepalive');
+  const idleSeconds = idleFails.length
+    ? Math.max(...idleFails.map((r) => idleOf(r, opts.idleSeconds) ?? 0)) || opts.idleSeconds
+    : undefined;
+
+  const { product, evidence } = detectProduct(proxy, results);
+  const rem: ProxyRemediation = {
+    proxy: proxy.id,
+    product,
+    ...(evidence ? { productEvidence: evidence } : {}),
+    connectPorts,
+    refusedEndpoints: [...new Set(refusedEndpoints)],
+    noInspect: [...noInspect.values()].sort((a, b) => a.host.localeCompare(b.host)),
+    untrustedInspection: [...untrusted.values()].sort((a, b) => a.host.localeCompare(b.host)),
+    credentials: [...new Set(credentials)],
+    ...(idleSeconds !== undefined ? { idleSeconds } : {}),
+    squidConf: [],
+    text: [],
+  };
+  rem.text = genericText(rem);
+  if (product !== 'other') rem.squidConf = squidLines(rem);
+  return rem;
+}
+
+function cnOf(dn: string): string {
+  return /(?:^|, |\n)CN=([^,\n]*)/.exec(dn)?.[1] ?? dn;
+}
+
+function list(items: string[], max = 6): string {
+  return items.length <= max
+    ? items.join(', ')
+    : `${items.slice(0, max).join(', ')} and ${items.length - max} more`;
+}
+
+function genericText(r: ProxyRemediation): string[] {
+  const out: string[] = [];
+  const ports = r.connectPorts.map((p) => p.port);
+  if (ports.length) {
+    out.push(
+      `Allow CONNECT to port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}: the proxy refused it with 403 for ${list(r.connectPorts.flatMap((p) => p.endpoints))} (many proxies allow CONNECT to 443 only).`,
+    );
+  }
+  if (ports.includes(443)) {
+    out.push(
+      "The proxy refuses CONNECT even to port 443: it probably does not let this machine (or the agents) use it at all; allow the agents' network before any deny rule.",
+    );
+  }
+  if (r.refusedEndpoints.length) {
+    out.push(
+      `Allow CONNECT to ${list(r.refusedEndpoints)}: refused with 403 while other hosts on the same port went through (a host or category rule).`,
+    );
+  }
+  if (r.noInspect.length) {
+    const by = [...new Set(r.noInspect.map((n) => n.reSignedBy))].map((b) => `"${b}"`).join(', ');
+    out.push(
+      `Exclude from TLS inspection (SSL bump / HTTPS inspection bypass list) ${list(
+        r.noInspect.map((n) => `${n.host}${n.pinned ? ' (pinned)' : ' (vendor: must not be inspected)'}`),
+        12,
+      )}: they were re-signed by ${by}${r.noInspect.some((n) => n.pinned) ? '; a pinned agent refuses any substitute key, even from a trusted CA' : ''}.`,
+    );
+  }
+  if (r.untrustedInspection.length) {
+    const by = [...new Set(r.untrustedInspection.map((n) => n.reSignedBy))].map((b) => `"${b}"`).join(', ');
+    out.push(
+      `Deploy the inspection CA ${by} to the agents' trust store (then re-check with --trust-ca FILE), or exclude ${list(r.untrustedInspection.map((n) => n.host))} from inspection: the agents refuse these re-signed certificates.`,
+    );
+  }
+  if (r.credentials.length) {
+    out.push(
+      `Give the agents proxy credentials: the proxy answered 407 for ${list(r.credentials)}. Opening the proxy to unauthenticated clients (e.g. an extra "http_access allow") is not the fix; configure the agents' proxy user and password (proxycheck: --proxy-user and PROXYCHECK_PROXY_PASSWORD).`,
+    );
+  }
+  if (r.idleSeconds !== undefined) {
+    out.push(
+      `Let CONNECT tunnels stay open while idle for at least ${Math.ceil(r.idleSeconds)} s: the proxy closed the agents' long-lived tunnels earlier.`,
+    );
+  }
+  return out;
+}
+
+function squidLines(r: ProxyRemediation): string[] {
+  const out: string[] = [];
+  const ports = r.connectPorts.map((p) => p.port).filter((p) => p !== 443);
+  for (const group of chunk(ports, 16)) out.push(`acl SSL_ports port ${group.join(' ')}`);
+  const unsafe = ports.filter((p) => !SQUID_SAFE_PORTS(p));
+  for (const group of chunk(unsafe, 16)) out.push(`acl Safe_ports port ${group.join(' ')}`);
+  if (r.noInspect.length) {
+    for (const group of chunk(
+      r.noInspect.map((n) => n.host),
+      8,
+    ))
+      out.push(`acl proxycheck_nobump ssl::server_name ${group.join(' ')}`);
+    out.push('ssl_bump splice proxycheck_nobump');
+  }
+  if (r.idleSeconds !== undefined) {
+    out.push(`read_timeout ${Math.max(Math.ceil(r.idleSeconds) + 60, SQUID_DEFAULT_READ_TIMEOUT_S)} seconds`);
+  }
+  return out;
+}
+
+function hasFix(r: ProxyRemediation): boolean {
+  return r.text.length > 0;
+}
+
+/** Remediation for every proxy in the report that has something to fix (empty when nothing does). */
+export function buildRemediation(report: RunReport, opts: RemediationOptions = {}): ProxyRemediation[] {
+  return report.proxies
+    .map((p) =>
+      forProxy(
+        p,
+        report.results.filter((r) => r.proxy === p.id),
+        opts,
+      ),
+    )
+    .filter(hasFix);
+}
+
+/** Adds the optional top-level `remediation` field when there is something to fix. */
+export function withRemediation(report: RunReport, opts: RemediationOptions = {}): RunReport {
+  const remediation = buildRemediation(report, opts);
+  if (remediation.length) report.remediation = remediation;
+  return report;
+}
+
+const SQUID_PLACEMENT =
+  'acl lines next to your "acl SSL_ports port 443" line, before the http_access rules; "ssl_bump splice" before your first ssl_bump bump/stare rule';
+
+/** The "Remediation" section printed after the verdict table; '' when there is nothing to fix. */
+export function renderRemediation(items: ProxyRemediation[] | undefined): string {
+  if (!items?.length) return '';
+  const lines = ['', 'Remediation'];
+  for (const r of items) {
+    const what =
+      r.product === 'squid'
+        ? `squid, from ${r.productEvidence}`
+        : r.product === 'other'
+          ? `not squid: ${r.productEvidence}`
+          : 'product unknown: squid lines and generic steps';
+    lines.push(`proxy ${r.proxy} (${what}):`);
+    for (const t of r.text) lines.push(`  - ${t}`);
+    if (r.squidConf.length) {
+      lines.push(
+        `  ${r.product === 'squid' ? 'squid.conf' : 'if it is squid, squid.conf'} (${SQUID_PLACEMENT}):`,
+      );
+      for (const l of r.squidConf) lines.push(`    ${l}`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * Puts remediation lines into a squid.conf text where the printed advice says: `acl` lines after
+ * the last `acl SSL_ports` line (else before the first http_access or ssl_bump rule), `ssl_bump`
+ * lines before the first ssl_bump rule, anything else at the end. Used to prove the advice works.
+ */
+export function insertSquidLines(conf: string, add: string[]): string {
+  const lines = conf.replace(/\n$/, '').split('\n');
+  const lastIndex = (re: RegExp) => lines.reduce((found, l, i) => (re.test(l) ? i : found), -1);
+  const firstIndex = (re: RegExp) => lines.findIndex((l) => re.test(l));
+  const acls = add.filter((l) => /^acl\s/.test(l));
+  const bumps = add.filter((l) => /^ssl_bump\s/.test(l));
+  const rest = add.filter((l) => !acls.includes(l) && !bumps.includes(l));
+  if (bumps.length) {
+    const at = firstIndex(/^ssl_bump\s/);
+    lines.splice(at < 0 ? lines.length : at, 0, ...bumps);
+  }
+  if (acls.length) {
+    const ssl = lastIndex(/^acl\s+SSL_ports\s/);
+    const rule = firstIndex(/^(http_access|ssl_bump)\s/);
+    const at = ssl >= 0 ? ssl + 1 : rule >= 0 ? rule : lines.length;
+    lines.splice(at, 0, ...acls);
+  }
+  lines.push(...rest);
+  return lines.join('\n') + '\n';
+}

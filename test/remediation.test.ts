@@ -1,0 +1,273 @@
+/**
+ * The remediation generator on results of real runs: squid-default really refuses 13000 with 403,
+ * squid-bump really re-signs the pinned host, squid-auth really answers 407 to a wrong password,
+ * chain-mitm (proxy-chain, not squid) really intercepts. The squid.conf lines it gives are put
+ * where its advice says and checked by the real `squid -k parse`.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { createLabPki } from '../harness/lab/pki.ts';
+import type { ProxyRemediation, RunReport } from '../harness/model.ts';
+import { chainMitm } from '../harness/proxies/chain.ts';
+import { type SquidFlavour, squidConfig } from '../harness/proxies/squid/config.ts';
+import { SQUID_HELPER_DIR } from '../harness/proxies/squid/process.ts';
+import { SquidProxy } from '../harness/proxies/squid/squid.ts';
+import {
+  buildRemediation,
+  detectProduct,
+  insertSquidLines,
+  renderRemediation,
+  withRemediation,
+} from '../harness/report/remediation.ts';
+import { runMatrix } from '../harness/runner/run.ts';
+import { withCredentials } from './helpers/adapters.ts';
+import { fixtureScenarios } from './helpers/fixtures.ts';
+import { requireComponent, squidProblem } from './helpers/requirements.ts';
+
+// many CLI runs and real proxies: on a loaded 2-core machine this takes minutes
+t.setTimeout(300_000);
+
+const opts = requireComponent(t, 'squid', squidProblem());
+
+function tmp(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-remedy-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A generated squid.conf of `flavour` with `lines` inserted, checked by `squid -k parse`. */
+async function parses(
+  flavour: SquidFlavour,
+  lines: string[],
+): Promise<{ status: number | null; out: string }> {
+  const dir = tmp();
+  const { corporate, labRoot } = await createLabPki(dir);
+  writeFileSync(join(dir, 'hosts'), '127.168.1.1\tpinned.proxycheck.test\n');
+  const conf = insertSquidLines(
+    squidConfig({
+      flavour,
+      port: 3128,
+      spliceHosts: ['unrelated.proxycheck.test'],
+      paths: {
+        pidFile: join(dir, 'squid.pid'),
+        cacheLog: join(dir, 'cache.log'),
+        accessLog: `stdio:${join(dir, 'access.log')}`,
+        coredumpDir: dir,
+        hostsFile: join(dir, 'hosts'),
+        helperDir: SQUID_HELPER_DIR,
+        signingCert: corporate.cert.certFile,
+        signingKey: corporate.cert.keyFile,
+        originCa: labRoot.cert.certFile,
+        sslDb: join(dir, 'ssl_db'),
+      },
+    }),
+    lines,
+  );
+  const file = join(dir, 'squid.conf');
+  writeFileSync(file, conf);
+  const r = spawnSync('/usr/sbin/squid', ['-k', 'parse', '-f', file], { encoding: 'utf8', timeout: 30_000 });
+  return { status: r.status, out: `${r.stdout}${r.stderr}\n--- squid.conf ---\n${conf}` };
+}
+
+let report: RunReport | undefined;
+let rem: Map<string, ProxyRemediation> = new Map();
+
+t.test('real runs', { ...opts, timeout: 180_000 }, async (t) => {
+  report = await runMatrix({
+    proxies: [
+      new SquidProxy({ flavour: 'default', runtime: 'process' }),
+      new SquidProxy({ flavour: 'bump', runtime: 'process' }),
+      withCredentials(new SquidProxy({ flavour: 'auth', runtime: 'process' }), 'squid-auth-wrong', {
+        username: 'agent',
+        password: 'wrong-one',
+      }),
+      chainMitm(),
+    ],
+    profiles: ['odd-port', 'unpinned', 'pinned'],
+    scenarios: fixtureScenarios(),
+    labNet: 168,
+  });
+  rem = new Map(buildRemediation(report).map((r) => [r.proxy, r]));
+  t.same([...rem.keys()].sort(), ['chain-mitm', 'squid-auth-wrong', 'squid-bump', 'squid-default']);
+  const refused = report.results.find(
+    (r) =>
+      r.proxy === 'squid-default' && r.endpoint === 'odd-port.proxycheck.test:13000' && r.check === 'connect',
+  );
+  t.equal(refused?.outcome, 'fail', 'squid-default really refuses 13000');
+});
+
+t.test('squid-default: the SSL_ports line for the refused port, and it parses', opts, async (t) => {
+  const r = rem.get('squid-default');
+  t.equal(r?.product, 'squid');
+  t.match(r?.productEvidence, /the proxy reports "squid \d/);
+  t.same(r?.connectPorts, [{ port: 13000, endpoints: ['odd-port.proxycheck.test:13000'] }]);
+  t.same(r?.squidConf, ['acl SSL_ports port 13000']);
+  t.same(r?.noInspect, []);
+  t.match(
+    r?.text[0],
+    /^Allow CONNECT to port 13000: the proxy refused it with 403 for odd-port\.proxycheck\.test:13000/,
+  );
+  const p = await parses('default', r?.squidConf ?? []);
+  t.equal(p.status, 0, 'squid -k parse exits 0');
+  if (p.status !== 0) t.comment(p.out);
+  t.match(p.out, /Processing: acl SSL_ports port 13000/);
+});
+
+t.test(
+  'squid-bump: splice the pinned host it bumped (not the one that may be inspected)',
+  opts,
+  async (t) => {
+    const r = rem.get('squid-bump');
+    t.equal(r?.product, 'squid');
+    t.same(r?.noInspect, [
+      { host: 'pinned.proxycheck.test', pinned: true, reSignedBy: 'proxycheck Corporate Inspection CA' },
+    ]);
+    // squid answers 200 to a denied CONNECT on an ssl-bump port and delivers the 403 inside the
+    // bumped session, so the refused 13000 shows up as interception there, not as a port to allow
+    t.same(r?.connectPorts, []);
+    t.same(r?.squidConf, [
+      'acl proxycheck_nobump ssl::server_name pinned.proxycheck.test',
+      'ssl_bump splice proxycheck_nobump',
+    ]);
+    t.notOk(
+      r?.squidConf.some((l) => l.includes('open.proxycheck.test')),
+      'open.proxycheck.test was inspected (warn) but may be: not listed',
+    );
+    const p = await parses('bump', r?.squidConf ?? []);
+    t.equal(p.status, 0, 'squid -k parse exits 0');
+    if (p.status !== 0) t.comment(p.out);
+    t.same(
+      p.out.split('\n').filter((l) => /FATAL|ERROR|WARNING|Bungled/.test(l)),
+      [],
+      'no errors or warnings',
+    );
+    const order = [...p.out.matchAll(/Processing: (ssl_bump \S+ \S+|acl proxycheck_nobump)/g)].map(
+      (m) => m[1],
+    );
+    t.same(order.slice(0, 3), [
+      'acl proxycheck_nobump',
+      'ssl_bump splice proxycheck_nobump',
+      'ssl_bump peek step1',
+    ]);
+  },
+);
+
+t.test('squid-auth with a wrong password: give credentials, no http_access line', opts, async (t) => {
+  const r = rem.get('squid-auth-wrong');
+  t.equal(r?.product, 'squid');
+  // squid checks "deny CONNECT !SSL_ports" before authentication: 13000 gets 403, 443 gets 407
+  t.same(r?.credentials, ['open.proxycheck.test:443', 'pinned.proxycheck.test:443']);
+  t.same(r?.connectPorts, [{ port: 13000, endpoints: ['odd-port.proxycheck.test:13000'] }]);
+  t.same(r?.squidConf, ['acl SSL_ports port 13000'], 'no http_access line: opening squid is not the fix');
+  t.match(
+    r?.text.join('\n'),
+    /Give the agents proxy credentials: the proxy answered 407 for open\.proxycheck\.test:443/,
+  );
+});
+
+t.test('chain-mitm is not squid: text only', opts, async (t) => {
+  const r = rem.get('chain-mitm');
+  t.equal(r?.product, 'other');
+  t.match(r?.productEvidence, /proxy-chain/);
+  t.same(r?.squidConf, []);
+  t.same(
+    r?.noInspect.map((n) => n.host),
+    ['pinned.proxycheck.test'],
+  );
+  t.match(r?.text.join('\n'), /Exclude from TLS inspection .*pinned\.proxycheck\.test \(pinned\)/);
+  const printed = renderRemediation(buildRemediation(report as RunReport));
+  t.match(printed, /^\nRemediation\nproxy squid-default \(squid, from the proxy reports "squid /);
+  t.match(printed, /proxy chain-mitm \(not squid: the proxy reports "proxy-chain /);
+  t.notMatch(printed.split('proxy chain-mitm')[1] ?? '', /squid\.conf/);
+});
+
+t.test('an unknown product gets both; squid is recognised from its answers', async (t) => {
+  const refused = {
+    id: 'external/p/odd.test:13000/connect',
+    proxy: 'external',
+    profile: 'p',
+    endpoint: 'odd.test:13000',
+    check: 'connect',
+    outcome: 'fail' as const,
+    expected: 'pass' as const,
+    matched: false,
+    message: 'CONNECT odd.test:13000 answered "HTTP/1.1 403 Forbidden", not 200',
+    evidence: {
+      request: 'CONNECT odd.test:13000 HTTP/1.1\r\n\r\n',
+      statusCode: 403,
+      answerHead: 'HTTP/1.1 403 Forbidden\r\nServer: squid/5.7\r\nX-Squid-Error: ERR_ACCESS_DENIED 0\r\n\r\n',
+    },
+    remediation: '',
+    durationMs: 1,
+  };
+  const proxy = { id: 'external', kind: 'external', runtime: 'external', version: 'unknown' };
+  t.same(detectProduct(proxy, [refused]), {
+    product: 'squid',
+    evidence: '"Server: squid/5.7" in the answer for odd.test:13000',
+  });
+  const anon = {
+    ...refused,
+    evidence: { ...refused.evidence, answerHead: 'HTTP/1.1 403 Forbidden\r\n\r\n' },
+  };
+  t.same(detectProduct(proxy, [anon]), { product: 'unknown' });
+  const base = {
+    schema: 'proxycheck/result@1' as const,
+    startedAt: '',
+    finishedAt: '',
+    tool: { name: 'proxycheck' as const, version: '0' },
+    proxies: [proxy],
+    summary: {} as RunReport['summary'],
+  };
+  const unknown = buildRemediation({ ...base, results: [anon] })[0];
+  t.equal(unknown?.product, 'unknown');
+  t.same(unknown?.squidConf, ['acl SSL_ports port 13000']);
+  t.ok(unknown?.text.length);
+  t.match(renderRemediation([unknown as ProxyRemediation]), /if it is squid, squid\.conf/);
+  // nothing failed: no remediation field at all
+  const clean = withRemediation({ ...base, results: [{ ...anon, outcome: 'pass' }] });
+  t.equal(clean.remediation, undefined);
+  t.equal(renderRemediation(clean.remediation), '');
+});
+
+t.test(
+  'a failed tunnel-keepalive asks for read_timeout (squid closes idle tunnels after it)',
+  opts,
+  async (t) => {
+    // The lab kinds keep their tunnels busy, so a real squid does not fail this check yet: the result
+    // is built by hand in the shape the tunnel-keepalive check reports (requiredSeconds).
+    const closed = {
+      id: 'external/remote-assistance/ras.flexxible.com:443/tunnel-keepalive',
+      proxy: 'external',
+      profile: 'remote-assistance',
+      endpoint: 'ras.flexxible.com:443',
+      check: 'tunnel-keepalive',
+      outcome: 'fail' as const,
+      expected: 'pass' as const,
+      matched: false,
+      message: 'the tunnel closed after 600 s of the required 1800 s',
+      evidence: { requiredSeconds: 1800, lastedMs: 600_000 },
+      remediation: '',
+      durationMs: 600_000,
+    };
+    const proxy = { id: 'external', kind: 'external', runtime: 'external', version: 'squid/5.7' };
+    const r = buildRemediation({
+      schema: 'proxycheck/result@1',
+      startedAt: '',
+      finishedAt: '',
+      tool: { name: 'proxycheck', version: '0' },
+      proxies: [proxy],
+      results: [closed],
+      summary: {} as RunReport['summary'],
+    })[0];
+    t.equal(r?.idleSeconds, 1800);
+    t.same(r?.squidConf, ['read_timeout 1860 seconds']);
+    t.match(r?.text.join('\n'), 'Let CONNECT tunnels stay open while idle for at least 1800 s');
+    const p = await parses('default', r?.squidConf ?? []);
+    t.equal(p.status, 0, 'squid -k parse exits 0');
+    if (p.status !== 0) t.comment(p.out);
+    t.match(p.out, /Processing: read_timeout 1860 seconds/);
+  },
+);

@@ -1,0 +1,257 @@
+/**
+ * `proxycheck validate` against a squid configured by hand here, as a customer runs one: our own
+ * squid.conf lines, `/usr/sbin/squid -N` started directly (not through the squid adapters), lab
+ * hosts given to squid in a hosts_file. The verdicts are squid's real answers; the remediation
+ * printed for them is applied to the same squid.conf and the fixed squid passes.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import { labAddress } from '../harness/lab/addresses.ts';
+import type { RunReport } from '../harness/model.ts';
+import { htpasswdLine } from '../harness/proxies/squid/htpasswd.ts';
+import { localUser, SQUID_HELPER_DIR } from '../harness/proxies/squid/process.ts';
+import { freePort, waitForListening } from '../harness/proxies/squid/squid.ts';
+import { insertSquidLines } from '../harness/report/remediation.ts';
+import { cli } from './helpers/cli.ts';
+import { FIXTURE_SCENARIOS, fixtureScenarios } from './helpers/fixtures.ts';
+import { requireComponent, squidProblem } from './helpers/requirements.ts';
+
+// many CLI runs and real proxies: on a loaded 2-core machine this takes minutes
+t.setTimeout(400_000);
+
+const NET = 167;
+const opts = requireComponent(t, 'squid', squidProblem());
+const READY_MS = 20_000;
+const STOP_MS = 10_000;
+
+/** Every fixture host at its lab address (the documented scheme `proxycheck lab hosts` prints). */
+function hostsFile(): string {
+  const lines = new Set<string>();
+  for (const c of fixtureScenarios().catalogs.values())
+    for (const e of c.endpoints) lines.add(`${labAddress(e.host, NET)}\t${e.host}`);
+  return [...lines].join('\n') + '\n';
+}
+
+interface HandSquid {
+  url: string;
+  port: number;
+  dir: string;
+  conf: string;
+  child: ChildProcess;
+}
+
+function baseConf(dir: string, port: number, policy: string[]): string {
+  return [
+    `http_port 127.0.0.1:${port}`,
+    `pid_filename ${dir}/run/squid.pid`,
+    `cache_log ${dir}/logs/cache.log`,
+    `access_log stdio:${dir}/logs/access.log`,
+    `coredump_dir ${dir}/run`,
+    'cache deny all',
+    'pinger_enable off',
+    'visible_hostname validate-squid-test',
+    'shutdown_lifetime 1 seconds',
+    `hosts_file ${dir}/hosts`,
+    'dns_nameservers 127.0.0.1',
+    'dns_timeout 3 seconds',
+    ...policy,
+  ].join('\n');
+}
+
+const STOCK_POLICY = [
+  'acl SSL_ports port 443',
+  'acl Safe_ports port 80 443 1025-65535',
+  'http_access deny !Safe_ports',
+  'http_access deny CONNECT !SSL_ports',
+];
+
+/** Writes squid.conf (from `make(dir, port)`) and starts squid -N on it; always killed in teardown. */
+async function startSquid(t: Test, make: (dir: string, port: number) => string): Promise<HandSquid> {
+  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-handsquid-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  chmodSync(dir, 0o755);
+  for (const d of ['run', 'logs']) mkdirSync(join(dir, d));
+  const proxyUser = process.getuid?.() === 0 ? localUser('proxy') : undefined;
+  if (proxyUser) for (const d of ['run', 'logs']) chownSync(join(dir, d), proxyUser.uid, proxyUser.gid);
+  writeFileSync(join(dir, 'hosts'), hostsFile());
+  const port = await freePort();
+  const conf = make(dir, port) + '\n';
+  writeFileSync(join(dir, 'squid.conf'), conf);
+  const child = spawn('/usr/sbin/squid', ['-N', '-d1', '-f', join(dir, 'squid.conf')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.teardown(() => stopSquid(child));
+  let output = '';
+  child.stdout?.on('data', (d) => (output += d));
+  child.stderr?.on('data', (d) => (output += d));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () =>
+        reject(
+          new Error(`hand-configured squid: no "Accepting HTTP Socket connections" within ${READY_MS} ms`),
+        ),
+      READY_MS,
+    );
+    const check = () => {
+      if (/Accepting HTTP Socket connections/.test(output)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stderr?.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`hand-configured squid exited (${code}) before it was ready:\n${output}`));
+    });
+  });
+  await waitForListening(port, READY_MS, 'hand-configured squid');
+  return { url: `http://127.0.0.1:${port}`, port, dir, conf, child };
+}
+
+async function stopSquid(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGINT');
+  let timer: NodeJS.Timeout | undefined;
+  const late = await Promise.race([
+    exited.then(() => false),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), STOP_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (late) {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+function gone(pid: number | undefined): boolean {
+  if (pid === undefined) return true;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
+async function validate(t: Test, args: string[]) {
+  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-vsquid-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const json = join(dir, 'report.json');
+  const r = await cli(
+    ['validate', '--scenarios', FIXTURE_SCENARIOS, '--lab-net', String(NET), '--json', json, ...args],
+    { timeoutMs: 150_000 },
+  );
+  let report: RunReport | undefined;
+  try {
+    report = JSON.parse(readFileSync(json, 'utf8')) as RunReport;
+  } catch {
+    // the test asserts on r
+  }
+  return { ...r, report };
+}
+
+t.test(
+  'a stock-policy squid refuses 13000 with 403; the printed fix makes it pass',
+  { ...opts, timeout: 240_000 },
+  async (t) => {
+    const squid = await startSquid(t, (dir, port) =>
+      baseConf(dir, port, [...STOCK_POLICY, 'http_access allow localhost', 'http_access deny all']),
+    );
+    const r = await validate(t, ['--proxy', squid.url, '--profiles', 'odd-port,unpinned']);
+    t.equal(r.code, 1, r.stderr);
+    const refused = r.report?.results.find(
+      (x) => x.endpoint === 'odd-port.proxycheck.test:13000' && x.check === 'connect',
+    );
+    t.equal(refused?.outcome, 'fail');
+    t.equal(
+      refused?.message,
+      'CONNECT odd-port.proxycheck.test:13000 answered "HTTP/1.1 403 Forbidden", not 200',
+    );
+    t.match(refused?.evidence, {
+      answerHead: /^HTTP\/1\.1 403 Forbidden\r\n[\s\S]*X-Squid-Error: ERR_ACCESS_DENIED/,
+    });
+    t.equal(
+      r.report?.results.find((x) => x.endpoint === 'open.proxycheck.test:443' && x.check === 'payload')
+        ?.outcome,
+      'pass',
+      '443 goes through',
+    );
+    const rem = r.report?.remediation?.[0];
+    t.equal(rem?.product, 'squid', 'recognised from its own answer');
+    t.match(rem?.productEvidence, /squid\/\d/, 'from the Server header it sent');
+    t.same(rem?.squidConf, ['acl SSL_ports port 13000']);
+    t.match(
+      r.stdout,
+      /\nRemediation\nproxy external \(squid, from .*\):\n {2}- Allow CONNECT to port 13000: /,
+    );
+    t.match(r.stdout, /\n {4}acl SSL_ports port 13000\n/);
+
+    // apply the printed lines where the advice says, restart, validate again
+    const fixed = await startSquid(t, (dir, port) =>
+      insertSquidLines(
+        baseConf(dir, port, [...STOCK_POLICY, 'http_access allow localhost', 'http_access deny all']),
+        rem?.squidConf ?? [],
+      ),
+    );
+    t.match(fixed.conf, /^acl SSL_ports port 443\nacl SSL_ports port 13000\n/m);
+    const again = await validate(t, ['--proxy', fixed.url, '--profiles', 'odd-port,unpinned']);
+    t.equal(again.code, 0, again.stdout);
+    t.notMatch(again.stdout, /Remediation/);
+    await stopSquid(squid.child);
+    await stopSquid(fixed.child);
+    t.ok(gone(squid.child.pid) && gone(fixed.child.pid), 'both squids are gone');
+  },
+);
+
+t.test(
+  'a squid with basic auth: a wrong password gives a 407 verdict, the right one passes',
+  { ...opts, timeout: 240_000 },
+  async (t) => {
+    const squid = await startSquid(t, (dir, port) => {
+      writeFileSync(join(dir, 'htpasswd'), htpasswdLine('agent', 'right-pass'), { mode: 0o644 });
+      return baseConf(dir, port, [
+        ...STOCK_POLICY,
+        `auth_param basic program ${SQUID_HELPER_DIR}/basic_ncsa_auth ${dir}/htpasswd`,
+        'auth_param basic children 2 startup=1 idle=1',
+        'auth_param basic realm proxycheck-test',
+        'acl authed proxy_auth REQUIRED',
+        'http_access allow localhost authed',
+        'http_access deny all',
+      ]);
+    });
+    const wrong = await validate(t, [
+      '--proxy',
+      squid.url,
+      '--proxy-user',
+      'agent',
+      '--proxy-password',
+      'wrong-pass',
+      '--profiles',
+      'unpinned',
+    ]);
+    t.equal(wrong.code, 1, wrong.stderr);
+    t.notMatch(wrong.stderr, /error|\n\s+at /i, 'a verdict, not an error');
+    const connect = wrong.report?.results.find((x) => x.check === 'connect');
+    t.match(connect?.message, 'answered "HTTP/1.1 407 Proxy Authentication Required", not 200');
+    t.match(connect?.evidence, { answerHead: /Proxy-Authenticate: Basic realm="proxycheck-test"/ });
+    t.same(wrong.report?.remediation?.[0]?.credentials, ['open.proxycheck.test:443']);
+    t.same(wrong.report?.remediation?.[0]?.squidConf, [], 'no http_access line offered');
+    t.match(wrong.stdout, /Give the agents proxy credentials/);
+    t.notMatch(wrong.stdout + wrong.stderr, /wrong-pass|right-pass/, 'passwords never printed');
+    const right = await validate(t, [
+      '--proxy',
+      `http://agent:right-pass@127.0.0.1:${squid.port}`,
+      '--profiles',
+      'unpinned',
+    ]);
+    t.equal(right.code, 0, right.stdout);
+    await stopSquid(squid.child);
+    t.ok(gone(squid.child.pid), 'squid is gone');
+  },
+);
