@@ -70,6 +70,8 @@ export interface ProxyRemediation {
   connectPorts: Array<{ port: number; endpoints: string[] }>;
   /** Endpoints refused with 403 on a port where others went through (a host-level rule). */
   refusedEndpoints: string[];
+  /** Plain-HTTP endpoints whose forwarded request was refused with 403. */
+  httpRefused?: string[];
   /** Hosts re-signed although pinned or the vendor says they must not be inspected. */
   noInspect: Array<{ host: string; pinned: boolean; reSignedBy: string }>;
   /** Hosts re-signed by a CA the agents do not trust (live mode without --trust-ca). */

@@ -226,6 +226,18 @@ t.test('an unknown product gets both; squid is recognised from its answers', asy
   t.same(unknown?.squidConf, ['acl SSL_ports port 13000']);
   t.ok(unknown?.text.length);
   t.match(renderRemediation([unknown as ProxyRemediation]), /if it is squid, squid\.conf/);
+  // a forwarded plain-HTTP request refused with 403: an allow rule, not a CONNECT port
+  const forwarded = {
+    ...anon,
+    id: 'external/p/repo.test:80/forward',
+    endpoint: 'repo.test:80',
+    check: 'forward',
+    evidence: { request: 'HEAD http://repo.test/ HTTP/1.1\r\n\r\n', statusCode: 403 },
+  };
+  const http = buildRemediation({ ...base, results: [forwarded] })[0];
+  t.same(http?.httpRefused, ['repo.test:80']);
+  t.same(http?.connectPorts, []);
+  t.match(http?.text.join('\n'), 'Allow plain HTTP (forwarded requests) to repo.test:80');
   // nothing failed: no remediation field at all
   const clean = withRemediation({ ...base, results: [{ ...anon, outcome: 'pass' }] });
   t.equal(clean.remediation, undefined);

@@ -94,7 +94,8 @@ t.test('an open proxy passes every row it can check; rows missing a parameter ar
   t.equal(r.get('open.live.test:443', 'pinning')?.outcome, 'skip', 'pinning applies to pinned rows only');
   t.equal(r.get('replication.live.test:2222', 'connect')?.outcome, 'pass');
   t.equal(r.get('replication.live.test:2222', 'tls-interception')?.outcome, 'skip', 'tcp: CONNECT only');
-  const repo = r.get('repo.live.test:80', 'connect');
+  t.equal(r.get('repo.live.test:80', 'connect'), undefined, 'http rows: forward, not connect');
+  const repo = r.get('repo.live.test:80', 'forward');
   t.equal(repo?.outcome, 'pass');
   t.match(repo?.evidence, { request: /^HEAD http:\/\/repo\.live\.test\/ HTTP\/1\.1\r\n/ });
   const region = r.get('api.{region}.live.test:443', 'connect');
@@ -175,12 +176,17 @@ t.test('wrong credentials: a 407 verdict on every row and the credentials remedy
   const r = await live(t, wrong, ['--tenant', 'acme']);
   t.equal(r.code, 1, r.stderr);
   t.notMatch(r.stderr, /error|\n\s+at /i, 'a verdict, not an error');
-  const connects = r.report?.results.filter((x) => x.check === 'connect' && x.outcome !== 'skip') ?? [];
+  const connects =
+    r.report?.results.filter((x) => ['connect', 'forward'].includes(x.check) && x.outcome !== 'skip') ?? [];
   t.ok(connects.length >= 8);
   for (const c of connects) {
     t.equal(c.outcome, 'fail', c.endpoint);
     t.match(c.message, /answered "HTTP\/1\.1 407 /);
   }
+  t.ok(
+    connects.some((c) => c.check === 'forward' && c.endpoint === 'repo.live.test:80'),
+    'the http row too',
+  );
   t.same(r.report?.remediation?.[0]?.credentials.length, connects.length);
   t.match(r.stdout, /Give the agents proxy credentials: the proxy answered 407/);
   t.notMatch(r.stdout + r.stderr, /not-the-password/, 'password never printed');

@@ -4,14 +4,15 @@
  *
  *  - https, tls, mqtts: CONNECT host:port, then a TLS handshake with SNI; https adds one
  *    `HEAD /` inside the verified session (the agent sends nothing on a session it refused);
- *  - tcp: CONNECT only; http (port 80 style): one forwarded absolute-form `HEAD http://host/`;
+ *  - tcp: CONNECT only; http (port 80 style): one forwarded absolute-form `HEAD http://host/`
+ *    (check `forward`);
  *  - udp cannot go through an HTTP proxy: skipped with that reason.
  *
  * The certificate is judged against the public root store (Node's, or PROXYCHECK_PUBLIC_ROOTS)
  * plus `--trust-ca`. A chain that does not lead to a public root was re-signed: the re-signing CA
  * is named ("certificate for X issued by 'Corp CA', not a public CA"). Results use the RunReport
- * model with checks connect, tls-interception and pinning; the catalog id stands in the profile
- * column.
+ * model with checks connect (forward for http rows), tls-interception and pinning; the catalog id
+ * stands in the profile column.
  */
 import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -34,7 +35,8 @@ import { flagFor } from './params.ts';
 import { anchorOf, type RootStore, rootStore } from './roots.ts';
 
 export const LIVE_PROXY_ID = 'external';
-export const LIVE_CHECKS = ['connect', 'tls-interception', 'pinning'] as const;
+/** In report order; an http row has `forward` instead of `connect`. */
+export const LIVE_CHECKS = ['connect', 'forward', 'tls-interception', 'pinning'] as const;
 type LiveCheck = (typeof LIVE_CHECKS)[number];
 
 export interface LiveOptions {
@@ -61,7 +63,7 @@ export interface LiveTarget {
   missing?: string[];
 }
 
-type LiveVerdict = Verdict & { explain?: string };
+type LiveVerdict = Verdict;
 
 export function selectCatalogs(set: ScenarioSet, ids: string[]): string[] {
   const known = [...set.catalogs.keys()];
@@ -227,13 +229,12 @@ async function forwardHead(
 }
 
 function judgeForward(target: string, r: Awaited<ReturnType<typeof forwardHead>>, t0: number): LiveVerdict {
-  const explain = `The proxy forwards a plain-HTTP request for http://${target}/ (absolute form) to the origin and relays its answer.`;
   const evidence = {
     request: r.request,
     ...answerEvidence(r.answer),
     ...(r.errorCode ? { errorCode: r.errorCode } : {}),
   };
-  const base = { evidence, durationMs: since(t0), explain };
+  const base = { evidence, durationMs: since(t0) };
   const a = r.answer;
   if (!a) return { ...base, outcome: 'fail', message: `HEAD http://${target}/ failed: ${r.error}` };
   const said = `HEAD http://${target}/ answered "${a.statusLine}"`;
@@ -252,7 +253,6 @@ function judgeForward(target: string, r: Awaited<ReturnType<typeof forwardHead>>
       ...base,
       outcome: 'fail',
       message: `${said}${proxyError ? ` (${proxyError[0]}: ${proxyError[1]})` : ''}: the proxy did not forward it`,
-      remediation: `Allow plain HTTP to ${target} for the agents (squid: an http_access rule that lets the agents reach it) and make sure the proxy can resolve and reach it.`,
     };
   }
   if (a.statusCode === 403) {
@@ -313,7 +313,7 @@ async function probe(
     const t0 = performance.now();
     const r = await forwardHead(ctx.proxy, host, port, t);
     if (r.answer) ctx.seen.server ??= serverOf(r.answer.headers);
-    out.set('connect', judgeForward(authority(host, port, 80), r, t0));
+    out.set('forward', judgeForward(authority(host, port, 80), r, t0));
     noTls('plain HTTP: no TLS session to inspect');
     return out;
   }
@@ -494,7 +494,8 @@ function judgeTls(
 function missingVerdicts(target: LiveTarget): Map<LiveCheck, LiveVerdict> {
   const names = target.missing ?? [];
   const why = `needs ${names.map(flagFor).join(' and ')} for ${target.row.host}; not checked`;
-  return new Map(LIVE_CHECKS.map((c) => [c, skip(why)]));
+  const first = target.row.transport === 'http' ? 'forward' : 'connect';
+  return new Map([first, 'tls-interception', 'pinning'].map((c) => [c as LiveCheck, skip(why)]));
 }
 
 async function pool<T>(items: T[], n: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
@@ -596,7 +597,7 @@ function toResult(
     expected,
     matched: v.outcome === expected,
     message: v.message,
-    evidence: { explain: v.explain ?? def.explain(ctx), ...v.evidence },
+    evidence: { explain: def.explain(ctx), ...v.evidence },
     remediation: needsRemedy ? (v.remediation ?? def.remediation(ctx, v)) : '',
     durationMs: v.durationMs,
   };

@@ -82,10 +82,13 @@ function forProxy(proxy: ProxyInfo, results: CheckResult[], opts: RemediationOpt
     if (passedPorts.has(port)) refusedEndpoints.push(r.endpoint);
     else refused.set(port, [...(refused.get(port) ?? []), r.endpoint]);
   }
-  // forwarded plain-HTTP requests that got 407 need the same credentials
-  for (const r of fails)
-    if (r.check === 'connect' && !isConnect(r) && Number(r.evidence.statusCode) === 407)
-      credentials.push(r.endpoint);
+  // forwarded plain-HTTP requests: 407 needs the same credentials, 403 an allow rule
+  const httpRefused: string[] = [];
+  for (const r of fails.filter((x) => x.check === 'forward')) {
+    const status = Number(r.evidence.statusCode ?? 0);
+    if (status === 407) credentials.push(r.endpoint);
+    else if (status === 403) httpRefused.push(r.endpoint);
+  }
   const connectPorts = [...refused]
     .sort(([a], [b]) => a - b)
     .map(([port, endpoints]) => ({ port, endpoints: [...new Set(endpoints)] }));
@@ -120,6 +123,7 @@ function forProxy(proxy: ProxyInfo, results: CheckResult[], opts: RemediationOpt
     ...(evidence ? { productEvidence: evidence } : {}),
     connectPorts,
     refusedEndpoints: [...new Set(refusedEndpoints)],
+    ...(httpRefused.length ? { httpRefused: [...new Set(httpRefused)] } : {}),
     noInspect: [...noInspect.values()].sort((a, b) => a.host.localeCompare(b.host)),
     untrustedInspection: [...untrusted.values()].sort((a, b) => a.host.localeCompare(b.host)),
     credentials: [...new Set(credentials)],
@@ -158,6 +162,11 @@ function genericText(r: ProxyRemediation): string[] {
   if (r.refusedEndpoints.length) {
     out.push(
       `Allow CONNECT to ${list(r.refusedEndpoints)}: refused with 403 while other hosts on the same port went through (a host or category rule).`,
+    );
+  }
+  if (r.httpRefused?.length) {
+    out.push(
+      `Allow plain HTTP (forwarded requests) to ${list(r.httpRefused)}: the proxy refused them with 403 (squid: an http_access allow rule for these hosts above the final deny).`,
     );
   }
   if (r.noInspect.length) {
