@@ -72,6 +72,7 @@ async function parses(
   return { status: r.status, out: `${r.stdout}${r.stderr}\n--- squid.conf ---\n${conf}` };
 }
 
+const scenarios = fixtureScenarios();
 let report: RunReport | undefined;
 let rem: Map<string, ProxyRemediation> = new Map();
 
@@ -87,10 +88,10 @@ t.test('real runs', { ...opts, timeout: 180_000 }, async (t) => {
       chainMitm(),
     ],
     profiles: ['odd-port', 'unpinned', 'pinned'],
-    scenarios: fixtureScenarios(),
+    scenarios,
     labNet: 168,
   });
-  rem = new Map(buildRemediation(report).map((r) => [r.proxy, r]));
+  rem = new Map(buildRemediation(report, { scenarios }).map((r) => [r.proxy, r]));
   t.same([...rem.keys()].sort(), ['chain-mitm', 'squid-auth-wrong', 'squid-bump', 'squid-default']);
   const refused = report.results.find(
     (r) =>
@@ -136,6 +137,14 @@ t.test(
       r?.squidConf.some((l) => l.includes('open.proxycheck.test')),
       'open.proxycheck.test was inspected (warn) but may be: not listed',
     );
+    // without the catalog, a host failing both checks is known to be must-not-inspect, not pinned
+    const bare = buildRemediation(report as RunReport).find((x) => x.proxy === 'squid-bump');
+    t.same(
+      bare?.noInspect.map((n) => [n.host, n.pinned]),
+      [['pinned.proxycheck.test', false]],
+    );
+    t.match(bare?.text.join('\n'), 'pinned.proxycheck.test (vendor: must not be inspected)');
+    t.same(bare?.squidConf, r?.squidConf, 'the same squid lines either way');
     const p = await parses('bump', r?.squidConf ?? []);
     t.equal(p.status, 0, 'squid -k parse exits 0');
     if (p.status !== 0) t.comment(p.out);
@@ -178,7 +187,7 @@ t.test('chain-mitm is not squid: text only', opts, async (t) => {
     ['pinned.proxycheck.test'],
   );
   t.match(r?.text.join('\n'), /Exclude from TLS inspection .*pinned\.proxycheck\.test \(pinned\)/);
-  const printed = renderRemediation(buildRemediation(report as RunReport));
+  const printed = renderRemediation(buildRemediation(report as RunReport, { scenarios }));
   t.match(printed, /^\nRemediation\nproxy squid-default \(squid, from the proxy reports "squid /);
   t.match(printed, /proxy chain-mitm \(not squid: the proxy reports "proxy-chain /);
   t.notMatch(printed.split('proxy chain-mitm')[1] ?? '', /squid\.conf/);

@@ -146,7 +146,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
             extraTrust,
             ...(idleSeconds !== undefined ? { idleSeconds } : {}),
           });
-      withRemediation(report, idleSeconds !== undefined ? { idleSeconds } : {});
+      withRemediation(report, { scenarios, ...(idleSeconds !== undefined ? { idleSeconds } : {}) });
       if (!reports.stdout) {
         process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
         process.stdout.write(renderRemediation(report.remediation));

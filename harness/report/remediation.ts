@@ -8,6 +8,7 @@
  * `Server: squid/…`, `X-Squid-Error:` or `Via: … (squid/…)` in any answer quoted in the evidence.
  */
 import type { CheckResult, ProxyInfo, ProxyRemediation, RemediationProduct, RunReport } from '../model.ts';
+import { type CatalogEndpoint, resolveHost, type ScenarioSet } from '../scenarios.ts';
 
 export type { ProxyRemediation };
 
@@ -16,6 +17,26 @@ type Product = RemediationProduct;
 export interface RemediationOptions {
   /** The idle time asked for (--idle-seconds), when the keepalive evidence does not carry it. */
   idleSeconds?: number;
+  /**
+   * The run's scenario data: tells pinned rows from must-not-inspect ones where the evidence does
+   * not (lab mode's pinning check also models the strictest agent for must-not-inspect hosts).
+   */
+  scenarios?: ScenarioSet;
+}
+
+/** Catalog rows by `host:port`, hosts resolved as the run resolved them. */
+function rowsByEndpoint(set: ScenarioSet | undefined): Map<string, CatalogEndpoint> {
+  const rows = new Map<string, CatalogEndpoint>();
+  for (const c of set?.catalogs.values() ?? []) {
+    for (const e of c.endpoints) {
+      try {
+        rows.set(`${resolveHost(e.host, set as ScenarioSet).toLowerCase()}:${e.port}`, e);
+      } catch {
+        // a host with no value for a parameter matches no result
+      }
+    }
+  }
+  return rows;
 }
 
 /** Ports in Debian's stock `Safe_ports` (a CONNECT to any other port is refused by `deny !Safe_ports`). */
@@ -64,7 +85,12 @@ function idleOf(r: CheckResult, fallback: number | undefined): number | undefine
   return fallback;
 }
 
-function forProxy(proxy: ProxyInfo, results: CheckResult[], opts: RemediationOptions): ProxyRemediation {
+function forProxy(
+  proxy: ProxyInfo,
+  results: CheckResult[],
+  opts: RemediationOptions,
+  rows: Map<string, CatalogEndpoint>,
+): ProxyRemediation {
   const fails = results.filter((r) => r.outcome === 'fail');
 
   // CONNECT refusals
@@ -93,21 +119,38 @@ function forProxy(proxy: ProxyInfo, results: CheckResult[], opts: RemediationOpt
     .sort(([a], [b]) => a - b)
     .map(([port, endpoints]) => ({ port, endpoints: [...new Set(endpoints)] }));
 
-  // interception
-  const noInspect = new Map<string, { host: string; pinned: boolean; reSignedBy: string }>();
-  const untrusted = new Map<string, { host: string; reSignedBy: string }>();
+  // interception: a re-signed must-not-inspect host fails tls-interception, a re-signed pinned one
+  // fails pinning; whether a host is pinned comes from the evidence (live mode), the catalog row,
+  // or, failing both, from a pinning failure on a host that may otherwise be inspected
+  const seen = new Map<string, { interception?: CheckResult; pinning?: CheckResult }>();
   for (const r of fails) {
-    const host = hostOf(r.endpoint);
     if (r.check === 'tls-interception' && str(r.evidence.reSignedBy)) {
-      const by = str(r.evidence.reSignedByCN) || cnOf(str(r.evidence.reSignedBy));
-      if (r.evidence.mustNotInspect === false) untrusted.set(host, { host, reSignedBy: by });
-      else noInspect.set(host, { host, pinned: noInspect.get(host)?.pinned ?? false, reSignedBy: by });
+      seen.set(r.endpoint, { ...seen.get(r.endpoint), interception: r });
     }
     if (r.check === 'pinning' && str(r.evidence.presentedIssuer)) {
-      const by = cnOf(str(r.evidence.presentedIssuer));
-      noInspect.set(host, { host, pinned: true, reSignedBy: noInspect.get(host)?.reSignedBy ?? by });
-      untrusted.delete(host);
+      seen.set(r.endpoint, { ...seen.get(r.endpoint), pinning: r });
     }
+  }
+  const noInspect = new Map<string, { host: string; pinned: boolean; reSignedBy: string }>();
+  const untrusted = new Map<string, { host: string; reSignedBy: string }>();
+  for (const [endpoint, { interception, pinning }] of seen) {
+    const host = hostOf(endpoint);
+    const row = rows.get(endpoint.toLowerCase());
+    const by = interception
+      ? str(interception.evidence.reSignedByCN) || cnOf(str(interception.evidence.reSignedBy))
+      : cnOf(str(pinning?.evidence.presentedIssuer));
+    const flag = (v: unknown) => (typeof v === 'boolean' ? v : undefined);
+    const mustNotInspect = flag(interception?.evidence.mustNotInspect) ?? row?.mustNotInspect;
+    const pinned =
+      flag(interception?.evidence.pinned) ?? row?.pinned ?? (pinning !== undefined && !interception);
+    if (pinning || mustNotInspect !== false) {
+      const prev = noInspect.get(host);
+      noInspect.set(host, {
+        host,
+        pinned: pinned || (prev?.pinned ?? false),
+        reSignedBy: prev?.reSignedBy ?? by,
+      });
+    } else untrusted.set(host, { host, reSignedBy: by });
   }
 
   // idle tunnels
@@ -223,12 +266,14 @@ function hasFix(r: ProxyRemediation): boolean {
 
 /** Remediation for every proxy in the report that has something to fix (empty when nothing does). */
 export function buildRemediation(report: RunReport, opts: RemediationOptions = {}): ProxyRemediation[] {
+  const rows = rowsByEndpoint(opts.scenarios);
   return report.proxies
     .map((p) =>
       forProxy(
         p,
         report.results.filter((r) => r.proxy === p.id),
         opts,
+        rows,
       ),
     )
     .filter(hasFix);
