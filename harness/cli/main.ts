@@ -1,6 +1,9 @@
 /**
  * proxycheck command line. Exit codes: 0 every result matched its expectation; 1 at least one did
- * not; 2 bad usage or bad scenario data (one-line error); 3 our own setup failed before any check.
+ * not (with `run --baseline`: or a row is worse than the baseline, or missing); 2 bad usage, bad
+ * scenario data or a bad baseline file (one-line error); 3 our own setup failed before any check;
+ * 4 internal error; 5 (`run --baseline` only) every result matched and nothing is worse than the
+ * baseline, but the baseline is stale (improved, changed or new rows); 130/143 SIGINT/SIGTERM.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,6 +21,7 @@ import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
 import { loadScenarios, resolveHost } from '../scenarios.ts';
+import { baselineOption, quietOption, shardOption, startCiRun, updateBaselineOption } from './ci-options.ts';
 import { registerSquidCommands } from './squid-commands.ts';
 import { registerValidateCommand } from './validate-command.ts';
 
@@ -85,27 +89,40 @@ function buildProgram(out: { code: number }): Command {
       'scenario directory (catalogs/, profiles/, expectations/) instead of the built-in one',
     )
     .addOption(labNetOption())
+    .addOption(baselineOption())
+    .addOption(updateBaselineOption())
+    .addOption(shardOption())
+    .addOption(quietOption())
     .action(async (o) => {
       const reports = planReports(o);
-      const report = await runMatrix({
-        scenarios: loadScenarios({
-          tenant: o.tenant,
-          ...(o.scenarios ? { dir: scenarioDir(o.scenarios) } : {}),
-        }),
-        proxies: list(o.proxies),
-        profiles: list(o.profiles),
-        runtime: parseRuntime(o.runtime),
-        labNet: parseLabNet(o.labNet),
+      const scenarios = loadScenarios({
         tenant: o.tenant,
-        trustCorporateCa: Boolean(o.trustCorporateCa),
+        ...(o.scenarios ? { dir: scenarioDir(o.scenarios) } : {}),
       });
+      const [proxies, profiles] = [list(o.proxies), list(o.profiles)];
+      const ci = startCiRun(o, { proxies, profiles, scenarios, version: VERSION });
+      let report: Awaited<ReturnType<typeof runMatrix>>;
+      try {
+        report = await runMatrix({
+          scenarios,
+          proxies,
+          profiles,
+          runtime: parseRuntime(o.runtime),
+          labNet: parseLabNet(o.labNet),
+          tenant: o.tenant,
+          trustCorporateCa: Boolean(o.trustCorporateCa),
+          ...ci.runOptions,
+        });
+      } finally {
+        ci.progress.stop();
+      }
       withRemediation(report);
-      if (!reports.stdout) {
+      if (!reports.stdout && !o.quiet) {
         process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
         process.stdout.write(renderRemediation(report.remediation));
       }
       writeReports(reports, report);
-      out.code = report.summary.unmatched === 0 ? 0 : 1;
+      out.code = ci.finish(report, { stdoutTaken: reports.stdout });
     });
   registerSquidCommands(program);
   registerValidateCommand(program, out);

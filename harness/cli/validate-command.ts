@@ -17,6 +17,7 @@ import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { runMatrix } from '../runner/run.ts';
 import { loadScenarios } from '../scenarios.ts';
+import { printQuietSummary, quietOption, withProgress } from './ci-options.ts';
 
 export const PASSWORD_ENV = 'PROXYCHECK_PROXY_PASSWORD';
 
@@ -74,6 +75,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
       process.env.PROXYCHECK_LAB_NET ?? '77',
     )
     .option('-v, --verbose', 'print remediation for every fail and warn')
+    .addOption(quietOption())
     .action(async (o, cmd: Command) => {
       const reports = planReports(o);
       const live = o.origins === 'live';
@@ -138,16 +140,23 @@ export function registerValidateCommand(program: Command, out: { code: number })
             publicRoots: publicRootStore(),
             extraTrust: extraTrust.flatMap((pem) => splitPem(pem, `--trust-ca ${o.trustCa}`)),
           })
-        : await runMatrix({
-            scenarios,
-            proxies: [new ExternalProxy({ url: o.proxy, ...(credentials ? { credentials } : {}) })],
-            profiles: ids(o.profiles),
-            labNet: parseLabNet(o.labNet),
-            extraTrust,
-            ...(idleSeconds !== undefined ? { idleSeconds } : {}),
-          });
+        : await withProgress(
+            Boolean(o.quiet),
+            { proxies: 1, scenarios, profiles: ids(o.profiles) },
+            (hooks) =>
+              runMatrix({
+                scenarios,
+                proxies: [new ExternalProxy({ url: o.proxy, ...(credentials ? { credentials } : {}) })],
+                profiles: ids(o.profiles),
+                labNet: parseLabNet(o.labNet),
+                extraTrust,
+                ...(idleSeconds !== undefined ? { idleSeconds } : {}),
+                ...hooks,
+              }),
+          );
       withRemediation(report, { scenarios, ...(idleSeconds !== undefined ? { idleSeconds } : {}) });
-      if (!reports.stdout) {
+      if (o.quiet) printQuietSummary(report, reports.stdout);
+      else if (!reports.stdout) {
         process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
         process.stdout.write(renderRemediation(report.remediation));
       }
