@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import t from 'tap';
+import { kindOf } from '../harness/agent/kinds/index.ts';
+import { loadScenarios } from '../harness/scenarios.ts';
 import { BIN, cli } from './helpers/cli.ts';
 
 const RESULT_SCHEMA = JSON.parse(
@@ -26,7 +28,13 @@ t.test(
       r.stdout,
       /chain-mitm\s+flexxagent\s+west-eu\.agent-api\.analyzer\.flexxible\.com:443\s+pinning\s+FAIL\s+yes/,
     );
-    t.match(r.stdout, /15 results: .* 15 as expected, 0 not/);
+    // the main job: every profile through the three in-process proxies
+    const set = loadScenarios();
+    const perProxy = [...set.profiles.values()]
+      .flatMap((p) => p.exchanges)
+      .reduce((n, x) => n + kindOf(x).checks(x).length, 0);
+    const total = perProxy * 3;
+    t.match(r.stdout, new RegExp(`${total} results: .* ${total} as expected, 0 not`));
     const report = JSON.parse(readFileSync(json, 'utf8'));
     const ajv = new Ajv({ strict: false });
     addFormats.default(ajv);
@@ -35,7 +43,7 @@ t.test(
       report.proxies.map((p: { id: string }) => p.id),
       ['chain-plain', 'chain-auth', 'chain-mitm'],
     );
-    t.equal(report.results.length, 15);
+    t.equal(report.results.length, total);
     t.notMatch(readFileSync(json, 'utf8'), /BEGIN (RSA )?PRIVATE KEY/, 'no key material in the report');
   },
 );
@@ -47,6 +55,9 @@ t.test('bad usage: one line on stderr, exit 2, no stack trace', async (t) => {
     ['frobnicate'],
     ['run', '--lab-net', '999'],
     ['run', '--bogus'],
+    ['run', '--time-scale', '0'],
+    ['run', '--time-scale', 'fast'],
+    ['validate', '--proxy', 'http://127.0.0.1:9', '--time-scale', '-1'],
   ]) {
     const r = await cli(args);
     t.equal(r.code, 2, args.join(' '));

@@ -22,6 +22,7 @@ import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
 import { loadScenarios, resolveHost } from '../scenarios.ts';
 import { baselineOption, quietOption, shardOption, startCiRun, updateBaselineOption } from './ci-options.ts';
+import { parseTimeScale, timeScaleOption } from './options.ts';
 import { registerSquidCommands } from './squid-commands.ts';
 import { registerValidateCommand } from './validate-command.ts';
 
@@ -89,6 +90,7 @@ function buildProgram(out: { code: number }): Command {
       'scenario directory (catalogs/, profiles/, expectations/) instead of the built-in one',
     )
     .addOption(labNetOption())
+    .addOption(timeScaleOption())
     .addOption(baselineOption())
     .addOption(updateBaselineOption())
     .addOption(shardOption())
@@ -111,12 +113,13 @@ function buildProgram(out: { code: number }): Command {
           labNet: parseLabNet(o.labNet),
           tenant: o.tenant,
           trustCorporateCa: Boolean(o.trustCorporateCa),
+          timeScale: parseTimeScale(o.timeScale),
           ...ci.runOptions,
         });
       } finally {
         ci.progress.stop();
       }
-      withRemediation(report);
+      withRemediation(report, { scenarios });
       if (!reports.stdout && !o.quiet) {
         process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
         process.stdout.write(renderRemediation(report.remediation));

@@ -18,6 +18,7 @@ import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { runMatrix } from '../runner/run.ts';
 import { loadScenarios } from '../scenarios.ts';
 import { printQuietSummary, quietOption, withProgress } from './ci-options.ts';
+import { parseTimeScale, timeScaleOption } from './options.ts';
 
 export const PASSWORD_ENV = 'PROXYCHECK_PROXY_PASSWORD';
 
@@ -75,6 +76,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
       process.env.PROXYCHECK_LAB_NET ?? '77',
     )
     .option('-v, --verbose', 'print remediation for every fail and warn')
+    .addOption(timeScaleOption())
     .addOption(quietOption())
     .action(async (o, cmd: Command) => {
       const reports = planReports(o);
@@ -151,6 +153,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
                 labNet: parseLabNet(o.labNet),
                 extraTrust,
                 ...(idleSeconds !== undefined ? { idleSeconds } : {}),
+                timeScale: parseTimeScale(o.timeScale),
                 ...hooks,
               }),
           );
