@@ -23,6 +23,8 @@ const BUMP: Record<string, string> = {
   pinning: 'fail',
   payload: 'dependency_fail',
   headers: 'dependency_fail',
+  // IoT Hub (MQTT over WebSocket) and Service Bus (AMQP over WebSocket) never start their protocol
+  protocol: 'dependency_fail',
 };
 
 /** default/open/auth/splice pass untouched; bump is caught intercepting and the pinned agent fails closed. */
