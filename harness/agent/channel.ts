@@ -8,7 +8,14 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Verdict } from '../checks/definitions.ts';
 import { fillNotRun, type KindContext, type KindVerdicts, notApplicable, since } from './kinds/types.ts';
-import { type ChainCert, type ConnectAnswer, openTunnel, startTls, type TunnelResult } from './tunnel.ts';
+import {
+  type ChainCert,
+  type ConnectAnswer,
+  openTunnel,
+  startTls,
+  type TlsResult,
+  type TunnelResult,
+} from './tunnel.ts';
 
 export interface ChannelOptions {
   /** Checks after the channel that cannot run without it (marked dependency_fail on failure). */
@@ -173,84 +180,16 @@ export async function openChannel(
     ...(opts.alpn ? { alpn: opts.alpn } : {}),
     timeoutMs: ctx.timeouts.tlsMs,
   });
-  const tlsMs = since(t0);
-  const leaf = tls.chain[0];
-  const tlsEvidence = {
-    handshakeMs: tls.handshakeMs,
-    chain: tls.chain.map((c) => ({ subject: c.subjectCN, issuer: c.issuerCN, spkiSha256: c.spkiSha256 })),
-    authorized: tls.authorized,
-    ...(tls.authorizationError ? { authorizationError: tls.authorizationError } : {}),
-  };
-  const reportPinning = opts.reportPinning !== false;
+  const judged = judgeAgentTls(ctx, set, tls, {
+    pinned,
+    reportPinning: opts.reportPinning !== false,
+    tlsMs: since(t0),
+  });
+  const { leaf, intercepted, tlsEvidence } = judged;
   if (!leaf) {
-    const msg = tls.error ?? 'no certificate presented';
-    set('tls-interception', {
-      outcome: 'fail',
-      message: `TLS through the tunnel failed: ${msg}`,
-      evidence: tlsEvidence,
-      durationMs: tlsMs,
-    });
-    if (reportPinning) {
-      set(
-        'pinning',
-        pinned
-          ? {
-              outcome: 'fail',
-              message: `pinned TLS session failed: ${msg}`,
-              evidence: tlsEvidence,
-              durationMs: 0,
-            }
-          : notApplicable('the agent does not pin this endpoint'),
-      );
-    }
     for (const c of opts.dependents)
       if (!out.has(c)) set(c, notRunVerdict('no TLS session', 'tls-interception'));
     return undefined;
-  }
-  const intercepted = leaf.issuerCN !== ctx.originIssuerCN || !ctx.originPins.includes(leaf.spkiSha256);
-  if (!intercepted) {
-    set('tls-interception', {
-      outcome: 'pass',
-      message: `certificate for ${ctx.host} issued by "${leaf.issuerCN}", the origin's own`,
-      evidence: tlsEvidence,
-      durationMs: tlsMs,
-    });
-  } else {
-    const what = `TLS intercepted: certificate for ${ctx.host} re-signed by "${leaf.issuerCN}", not "${ctx.originIssuerCN}"`;
-    set('tls-interception', {
-      outcome: ctx.row.mustNotInspect ? 'fail' : 'warn',
-      message: ctx.row.mustNotInspect ? `${what}; the vendor says this host must not be inspected` : what,
-      evidence: {
-        ...tlsEvidence,
-        reSignedBy: leaf.issuer,
-        expectedIssuer: ctx.originIssuerCN,
-        source: ctx.row.source,
-      },
-      durationMs: tlsMs,
-    });
-  }
-  if (reportPinning) {
-    if (!pinned) {
-      set('pinning', notApplicable('the agent does not pin this endpoint'));
-    } else if (tls.pinMatched) {
-      set('pinning', {
-        outcome: 'pass',
-        message: `presented key matches the pin (${leaf.spkiSha256})`,
-        evidence: { expectedSpki: ctx.originPins, presentedSpki: leaf.spkiSha256 },
-        durationMs: 0,
-      });
-    } else {
-      set('pinning', {
-        outcome: 'fail',
-        message: `pinned agent fails closed: expected key ${ctx.originPins[0]}, presented ${leaf.spkiSha256} (issued by "${leaf.issuerCN}")`,
-        evidence: {
-          expectedSpki: ctx.originPins,
-          presentedSpki: leaf.spkiSha256,
-          presentedIssuer: leaf.issuer,
-        },
-        durationMs: 0,
-      });
-    }
   }
   if (!tls.socket) {
     const by = tls.pinMatched === false ? 'pinning' : 'tls-interception';
@@ -260,6 +199,108 @@ export async function openChannel(
     return undefined;
   }
   return { socket: tls.socket, tunnel, leaf, intercepted, tlsEvidence };
+}
+
+/** How the agent reached the host, when not through the proxy's tunnel (the auto-detect route). */
+export interface AgentRoute {
+  /** Inserted into messages, e.g. "on the direct route". */
+  phrase: string;
+  /** Names the route when nothing was in between, e.g. "direct route, auto detect". */
+  label: string;
+  evidence: Record<string, unknown>;
+}
+
+/**
+ * The agent's judgement of a TLS session (checks `tls-interception` and `pinning`): was the
+ * certificate the origin's own, and does the key match the pin. Shared by the tunnelled channel
+ * and the direct route; returns the leaf (absent when the handshake failed).
+ */
+export function judgeAgentTls(
+  ctx: KindContext,
+  set: (check: string, v: Verdict) => void,
+  tls: TlsResult,
+  opts: { pinned: boolean; reportPinning: boolean; tlsMs: number; route?: AgentRoute },
+): { leaf?: ChainCert; intercepted?: boolean; tlsEvidence: Record<string, unknown> } {
+  const route = opts.route;
+  const on = route ? ` ${route.phrase}` : '';
+  const leaf = tls.chain[0];
+  const tlsEvidence = {
+    ...(route?.evidence ?? {}),
+    handshakeMs: tls.handshakeMs,
+    chain: tls.chain.map((c) => ({ subject: c.subjectCN, issuer: c.issuerCN, spkiSha256: c.spkiSha256 })),
+    authorized: tls.authorized,
+    ...(tls.authorizationError ? { authorizationError: tls.authorizationError } : {}),
+  };
+  if (!leaf) {
+    const msg = tls.error ?? 'no certificate presented';
+    set('tls-interception', {
+      outcome: 'fail',
+      message: `TLS ${route ? route.phrase : 'through the tunnel'} failed: ${msg}`,
+      evidence: tlsEvidence,
+      durationMs: opts.tlsMs,
+    });
+    if (opts.reportPinning) {
+      set(
+        'pinning',
+        opts.pinned
+          ? {
+              outcome: 'fail',
+              message: `pinned TLS session failed: ${msg}`,
+              evidence: tlsEvidence,
+              durationMs: 0,
+            }
+          : notApplicable('the agent does not pin this endpoint'),
+      );
+    }
+    return { tlsEvidence };
+  }
+  const intercepted = leaf.issuerCN !== ctx.originIssuerCN || !ctx.originPins.includes(leaf.spkiSha256);
+  if (!intercepted) {
+    set('tls-interception', {
+      outcome: 'pass',
+      message: route
+        ? `no proxy in between (${route.label}): certificate for ${ctx.host} issued by "${leaf.issuerCN}", the origin's own`
+        : `certificate for ${ctx.host} issued by "${leaf.issuerCN}", the origin's own`,
+      evidence: tlsEvidence,
+      durationMs: opts.tlsMs,
+    });
+  } else {
+    const what = `TLS intercepted${route ? `${on} (no proxy in between)` : ''}: certificate for ${ctx.host} re-signed by "${leaf.issuerCN}", not "${ctx.originIssuerCN}"`;
+    set('tls-interception', {
+      outcome: ctx.row.mustNotInspect ? 'fail' : 'warn',
+      message: ctx.row.mustNotInspect ? `${what}; the vendor says this host must not be inspected` : what,
+      evidence: {
+        ...tlsEvidence,
+        reSignedBy: leaf.issuer,
+        expectedIssuer: ctx.originIssuerCN,
+        source: ctx.row.source,
+      },
+      durationMs: opts.tlsMs,
+    });
+  }
+  if (opts.reportPinning) {
+    const pinEvidence = {
+      ...(route?.evidence ?? {}),
+      expectedSpki: ctx.originPins,
+      presentedSpki: leaf.spkiSha256,
+    };
+    if (!opts.pinned) set('pinning', notApplicable('the agent does not pin this endpoint'));
+    else if (tls.pinMatched)
+      set('pinning', {
+        outcome: 'pass',
+        message: `presented key matches the pin (${leaf.spkiSha256})${on}`,
+        evidence: pinEvidence,
+        durationMs: 0,
+      });
+    else
+      set('pinning', {
+        outcome: 'fail',
+        message: `pinned agent fails closed${on}: expected key ${ctx.originPins[0]}, presented ${leaf.spkiSha256} (issued by "${leaf.issuerCN}")`,
+        evidence: { ...pinEvidence, presentedIssuer: leaf.issuer },
+        durationMs: 0,
+      });
+  }
+  return { leaf, intercepted, tlsEvidence };
 }
 
 function notRunVerdict(reason: string, dependsOn: string): Verdict {

@@ -7,8 +7,9 @@
 import net, { type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { errorMessage } from '../errors.ts';
+import { judgeAgentTls } from './channel.ts';
 import type { KindContext, KindVerdicts } from './kinds/types.ts';
-import { notApplicable, since } from './kinds/types.ts';
+import { since } from './kinds/types.ts';
 import { startTls } from './tunnel.ts';
 
 /**
@@ -91,69 +92,21 @@ export async function directChannel(ctx: KindContext, out: KindVerdicts): Promis
     ...(pinned ? { pins: ctx.originPins } : {}),
     timeoutMs: ctx.timeouts.tlsMs,
   });
-  const tlsMs = since(t0);
-  const leaf = tls.chain[0];
-  const tlsEvidence = {
-    ...route,
-    handshakeMs: tls.handshakeMs,
-    chain: tls.chain.map((c) => ({ subject: c.subjectCN, issuer: c.issuerCN, spkiSha256: c.spkiSha256 })),
-    authorized: tls.authorized,
-    ...(tls.authorizationError ? { authorizationError: tls.authorizationError } : {}),
-  };
+  const { leaf } = judgeAgentTls(ctx, (c, v) => out.set(c, v), tls, {
+    pinned,
+    reportPinning: true,
+    tlsMs: since(t0),
+    route: { phrase: 'on the direct route', label: 'direct route, auto detect', evidence: route },
+  });
   if (!leaf) {
     raw.destroy();
-    const msg = tls.error ?? 'no certificate presented';
-    out.set('tls-interception', {
-      outcome: 'fail',
-      message: `TLS on the direct route failed: ${msg}`,
-      evidence: tlsEvidence,
-      durationMs: tlsMs,
-    });
-    out.set(
-      'pinning',
-      pinned
-        ? {
-            outcome: 'fail',
-            message: `pinned TLS session failed: ${msg}`,
-            evidence: tlsEvidence,
-            durationMs: 0,
-          }
-        : notApplicable('the agent does not pin this endpoint'),
-    );
-    return { ok: false, address, error: `TLS with ${target} on the direct route: ${msg}`, stage: 'tls' };
+    return {
+      ok: false,
+      address,
+      error: `TLS with ${target} on the direct route: ${tls.error ?? 'no certificate presented'}`,
+      stage: 'tls',
+    };
   }
-  const intercepted = leaf.issuerCN !== ctx.originIssuerCN || !ctx.originPins.includes(leaf.spkiSha256);
-  out.set(
-    'tls-interception',
-    intercepted
-      ? {
-          outcome: ctx.row.mustNotInspect ? 'fail' : 'warn',
-          message: `TLS intercepted on the direct route (no proxy in between): certificate for ${ctx.host} re-signed by "${leaf.issuerCN}", not "${ctx.originIssuerCN}"`,
-          evidence: { ...tlsEvidence, reSignedBy: leaf.issuer, expectedIssuer: ctx.originIssuerCN },
-          durationMs: tlsMs,
-        }
-      : {
-          outcome: 'pass',
-          message: `no proxy in between (direct route, auto detect): certificate for ${ctx.host} issued by "${leaf.issuerCN}", the origin's own`,
-          evidence: tlsEvidence,
-          durationMs: tlsMs,
-        },
-  );
-  if (!pinned) out.set('pinning', notApplicable('the agent does not pin this endpoint'));
-  else if (tls.pinMatched)
-    out.set('pinning', {
-      outcome: 'pass',
-      message: `presented key matches the pin (${leaf.spkiSha256}) on the direct route`,
-      evidence: { ...route, expectedSpki: ctx.originPins, presentedSpki: leaf.spkiSha256 },
-      durationMs: 0,
-    });
-  else
-    out.set('pinning', {
-      outcome: 'fail',
-      message: `pinned agent fails closed on the direct route: expected key ${ctx.originPins[0]}, presented ${leaf.spkiSha256}`,
-      evidence: { ...route, expectedSpki: ctx.originPins, presentedSpki: leaf.spkiSha256 },
-      durationMs: 0,
-    });
   if (!tls.socket) {
     raw.destroy();
     return { ok: false, address, error: `the agent refused the TLS session (${tls.refused})`, stage: 'tls' };
