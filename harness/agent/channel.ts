@@ -46,7 +46,8 @@ export interface Channel {
   tlsEvidence?: Record<string, unknown>;
 }
 
-function answerEvidence(answer: ConnectAnswer | undefined): Record<string, unknown> {
+/** The proxy's CONNECT answer as evidence: status, the exact head, bytes glued after it. */
+export function answerEvidence(answer: ConnectAnswer | undefined): Record<string, unknown> {
   return answer
     ? {
         statusLine: answer.statusLine,

@@ -16,6 +16,7 @@
  */
 import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { answerEvidence } from '../agent/channel.ts';
 import {
   basicAuth,
   type ConnectAnswer,
@@ -113,17 +114,6 @@ function notRun(reason: string, dependsOn: string): LiveVerdict {
 
 function serverOf(headers: Array<[string, string]>): string | undefined {
   return headers.find(([k]) => /^server$/i.test(k))?.[1] ?? headers.find(([k]) => /^via$/i.test(k))?.[1];
-}
-
-function answerEvidence(a: ConnectAnswer | undefined): Record<string, unknown> {
-  return a
-    ? {
-        statusLine: a.statusLine,
-        statusCode: a.statusCode,
-        answerHead: a.raw.toString('latin1'),
-        gluedBytes: a.extra.length,
-      }
-    : {};
 }
 
 /** Fails with one line when nothing listens at the proxy address (exit 2, like lab mode). */

@@ -13,7 +13,7 @@
  * - `error`: not matched, and the outcome is ours (`setup_fail`, `harness_fail`), not the proxy's.
  */
 import { CHECKS } from '../checks/definitions.ts';
-import type { CheckResult, Outcome } from '../model.ts';
+import type { CheckResult, Outcome, ProxyInfo, RunReport } from '../model.ts';
 
 export type Disposition = 'passed' | 'expected' | 'skipped' | 'failure' | 'error';
 
@@ -57,4 +57,14 @@ export function visibleControls(s: string): string {
     /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
   );
+}
+
+/** Proxies in report order, then any proxy that has results but no entry in `proxies`. */
+export function proxyOrder(report: RunReport): ProxyInfo[] {
+  const out = [...report.proxies];
+  for (const r of report.results) {
+    if (!out.some((p) => p.id === r.proxy))
+      out.push({ id: r.proxy, kind: 'unknown', runtime: 'unknown', version: 'unknown' });
+  }
+  return out;
 }

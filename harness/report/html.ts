@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { CHECKS } from '../checks/definitions.ts';
 import { type CheckResult, OUTCOMES, type Outcome, type ProxyInfo, type RunReport } from '../model.ts';
-import { checkTitle, disposition, evidenceJson, visibleControls } from './disposition.ts';
+import { checkTitle, disposition, evidenceJson, proxyOrder, visibleControls } from './disposition.ts';
 
 /** Glyphs, colours and meanings belong here, in the renderer, not in the result model. */
 const LOOK: Record<Outcome, { glyph: string; meaning: string }> = {
@@ -79,15 +79,6 @@ function esc(s: string | number | undefined): string {
 
 function sha256(s: string): string {
   return `'sha256-${createHash('sha256').update(s, 'utf8').digest('base64')}'`;
-}
-
-function proxyOrder(report: RunReport): ProxyInfo[] {
-  const out = [...report.proxies];
-  for (const r of report.results) {
-    if (!out.some((p) => p.id === r.proxy))
-      out.push({ id: r.proxy, kind: 'unknown', runtime: 'unknown', version: 'unknown' });
-  }
-  return out;
 }
 
 interface Row {

@@ -10,8 +10,8 @@
  * exits 1. Text is escaped, never put in CDATA; characters XML 1.0 cannot carry at all (most C0
  * controls) are written as visible \uXXXX escapes.
  */
-import type { CheckResult, ProxyInfo, RunReport } from '../model.ts';
-import { disposition, evidenceJson, expectationLine, visibleControls } from './disposition.ts';
+import type { CheckResult, RunReport } from '../model.ts';
+import { disposition, evidenceJson, expectationLine, proxyOrder, visibleControls } from './disposition.ts';
 
 function xmlText(s: string): string {
   return visibleControls(s).replace(/[&<>\r]/g, (c) =>
@@ -50,16 +50,6 @@ function count(results: CheckResult[]): Counts {
     else if (d === 'skipped') c.skipped += 1;
   }
   return c;
-}
-
-/** Proxies in report order, then any proxy that has results but no entry in `proxies`. */
-function proxyOrder(report: RunReport): ProxyInfo[] {
-  const out = [...report.proxies];
-  for (const r of report.results) {
-    if (!out.some((p) => p.id === r.proxy))
-      out.push({ id: r.proxy, kind: 'unknown', runtime: 'unknown', version: 'unknown' });
-  }
-  return out;
 }
 
 function details(r: CheckResult): string {
