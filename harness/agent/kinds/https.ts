@@ -29,15 +29,13 @@ async function runHttps(ctx: KindContext): Promise<KindVerdicts> {
     ...(ctx.exchange.requests ?? []),
     ...sessionUploads(ctx),
   ];
-  let t0: number;
-
   const client = new TunnelHttpClient(channel.socket, `https://${target}`, ctx.timeouts.requestMs);
   const payloadSteps: Array<Record<string, unknown>> = [];
   const headerSteps: Array<Record<string, unknown>> = [];
   let payloadBad: string | undefined;
   let headersBad: string | undefined;
   let error: string | undefined;
-  t0 = performance.now();
+  const t0 = performance.now();
   try {
     for (const req of requests) {
       if (req.waitMs) await sleep(req.waitMs);
