@@ -136,8 +136,12 @@ function buildProgram(out: { code: number }): Command {
     .description('print hosts-file lines mapping every catalog host to its lab address')
     .addOption(labNetOption())
     .option('--tenant <id>', 'value for the "***" tenant part of catalog hosts', 'lab01')
+    .option('--scenarios <dir>', 'scenario directory instead of the built-in one')
     .action((o) => {
-      const set = loadScenarios({ tenant: o.tenant });
+      const set = loadScenarios({
+        tenant: o.tenant,
+        ...(o.scenarios ? { dir: scenarioDir(o.scenarios) } : {}),
+      });
       const net = parseLabNet(o.labNet);
       const lines = new Set<string>();
       for (const c of set.catalogs.values()) {
@@ -154,8 +158,12 @@ function buildProgram(out: { code: number }): Command {
     .addOption(labNetOption())
     .option('--profiles <ids>', 'serve the endpoints of these profiles, or "all"', 'all')
     .option('--tenant <id>', 'value for the "***" tenant part of catalog hosts', 'lab01')
+    .option('--scenarios <dir>', 'scenario directory instead of the built-in one')
     .action(async (o) => {
-      const set = loadScenarios({ tenant: o.tenant });
+      const set = loadScenarios({
+        tenant: o.tenant,
+        ...(o.scenarios ? { dir: scenarioDir(o.scenarios) } : {}),
+      });
       const runDir = new RunDir();
       onCleanup('run directory', () => runDir.remove());
       const pki = await createLabPki(runDir.path);
@@ -183,7 +191,7 @@ function buildProgram(out: { code: number }): Command {
       process.stdout.write('proxies:\n');
       for (const k of PROXY_KINDS) process.stdout.write(`  ${k.id.padEnd(14)} ${k.summary}\n`);
       process.stdout.write('profiles:\n');
-      for (const p of set.profiles.values()) process.stdout.write(`  ${p.id.padEnd(14)} ${p.title}\n`);
+      for (const p of set.profiles.values()) process.stdout.write(`  ${p.id.padEnd(18)} ${p.title}\n`);
       process.stdout.write('checks:\n');
       for (const c of Object.values(CHECKS)) process.stdout.write(`  ${c.id.padEnd(17)} ${c.title}\n`);
     });
