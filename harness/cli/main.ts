@@ -189,11 +189,11 @@ function buildProgram(out: { code: number }): Command {
     .action(() => {
       const set = loadScenarios();
       process.stdout.write('proxies:\n');
-      for (const k of PROXY_KINDS) process.stdout.write(`  ${k.id.padEnd(14)} ${k.summary}\n`);
+      for (const k of PROXY_KINDS) process.stdout.write(`  ${k.id.padEnd(18)} ${k.summary}\n`);
       process.stdout.write('profiles:\n');
       for (const p of set.profiles.values()) process.stdout.write(`  ${p.id.padEnd(18)} ${p.title}\n`);
       process.stdout.write('checks:\n');
-      for (const c of Object.values(CHECKS)) process.stdout.write(`  ${c.id.padEnd(17)} ${c.title}\n`);
+      for (const c of Object.values(CHECKS)) process.stdout.write(`  ${c.id.padEnd(18)} ${c.title}\n`);
     });
   return program;
 }
