@@ -8,6 +8,7 @@
  */
 import net, { type Socket } from 'node:net';
 import type { ProxyContext, ProxyUnderTest, StartedProxy } from '../../harness/proxies/types.ts';
+import { localProxy, parseConnect, type RawConnection, startRawProxy } from './raw-proxy.ts';
 
 export interface Kill {
   target: string;
@@ -26,22 +27,17 @@ export class KillingProxy implements ProxyUnderTest {
   describe(): string {
     return `test proxy: closes tunnels ${this.opts.lifetimeMs ? `${this.opts.lifetimeMs} ms after they open` : `after ${this.opts.idleMs} ms without traffic`}`;
   }
-  async start(ctx: ProxyContext): Promise<StartedProxy> {
-    const sockets = new Set<Socket>();
+  start(ctx: ProxyContext): Promise<StartedProxy> {
     const timers = new Set<NodeJS.Timeout>();
-    const server = net.createServer((client) => {
-      sockets.add(client);
-      client.on('close', () => sockets.delete(client));
-      client.on('error', () => {});
+    const onConnection = (client: Socket, raw: RawConnection) => {
       client.once('data', (chunk) => {
-        const m = /^CONNECT ([^:\s]+):(\d+) HTTP\/1\.1\r\n/.exec(chunk.toString('latin1'));
+        const m = parseConnect(chunk.toString('latin1'));
         if (!m) {
           client.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
           return;
         }
-        const target = `${m[1]}:${m[2]}`;
-        const address = ctx.lab.addressOf(m[1] ?? '') ?? '127.0.0.1';
-        const upstream = net.connect({ host: address, port: Number(m[2]) }, () => {
+        const target = `${m.host}:${m.port}`;
+        const upstream = raw.dial(ctx.lab.addressOf(m.host) ?? '127.0.0.1', Number(m.port), () => {
           client.write('HTTP/1.1 200 Connection established\r\n\r\n');
           const t0 = performance.now();
           let bytesUp = 0;
@@ -82,28 +78,13 @@ export class KillingProxy implements ProxyUnderTest {
           client.on('end', () => upstream.end());
           upstream.on('end', () => client.end());
         });
-        sockets.add(upstream);
-        upstream.on('close', () => sockets.delete(upstream));
-        upstream.on('error', () => client.destroy());
       });
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as net.AddressInfo).port;
-    return {
-      id: this.id,
-      kind: 'plain',
-      runtime: 'in-process',
-      version: 'test',
-      url: `http://127.0.0.1:${port}`,
-      host: '127.0.0.1',
-      port,
-      startMs: 0,
-      stop: async () => {
-        for (const t of timers) clearTimeout(t);
-        for (const s of sockets) s.destroy();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-      },
     };
+    return startRawProxy(this.id, onConnection, {
+      onStop: () => {
+        for (const t of timers) clearTimeout(t);
+      },
+    });
   }
 }
 
@@ -118,17 +99,7 @@ export function unreachableProxy(id = 'unreachable'): ProxyUnderTest & { port?: 
       const port = (probe.address() as net.AddressInfo).port;
       await new Promise<void>((resolve) => probe.close(() => resolve()));
       adapter.port = port;
-      return {
-        id,
-        kind: 'plain',
-        runtime: 'in-process',
-        version: 'none',
-        url: `http://127.0.0.1:${port}`,
-        host: '127.0.0.1',
-        port,
-        startMs: 0,
-        stop: async () => {},
-      };
+      return localProxy(id, port, async () => {}, { version: 'none' });
     },
   };
   return adapter;

@@ -4,8 +4,8 @@
  * bytes glued after the blank line. It can also kill tunnels that stay idle (no byte either way)
  * for `idleKillMs`, as proxies with a short read timeout do. Raw `net`, so nothing is hidden.
  */
-import net, { type Socket } from 'node:net';
 import type { ProxyContext, ProxyUnderTest, StartedProxy } from '../../harness/proxies/types.ts';
+import { parseConnect, readHead, startRawProxy } from './raw-proxy.ts';
 
 export interface SloppyOptions {
   id: string;
@@ -45,31 +45,17 @@ export class SloppyProxy implements ProxyUnderTest {
     );
   }
 
-  async start(ctx: ProxyContext): Promise<StartedProxy> {
-    const sockets = new Set<Socket>();
-    const track = (s: Socket) => {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-      s.on('error', () => {});
-    };
-    const server = net.createServer((client) => {
-      track(client);
-      let head = Buffer.alloc(0);
-      const onHead = (chunk: Buffer) => {
-        head = Buffer.concat([head, chunk]);
-        const end = head.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        client.removeListener('data', onHead);
-        client.pause();
-        const m = /^CONNECT ([^:\s]+):(\d+) HTTP\/1\.[01]\r\n/.exec(head.toString('latin1'));
-        const address = m ? ctx.lab.addressOf(m[1] ?? '') : undefined;
+  start(ctx: ProxyContext): Promise<StartedProxy> {
+    return startRawProxy(this.id, (client, raw) => {
+      readHead(client, (head, rest) => {
+        const m = parseConnect(head, true);
+        const address = m ? ctx.lab.addressOf(m.host) : undefined;
         if (!m || !address) {
           client.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
           return;
         }
-        const target = `${m[1]}:${m[2]}`;
-        const rest = head.subarray(end + 4);
-        const upstream = net.connect({ host: address, port: Number(m[2]) }, () => {
+        const target = `${m.host}:${m.port}`;
+        const upstream = raw.dial(address, Number(m.port), () => {
           client.write(this.answer());
           const t0 = performance.now();
           if (rest.length) upstream.write(rest);
@@ -102,26 +88,7 @@ export class SloppyProxy implements ProxyUnderTest {
           upstream.pipe(client);
           client.resume();
         });
-        track(upstream);
-        upstream.on('error', () => client.destroy());
-      };
-      client.on('data', onHead);
+      });
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as net.AddressInfo).port;
-    return {
-      id: this.id,
-      kind: 'plain',
-      runtime: 'in-process',
-      version: 'test',
-      url: `http://127.0.0.1:${port}`,
-      host: '127.0.0.1',
-      port,
-      startMs: 0,
-      stop: async () => {
-        for (const s of sockets) s.destroy();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-      },
-    };
   }
 }
