@@ -12,6 +12,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import t, { type Test } from 'tap';
 import { type CheckResult, type RunReport, summarize } from '../harness/model.ts';
 import { renderHtml } from '../harness/report/html.ts';
+import { withRemediation } from '../harness/report/remediation.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { requireComponent } from './helpers/requirements.ts';
 
@@ -101,11 +102,13 @@ t.test('HTML report in headless Chromium', async (t) => {
     'a real run: matrix, cells, no fetches, screenshot',
     { ...skip, timeout: 180_000 },
     async (t) => {
-      const report: RunReport = await runMatrix({
-        proxies: ['chain-plain', 'chain-mitm'],
-        profiles: ['flexxagent'],
-        labNet: LAB_NET,
-      });
+      const report: RunReport = withRemediation(
+        await runMatrix({
+          proxies: ['chain-plain', 'chain-mitm'],
+          profiles: ['flexxagent'],
+          labNet: LAB_NET,
+        }),
+      );
       const dir = mkdtempSync(join(tmpdir(), 'proxycheck-html-'));
       t.teardown(() => rmSync(dir, { recursive: true, force: true }));
       const file = join(dir, 'report.html');
@@ -138,6 +141,12 @@ t.test('HTML report in headless Chromium', async (t) => {
       }
       t.match(await page.locator('#run-meta').textContent(), `proxycheck ${report.tool.version}`);
       t.ok((await page.locator('#legend li').count()) >= 7, 'a legend entry per outcome');
+      // What to change: chain-mitm must stop inspecting the FlexxAgent hosts; chain-plain needs nothing.
+      const fix = page.locator('#remediation .fix[data-proxy="chain-mitm"]');
+      t.ok(await fix.isVisible(), 'the remediation section names chain-mitm');
+      t.match(await fix.textContent(), /west-eu\.agent-api\.analyzer\.flexxible\.com/);
+      t.match(await fix.textContent(), /proxycheck Corporate Inspection CA/);
+      t.equal(await page.locator('#remediation .fix[data-proxy="chain-plain"]').count(), 0);
 
       // The matrix: a column per proxy, a row per endpoint check (profile + endpoint + check).
       const columns = await page

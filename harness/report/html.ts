@@ -210,6 +210,29 @@ function summary(report: RunReport, proxies: ProxyInfo[]): string {
   ].join('\n');
 }
 
+/** Per proxy: what to change (report.remediation), with the squid.conf lines ready to paste. */
+function remediationSection(report: RunReport): string {
+  const items = report.remediation ?? [];
+  if (!items.length) return '';
+  const blocks = items.map((r) => {
+    const what =
+      r.product === 'squid'
+        ? `squid (${r.productEvidence ?? 'recognised'})`
+        : r.product === 'other'
+          ? `not squid (${r.productEvidence ?? 'recognised'})`
+          : 'product unknown: squid lines and generic steps';
+    return [
+      `<div class="fix" data-proxy="${esc(r.proxy)}"><h3><code>${esc(r.proxy)}</code> <span class="meta">${esc(what)}</span></h3>`,
+      `<ul>${r.text.map((t) => `<li>${esc(t)}</li>`).join('')}</ul>`,
+      r.squidConf.length
+        ? `<p class="meta">${r.product === 'squid' ? 'squid.conf' : 'if it is squid, squid.conf'}:</p><pre class="squid-conf">${esc(r.squidConf.join('\n'))}</pre>`
+        : '',
+      '</div>',
+    ].join('');
+  });
+  return ['<section id="remediation"><h2>What to change</h2>', ...blocks, '</section>'].join('\n');
+}
+
 function legend(): string {
   return [
     '<section id="legend"><h2>Legend</h2><ul class="legend">',
@@ -247,6 +270,7 @@ export function renderHtml(report: RunReport): string {
     `<p class="meta" id="run-meta"><span>${esc(report.tool.name)} ${esc(report.tool.version)}</span><span>${esc(report.schema)}</span><span>started <time>${esc(report.startedAt)}</time></span><span>finished <time>${esc(report.finishedAt)}</time></span><span>${Number.isFinite(wall) ? `${(wall / 1000).toFixed(1)} s` : ''}</span></p>`,
     '</header>',
     summary(report, proxies),
+    remediationSection(report),
     legend(),
     '<section id="results"><h2>Matrix</h2>',
     '<p class="controls" id="controls" hidden><label><input type="checkbox" id="only-unexpected"> only rows with unexpected results</label><button type="button" id="expand-all">expand all</button><button type="button" id="collapse-all">collapse all</button></p>',
