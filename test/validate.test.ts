@@ -67,7 +67,11 @@ t.test('a proxy fed the lab hosts passes the FlexxAgent slice', async (t) => {
     r.stdout,
     /external\s+flexxagent\s+west-eu\.agent-api\.analyzer\.flexxible\.com:443\s+pinning\s+PASS\s+yes/,
   );
-  t.match(r.stdout, /35 results: 35 pass, 0 fail/, "every flexxagent exchange (reports, IoT Hub, Service Bus, ipify, downloads) passes");
+  t.match(
+    r.stdout,
+    /35 results: 35 pass, 0 fail/,
+    'every flexxagent exchange (reports, IoT Hub, Service Bus, ipify, downloads) passes',
+  );
 });
 
 t.test('credentials in the URL, in flags or in the environment; never printed', async (t) => {
