@@ -1,7 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import t from 'tap';
-import { CORPORATE_CA_CN, LAB_ROOT_CN, spkiSha256 } from '../harness/lab/pki.ts';
+import { CORPORATE_CA_CN, certSerialHex, LAB_ROOT_CN, spkiSha256 } from '../harness/lab/pki.ts';
 import { RunDir } from '../harness/lab/rundir.ts';
 import { testPki } from './helpers/fixtures.ts';
 
@@ -51,4 +51,14 @@ t.test('keys are written 0600 in the run directory and removed with it', async (
   t.equal(statSync(runDir.path).mode & 0o777, 0o700, 'run directory is private');
   runDir.remove();
   t.notOk(existsSync(pki.labRoot.cert.keyFile), 'removed with the run directory');
+});
+
+t.test('certificate serials are positive and minimally encoded DER integers', async (t) => {
+  // the random bytes that once made OpenSSL reject a leaf ("asn1 encoding routines::illegal padding")
+  for (const first of [0x00, 0x80, 0xff, 0x7f, 0x01]) {
+    const hex = certSerialHex(Buffer.from([first, 0x10, ...Array(14).fill(0xab)]));
+    const b0 = Number.parseInt(hex.slice(0, 2), 16);
+    t.ok(b0 >= 0x40 && b0 < 0x80, `first byte 0x${first.toString(16)} -> 0x${b0.toString(16)}`);
+    t.equal(hex.length, 32);
+  }
 });

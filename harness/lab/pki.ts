@@ -60,6 +60,17 @@ interface CertSpec {
   validDays: number;
 }
 
+/**
+ * A certificate serial from random bytes, as DER wants it: positive (top bit clear) and minimally
+ * encoded (first byte not zero, or OpenSSL rejects the INTEGER with "illegal padding"; a zero first
+ * byte followed by one below 0x80 happened once in 256 certificates).
+ */
+export function certSerialHex(random: Buffer): string {
+  const serial = Buffer.from(random);
+  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x40;
+  return serial.toString('hex');
+}
+
 function buildCert(
   spec: CertSpec,
   subjectKey: KeyPairPem,
@@ -67,10 +78,7 @@ function buildCert(
 ): string {
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(subjectKey.publicKeyPem);
-  // Positive serial: clear the top bit.
-  const serial = randomBytes(16);
-  serial[0] = (serial[0] ?? 0) & 0x7f;
-  cert.serialNumber = serial.toString('hex');
+  cert.serialNumber = certSerialHex(randomBytes(16));
   const now = Date.now();
   cert.validity.notBefore = new Date(now - 24 * 3600 * 1000);
   cert.validity.notAfter = new Date(now + spec.validDays * 24 * 3600 * 1000);
