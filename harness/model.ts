@@ -78,6 +78,8 @@ export interface ProxyRemediation {
   untrustedInspection: Array<{ host: string; reSignedBy: string }>;
   /** Endpoints where the proxy answered 407. */
   credentials: string[];
+  /** Endpoints whose non-TLS protocol broke in a tunnel of a TLS-inspecting proxy. */
+  nonTls?: string[];
   /** Long-lived tunnels were closed before this many idle seconds. */
   idleSeconds?: number;
   /** squid.conf lines (squid or unknown product), directives only. */

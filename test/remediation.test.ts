@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { createLabPki } from '../harness/lab/pki.ts';
 import type { ProxyRemediation, RunReport } from '../harness/model.ts';
@@ -23,6 +24,7 @@ import {
   withRemediation,
 } from '../harness/report/remediation.ts';
 import { runMatrix } from '../harness/runner/run.ts';
+import { loadScenarios } from '../harness/scenarios.ts';
 import { withCredentials } from './helpers/adapters.ts';
 import { fixtureScenarios } from './helpers/fixtures.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
@@ -292,3 +294,32 @@ t.test(
     t.match(p.out, /Processing: read_timeout 1860 seconds/);
   },
 );
+
+t.test('an intercepting proxy: untrusted re-signing and broken non-TLS tunnels are named', async (t) => {
+  const scenarios = loadScenarios({
+    dir: fileURLToPath(new URL('../fixtures/scenarios-streams/', import.meta.url)),
+  });
+  const report = await runMatrix({ proxies: ['chain-mitm'], profiles: ['streams'], scenarios, labNet: 164 });
+  const [rem] = buildRemediation(report, { scenarios });
+  t.ok(rem, 'chain-mitm has something to fix');
+  // 13000 speaks TLS: re-signed, allowed by the catalog (warn), but the agent refuses the CA
+  t.same(rem?.untrustedInspection, [
+    { host: 'agent.proxycheck.test', reSignedBy: 'proxycheck Corporate Inspection CA' },
+  ]);
+  // 2222 and raw 443 do not speak TLS: the inspecting proxy closed their tunnels
+  t.same(rem?.nonTls?.sort(), ['agent.proxycheck.test:2222', 'agent.proxycheck.test:443']);
+  t.match(
+    rem?.text.join('\n'),
+    /Let CONNECT tunnels to agent\.proxycheck\.test:2222, agent\.proxycheck\.test:443 carry traffic that is not TLS/,
+  );
+  t.match(rem?.text.join('\n'), /Deploy the inspection CA "proxycheck Corporate Inspection CA"/);
+  t.same(rem?.squidConf, [], 'proxy-chain is not squid: no squid.conf lines');
+  // the same findings from a proxy we cannot identify get the squid lines too
+  const anonymous = {
+    ...report,
+    proxies: report.proxies.map((p) => ({ ...p, kind: 'unknown', version: 'unknown' })),
+  };
+  const [unknown] = buildRemediation(anonymous, { scenarios });
+  t.equal(unknown?.product, 'unknown');
+  t.ok(unknown?.squidConf.includes('on_unsupported_protocol tunnel all'), 'squid line for non-TLS tunnels');
+});

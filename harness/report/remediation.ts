@@ -152,6 +152,32 @@ function forProxy(
       });
     } else untrusted.set(host, { host, reSignedBy: by });
   }
+  // a warned interception (the vendor allows it) that the agent still refused: the CA is not deployed
+  for (const r of results) {
+    if (r.check !== 'tls-interception' || r.outcome !== 'warn' || !str(r.evidence.reSignedBy)) continue;
+    const refused = results.some(
+      (x) =>
+        x.endpoint === r.endpoint &&
+        x.outcome === 'dependency_fail' &&
+        x.evidence.dependsOn === 'tls-interception',
+    );
+    const host = hostOf(r.endpoint);
+    if (refused && !noInspect.has(host))
+      untrusted.set(host, { host, reSignedBy: cnOf(str(r.evidence.reSignedBy)) });
+  }
+  // a proxy that intercepts TLS and breaks the tunnels of agents that do not speak TLS on them
+  const intercepts = results.some((r) => r.check === 'tls-interception' && str(r.evidence.reSignedBy));
+  const nonTls = intercepts
+    ? results
+        .filter(
+          (r) =>
+            r.check === 'payload' &&
+            r.outcome === 'fail' &&
+            /binary frames|tunnel closed|echoed/.test(r.message),
+        )
+        .filter((r) => !results.some((x) => x.endpoint === r.endpoint && x.check === 'tls-interception'))
+        .map((r) => r.endpoint)
+    : [];
 
   // idle tunnels
   const idleFails = fails.filter((r) => r.check === 'tunnel-keepalive');
@@ -170,6 +196,7 @@ function forProxy(
     noInspect: [...noInspect.values()].sort((a, b) => a.host.localeCompare(b.host)),
     untrustedInspection: [...untrusted.values()].sort((a, b) => a.host.localeCompare(b.host)),
     credentials: [...new Set(credentials)],
+    ...(nonTls.length ? { nonTls: [...new Set(nonTls)] } : {}),
     ...(idleSeconds !== undefined ? { idleSeconds } : {}),
     squidConf: [],
     text: [],
@@ -227,6 +254,11 @@ function genericText(r: ProxyRemediation): string[] {
       `Deploy the inspection CA ${by} to the agents' trust store (then re-check with --trust-ca FILE), or exclude ${list(r.untrustedInspection.map((n) => n.host))} from inspection: the agents refuse these re-signed certificates.`,
     );
   }
+  if (r.nonTls?.length) {
+    out.push(
+      `Let CONNECT tunnels to ${list(r.nonTls)} carry traffic that is not TLS: the proxy inspects TLS and closed these tunnels when the agent spoke its own protocol (exclude them from TLS inspection / protocol enforcement).`,
+    );
+  }
   if (r.credentials.length) {
     out.push(
       `Give the agents proxy credentials: the proxy answered 407 for ${list(r.credentials)}. Opening the proxy to unauthenticated clients (e.g. an extra "http_access allow") is not the fix; configure the agents' proxy user and password (proxycheck: --proxy-user and PROXYCHECK_PROXY_PASSWORD).`,
@@ -254,6 +286,7 @@ function squidLines(r: ProxyRemediation): string[] {
       out.push(`acl proxycheck_nobump ssl::server_name ${group.join(' ')}`);
     out.push('ssl_bump splice proxycheck_nobump');
   }
+  if (r.nonTls?.length) out.push('on_unsupported_protocol tunnel all');
   if (r.idleSeconds !== undefined) {
     out.push(`read_timeout ${Math.max(Math.ceil(r.idleSeconds) + 60, SQUID_DEFAULT_READ_TIMEOUT_S)} seconds`);
   }
