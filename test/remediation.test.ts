@@ -321,5 +321,61 @@ t.test('an intercepting proxy: untrusted re-signing and broken non-TLS tunnels a
   };
   const [unknown] = buildRemediation(anonymous, { scenarios });
   t.equal(unknown?.product, 'unknown');
-  t.ok(unknown?.squidConf.includes('on_unsupported_protocol tunnel all'), 'squid line for non-TLS tunnels');
+  t.same(
+    unknown?.squidConf.filter((l) => /nontls/.test(l)),
+    [
+      'acl proxycheck_nontls dstdomain agent.proxycheck.test',
+      'on_unsupported_protocol tunnel proxycheck_nontls',
+    ],
+    'squid lines for non-TLS tunnels, limited to those hosts',
+  );
 });
+
+t.test(
+  'squid-bump: the printed on_unsupported_protocol lines really let non-TLS agents through',
+  { ...opts, timeout: 240_000 },
+  async (t) => {
+    const scenarios = loadScenarios({
+      dir: fileURLToPath(new URL('../fixtures/scenarios-streams/', import.meta.url)),
+    });
+    const payload = (r: RunReport, port: number) =>
+      r.results.find((x) => x.endpoint === `agent.proxycheck.test:${port}` && x.check === 'payload');
+    const before = await runMatrix({
+      proxies: [new SquidProxy({ flavour: 'bump', runtime: 'process' })],
+      profiles: ['streams'],
+      scenarios,
+      labNet: 164,
+    });
+    for (const port of [2222, 443])
+      t.equal(payload(before, port)?.outcome, 'fail', `${port} broken by the bump`);
+    const [rem] = buildRemediation(before, { scenarios });
+    t.equal(rem?.product, 'squid');
+    const lines = rem?.squidConf ?? [];
+    t.ok(lines.includes('on_unsupported_protocol tunnel proxycheck_nontls'), lines.join(' | '));
+    let conf = '';
+    const after = await runMatrix({
+      proxies: [
+        new SquidProxy({
+          flavour: 'bump',
+          runtime: 'process',
+          amendConfig: (c) => {
+            conf = insertSquidLines(c, lines);
+            return conf;
+          },
+        }),
+      ],
+      profiles: ['streams'],
+      scenarios,
+      labNet: 164,
+    });
+    t.match(
+      conf,
+      /^on_unsupported_protocol tunnel proxycheck_nontls$/m,
+      'the lines are in the config squid ran',
+    );
+    for (const port of [2222, 443]) {
+      const p = payload(after, port);
+      t.equal(p?.outcome, 'pass', `${port} works after the fix: ${p?.message}`);
+    }
+  },
+);

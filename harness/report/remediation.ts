@@ -286,7 +286,13 @@ function squidLines(r: ProxyRemediation): string[] {
       out.push(`acl proxycheck_nobump ssl::server_name ${group.join(' ')}`);
     out.push('ssl_bump splice proxycheck_nobump');
   }
-  if (r.nonTls?.length) out.push('on_unsupported_protocol tunnel all');
+  if (r.nonTls?.length) {
+    // only these hosts' non-TLS bytes are tunnelled (the bare "all" would tunnel any non-TLS CONNECT,
+    // even one http_access denied: squid defers that denial on ssl-bump ports)
+    for (const group of chunk([...new Set(r.nonTls.map(hostOf))], 8))
+      out.push(`acl proxycheck_nontls dstdomain ${group.join(' ')}`);
+    out.push('on_unsupported_protocol tunnel proxycheck_nontls');
+  }
   if (r.idleSeconds !== undefined) {
     out.push(`read_timeout ${Math.max(Math.ceil(r.idleSeconds) + 60, SQUID_DEFAULT_READ_TIMEOUT_S)} seconds`);
   }

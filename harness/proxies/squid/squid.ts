@@ -35,6 +35,8 @@ export interface SquidOptions {
   readyTimeoutMs?: number;
   /** Scenario data for squid-open's ports and squid-splice's hosts (default: scenarios/). */
   scenarios?: ScenarioSet;
+  /** Changes the generated squid.conf before squid reads it (tests apply remediation lines with it). */
+  amendConfig?: (conf: string) => string;
 }
 
 /** What a runtime gets: the bundle on the host and how to write the config for its view of paths. */
@@ -199,8 +201,9 @@ export class SquidProxy implements ProxyUnderTest {
               : {}),
           },
         });
-        writeFileSync(join(etcDir, 'squid.conf'), text, { mode: 0o644 });
-        return text;
+        const final = this.opts.amendConfig ? this.opts.amendConfig(text) : text;
+        writeFileSync(join(etcDir, 'squid.conf'), final, { mode: 0o644 });
+        return final;
       },
     };
   }
