@@ -73,13 +73,15 @@ export interface ProxyRemediation {
   /** Plain-HTTP endpoints whose forwarded request was refused with 403. */
   httpRefused?: string[];
   /** Hosts re-signed although pinned or the vendor says they must not be inspected. */
-  noInspect: Array<{ host: string; pinned: boolean; reSignedBy: string }>;
+  noInspect: Array<{ host: string; pinned: boolean; reSignedBy: string; notHttp?: boolean }>;
   /** Hosts re-signed by a CA the agents do not trust (live mode without --trust-ca). */
   untrustedInspection: Array<{ host: string; reSignedBy: string }>;
   /** Endpoints where the proxy answered 407. */
   credentials: string[];
   /** Endpoints whose non-TLS protocol broke in a tunnel of a TLS-inspecting proxy. */
   nonTls?: string[];
+  /** Ports other than 443 where TLS was re-signed (squid may be hiding an SSL_ports denial). */
+  bumpedPorts?: number[];
   /** Long-lived tunnels were closed before this many idle seconds. */
   idleSeconds?: number;
   /** squid.conf lines (squid or unknown product), directives only. */

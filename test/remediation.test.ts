@@ -129,9 +129,13 @@ t.test(
       { host: 'pinned.proxycheck.test', pinned: true, reSignedBy: 'proxycheck Corporate Inspection CA' },
     ]);
     // squid answers 200 to a denied CONNECT on an ssl-bump port and delivers the 403 inside the
-    // bumped session, so the refused 13000 shows up as interception there, not as a port to allow
+    // bumped session, so the refused 13000 shows up as interception there: not a refused port, but
+    // a re-signed one outside 443, which the advice adds to SSL_ports
     t.same(r?.connectPorts, []);
+    t.same(r?.bumpedPorts, [13000]);
+    t.match(r?.text.join('\n'), /make sure port\(s\) 13000 are in SSL_ports/);
     t.same(r?.squidConf, [
+      'acl SSL_ports port 13000',
       'acl proxycheck_nobump ssl::server_name pinned.proxycheck.test',
       'ssl_bump splice proxycheck_nobump',
     ]);
@@ -302,17 +306,25 @@ t.test('an intercepting proxy: untrusted re-signing and broken non-TLS tunnels a
   const report = await runMatrix({ proxies: ['chain-mitm'], profiles: ['streams'], scenarios, labNet: 164 });
   const [rem] = buildRemediation(report, { scenarios });
   t.ok(rem, 'chain-mitm has something to fix');
-  // 13000 speaks TLS: re-signed, allowed by the catalog (warn), but the agent refuses the CA
-  t.same(rem?.untrustedInspection, [
-    { host: 'agent.proxycheck.test', reSignedBy: 'proxycheck Corporate Inspection CA' },
+  // 13000 speaks its own protocol inside TLS: re-signed (the catalog allows it: warn) and refused;
+  // a proxy that parses HTTP inside breaks it even with the CA deployed, so: do not inspect it
+  t.same(rem?.untrustedInspection, []);
+  t.same(rem?.noInspect, [
+    {
+      host: 'agent.proxycheck.test',
+      pinned: false,
+      reSignedBy: 'proxycheck Corporate Inspection CA',
+      notHttp: true,
+    },
   ]);
+  t.same(rem?.bumpedPorts, [13000]);
   // 2222 and raw 443 do not speak TLS: the inspecting proxy closed their tunnels
   t.same(rem?.nonTls?.sort(), ['agent.proxycheck.test:2222', 'agent.proxycheck.test:443']);
   t.match(
     rem?.text.join('\n'),
     /Let CONNECT tunnels to agent\.proxycheck\.test:2222, agent\.proxycheck\.test:443 carry traffic that is not TLS/,
   );
-  t.match(rem?.text.join('\n'), /Deploy the inspection CA "proxycheck Corporate Inspection CA"/);
+  t.match(rem?.text.join('\n'), /agent\.proxycheck\.test \(not HTTP inside TLS/);
   t.same(rem?.squidConf, [], 'proxy-chain is not squid: no squid.conf lines');
   // the same findings from a proxy we cannot identify get the squid lines too
   const anonymous = {
@@ -332,7 +344,7 @@ t.test('an intercepting proxy: untrusted re-signing and broken non-TLS tunnels a
 });
 
 t.test(
-  'squid-bump: the printed on_unsupported_protocol lines really let non-TLS agents through',
+  'squid-bump: the printed lines really let the TLS and non-TLS agent protocols through',
   { ...opts, timeout: 240_000 },
   async (t) => {
     const scenarios = loadScenarios({
@@ -348,10 +360,25 @@ t.test(
     });
     for (const port of [2222, 443])
       t.equal(payload(before, port)?.outcome, 'fail', `${port} broken by the bump`);
+    t.equal(
+      payload(before, 13000)?.outcome,
+      'dependency_fail',
+      '13000: the agent refused the bumped session',
+    );
     const [rem] = buildRemediation(before, { scenarios });
     t.equal(rem?.product, 'squid');
     const lines = rem?.squidConf ?? [];
-    t.ok(lines.includes('on_unsupported_protocol tunnel proxycheck_nontls'), lines.join(' | '));
+    t.same(
+      lines,
+      [
+        'acl SSL_ports port 13000',
+        'acl proxycheck_nobump ssl::server_name agent.proxycheck.test',
+        'ssl_bump splice proxycheck_nobump',
+        'acl proxycheck_nontls dstdomain agent.proxycheck.test',
+        'on_unsupported_protocol tunnel proxycheck_nontls',
+      ],
+      'SSL_ports for the hidden denial, a splice for the TLS protocol, a tunnel for the non-TLS ones',
+    );
     let conf = '';
     const after = await runMatrix({
       proxies: [
@@ -373,9 +400,14 @@ t.test(
       /^on_unsupported_protocol tunnel proxycheck_nontls$/m,
       'the lines are in the config squid ran',
     );
-    for (const port of [2222, 443]) {
+    for (const port of [13000, 2222, 443]) {
       const p = payload(after, port);
       t.equal(p?.outcome, 'pass', `${port} works after the fix: ${p?.message}`);
     }
+    const tls = after.results.find(
+      (x) => x.endpoint === 'agent.proxycheck.test:13000' && x.check === 'tls-interception',
+    );
+    t.equal(tls?.outcome, 'pass', "13000 is spliced: the origin's own certificate");
+    t.same(buildRemediation(after, { scenarios }), [], 'nothing left to fix');
   },
 );

@@ -131,7 +131,10 @@ function forProxy(
       seen.set(r.endpoint, { ...seen.get(r.endpoint), pinning: r });
     }
   }
-  const noInspect = new Map<string, { host: string; pinned: boolean; reSignedBy: string }>();
+  const noInspect = new Map<
+    string,
+    { host: string; pinned: boolean; reSignedBy: string; notHttp?: boolean }
+  >();
   const untrusted = new Map<string, { host: string; reSignedBy: string }>();
   for (const [endpoint, { interception, pinning }] of seen) {
     const host = hostOf(endpoint);
@@ -162,9 +165,25 @@ function forProxy(
         x.evidence.dependsOn === 'tls-interception',
     );
     const host = hostOf(r.endpoint);
-    if (refused && !noInspect.has(host))
-      untrusted.set(host, { host, reSignedBy: cnOf(str(r.evidence.reSignedBy)) });
+    const by = cnOf(str(r.evidence.reSignedBy));
+    const transport = rows.get(r.endpoint.toLowerCase())?.transport;
+    if (transport === 'tls' || transport === 'mqtts') {
+      // not HTTP inside TLS: a proxy that decrypts expects HTTP and breaks it (squid answers 400),
+      // so deploying the CA cannot help; only not inspecting it does
+      if (!noInspect.has(host)) noInspect.set(host, { host, pinned: false, reSignedBy: by, notHttp: true });
+    } else if (refused && !noInspect.has(host)) untrusted.set(host, { host, reSignedBy: by });
   }
+  // TLS re-signed on a port other than 443: on an ssl-bump port squid answers 200 even to a CONNECT
+  // its http_access denies and bumps it to show the error, so the port may be missing from SSL_ports
+  const bumpedPorts = [
+    ...new Set(
+      results
+        .filter(
+          (r) => r.check === 'tls-interception' && str(r.evidence.reSignedBy) && portOf(r.endpoint) !== 443,
+        )
+        .map((r) => portOf(r.endpoint)),
+    ),
+  ].sort((a, b) => a - b);
   // a proxy that intercepts TLS and breaks the tunnels of agents that do not speak TLS on them
   const intercepts = results.some((r) => r.check === 'tls-interception' && str(r.evidence.reSignedBy));
   const nonTls = intercepts
@@ -197,6 +216,7 @@ function forProxy(
     untrustedInspection: [...untrusted.values()].sort((a, b) => a.host.localeCompare(b.host)),
     credentials: [...new Set(credentials)],
     ...(nonTls.length ? { nonTls: [...new Set(nonTls)] } : {}),
+    ...(bumpedPorts.length ? { bumpedPorts } : {}),
     ...(idleSeconds !== undefined ? { idleSeconds } : {}),
     squidConf: [],
     text: [],
@@ -243,7 +263,10 @@ function genericText(r: ProxyRemediation): string[] {
     const by = [...new Set(r.noInspect.map((n) => n.reSignedBy))].map((b) => `"${b}"`).join(', ');
     out.push(
       `Exclude from TLS inspection (SSL bump / HTTPS inspection bypass list) ${list(
-        r.noInspect.map((n) => `${n.host}${n.pinned ? ' (pinned)' : ' (vendor: must not be inspected)'}`),
+        r.noInspect.map(
+          (n) =>
+            `${n.host}${n.pinned ? ' (pinned)' : n.notHttp ? ' (not HTTP inside TLS: a proxy that decrypts and parses HTTP, like squid bump, breaks it even with its CA deployed)' : ' (vendor: must not be inspected)'}`,
+        ),
         12,
       )}: they were re-signed by ${by}${r.noInspect.some((n) => n.pinned) ? '; a pinned agent refuses any substitute key, even from a trusted CA' : ''}.`,
     );
@@ -252,6 +275,11 @@ function genericText(r: ProxyRemediation): string[] {
     const by = [...new Set(r.untrustedInspection.map((n) => n.reSignedBy))].map((b) => `"${b}"`).join(', ');
     out.push(
       `Deploy the inspection CA ${by} to the agents' trust store (then re-check with --trust-ca FILE), or exclude ${list(r.untrustedInspection.map((n) => n.host))} from inspection: the agents refuse these re-signed certificates.`,
+    );
+  }
+  if (r.bumpedPorts?.length && r.product !== 'other') {
+    out.push(
+      `If it is squid: make sure port(s) ${r.bumpedPorts.join(', ')} are in SSL_ports. On an ssl-bump port squid answers 200 even to a CONNECT its http_access denies and bumps the session to show the error, so a missing port looks like interception, and splicing alone does not help.`,
     );
   }
   if (r.nonTls?.length) {
@@ -274,7 +302,9 @@ function genericText(r: ProxyRemediation): string[] {
 
 function squidLines(r: ProxyRemediation): string[] {
   const out: string[] = [];
-  const ports = r.connectPorts.map((p) => p.port).filter((p) => p !== 443);
+  const ports = [...new Set([...r.connectPorts.map((p) => p.port), ...(r.bumpedPorts ?? [])])]
+    .filter((p) => p !== 443)
+    .sort((a, b) => a - b);
   for (const group of chunk(ports, 16)) out.push(`acl SSL_ports port ${group.join(' ')}`);
   const unsafe = ports.filter((p) => !SQUID_SAFE_PORTS(p));
   for (const group of chunk(unsafe, 16)) out.push(`acl Safe_ports port ${group.join(' ')}`);
