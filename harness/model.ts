@@ -30,6 +30,13 @@ export function endpointKey(e: Endpoint): string {
   return `${e.host}:${e.port}`;
 }
 
+/** `host:port` or `host:port#variant` (a named exchange variant) back into its parts. */
+export function parseEndpoint(endpoint: string): Endpoint & { variant?: string } {
+  const [bare = endpoint, variant] = endpoint.split('#');
+  const i = bare.lastIndexOf(':');
+  return { host: bare.slice(0, i), port: Number(bare.slice(i + 1)), ...(variant ? { variant } : {}) };
+}
+
 export interface CheckResult {
   /** `<proxy>/<profile>/<host:port>/<check>` */
   id: string;

@@ -411,3 +411,24 @@ t.test(
     t.same(buildRemediation(after, { scenarios }), [], 'nothing left to fix');
   },
 );
+
+t.test('endpoint variants (host:port#name) are read as their host and port', async (t) => {
+  const scenarios = loadScenarios();
+  const report = await runMatrix({
+    proxies: ['chain-mitm'],
+    profiles: ['vpro-cira'],
+    scenarios,
+    labNet: 164,
+  });
+  t.ok(
+    report.results.some((r) => r.endpoint === 'iagent.flexxible.com:4433#open-amt-mps'),
+    'the 4433 exchange is a named variant',
+  );
+  const [rem] = buildRemediation(report, { scenarios });
+  t.same(rem?.bumpedPorts, [4433], 'an integer port, not NaN');
+  t.same(
+    rem?.noInspect.map((n) => n.host),
+    ['iagent.flexxible.com'],
+    'one host, found through its catalog row',
+  );
+});

@@ -7,7 +7,15 @@
  * Squid is recognised by what it says about itself: its version string (our squid kinds), or
  * `Server: squid/…`, `X-Squid-Error:` or `Via: … (squid/…)` in any answer quoted in the evidence.
  */
-import type { CheckResult, ProxyInfo, ProxyRemediation, RemediationProduct, RunReport } from '../model.ts';
+import {
+  type CheckResult,
+  endpointKey,
+  type ProxyInfo,
+  type ProxyRemediation,
+  parseEndpoint,
+  type RemediationProduct,
+  type RunReport,
+} from '../model.ts';
 import { type CatalogEndpoint, resolveHost, type ScenarioSet } from '../scenarios.ts';
 
 export type { ProxyRemediation };
@@ -69,8 +77,10 @@ export function detectProduct(
 }
 
 const isConnect = (r: CheckResult) => r.check === 'connect' && str(r.evidence.request).startsWith('CONNECT ');
-const portOf = (endpoint: string) => Number(endpoint.slice(endpoint.lastIndexOf(':') + 1));
-const hostOf = (endpoint: string) => endpoint.slice(0, endpoint.lastIndexOf(':'));
+const portOf = (endpoint: string) => parseEndpoint(endpoint).port;
+const hostOf = (endpoint: string) => parseEndpoint(endpoint).host;
+/** The catalog row key of a result endpoint (without a `#variant`). */
+const rowKey = (endpoint: string) => endpointKey(parseEndpoint(endpoint)).toLowerCase();
 
 function chunk<T>(items: T[], size: number): T[][] {
   const out: T[][] = [];
@@ -138,7 +148,7 @@ function forProxy(
   const untrusted = new Map<string, { host: string; reSignedBy: string }>();
   for (const [endpoint, { interception, pinning }] of seen) {
     const host = hostOf(endpoint);
-    const row = rows.get(endpoint.toLowerCase());
+    const row = rows.get(rowKey(endpoint));
     const by = interception
       ? str(interception.evidence.reSignedByCN) || cnOf(str(interception.evidence.reSignedBy))
       : cnOf(str(pinning?.evidence.presentedIssuer));
@@ -166,7 +176,7 @@ function forProxy(
     );
     const host = hostOf(r.endpoint);
     const by = cnOf(str(r.evidence.reSignedBy));
-    const transport = rows.get(r.endpoint.toLowerCase())?.transport;
+    const transport = rows.get(rowKey(r.endpoint))?.transport;
     if (transport === 'tls' || transport === 'mqtts') {
       // not HTTP inside TLS: a proxy that decrypts expects HTTP and breaks it (squid answers 400),
       // so deploying the CA cannot help; only not inspecting it does

@@ -11,7 +11,14 @@ import { Lab, type LabHostSpec, type LabPortSpec } from '../lab/lab.ts';
 import { createLabPki } from '../lab/pki.ts';
 import { RunDir } from '../lab/rundir.ts';
 import { onCleanup, refuseIfStopping } from '../lifecycle.ts';
-import { type CheckResult, type ProxyInfo, RESULT_SCHEMA_ID, type RunReport, summarize } from '../model.ts';
+import {
+  type CheckResult,
+  type ProxyInfo,
+  parseEndpoint,
+  RESULT_SCHEMA_ID,
+  type RunReport,
+  summarize,
+} from '../model.ts';
 import { proxyById, type Runtime } from '../proxies/registry.ts';
 import type { ProxyUnderTest, StartedProxy } from '../proxies/types.ts';
 import {
@@ -381,7 +388,6 @@ function toResult(
 }
 
 function splitEndpoint(endpoint: string): [string, number] {
-  const bare = endpoint.split('#')[0] ?? endpoint;
-  const i = bare.lastIndexOf(':');
-  return [bare.slice(0, i), Number(bare.slice(i + 1))];
+  const { host, port } = parseEndpoint(endpoint);
+  return [host, port];
 }
