@@ -7,7 +7,7 @@
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Verdict } from '../checks/definitions.ts';
-import { fillNotRun, type KindContext, type KindVerdicts, notApplicable, since } from './kinds/types.ts';
+import { type KindContext, type KindVerdicts, notApplicable, notRun, since } from './kinds/types.ts';
 import {
   type ChainCert,
   type ConnectAnswer,
@@ -123,7 +123,7 @@ export async function openChannel(
       durationMs: since(t0),
     });
     for (const c of later)
-      if (!out.has(c)) set(c, notRunVerdict('the CONNECT tunnel was not established', 'connect'));
+      if (!out.has(c)) set(c, notRun('the CONNECT tunnel was not established', 'connect'));
     return undefined;
   }
   set('connect', {
@@ -163,8 +163,7 @@ export async function openChannel(
     // Strict firmware drops the connection on any flaw in the answer: nothing after it runs.
     tunnel.socket.destroy();
     for (const c of later) {
-      if (!out.has(c))
-        set(c, notRunVerdict('the strict client rejected the CONNECT answer', 'connect-response'));
+      if (!out.has(c)) set(c, notRun('the strict client rejected the CONNECT answer', 'connect-response'));
     }
     return undefined;
   }
@@ -188,14 +187,13 @@ export async function openChannel(
   });
   const { leaf, intercepted, tlsEvidence } = judged;
   if (!leaf) {
-    for (const c of opts.dependents)
-      if (!out.has(c)) set(c, notRunVerdict('no TLS session', 'tls-interception'));
+    for (const c of opts.dependents) if (!out.has(c)) set(c, notRun('no TLS session', 'tls-interception'));
     return undefined;
   }
   if (!tls.socket) {
     const by = tls.pinMatched === false ? 'pinning' : 'tls-interception';
     for (const c of opts.dependents) {
-      if (!out.has(c)) set(c, notRunVerdict(`the agent refused the TLS session (${tls.refused})`, by));
+      if (!out.has(c)) set(c, notRun(`the agent refused the TLS session (${tls.refused})`, by));
     }
     return undefined;
   }
@@ -303,14 +301,3 @@ export function judgeAgentTls(
   }
   return { leaf, intercepted, tlsEvidence };
 }
-
-function notRunVerdict(reason: string, dependsOn: string): Verdict {
-  return {
-    outcome: 'dependency_fail',
-    message: `not run: ${reason}`,
-    evidence: { dependsOn },
-    durationMs: 0,
-  };
-}
-
-export { fillNotRun };

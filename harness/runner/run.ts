@@ -285,10 +285,10 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
                   );
                 }
               }
-              return { x, kind, checks, endpoint, verdicts };
+              return { x, row, kind, checks, endpoint, verdicts };
             }),
           );
-          for (const { x, kind, checks, endpoint, verdicts } of computed) {
+          for (const { x, row, kind, checks, endpoint, verdicts } of computed) {
             for (const check of checks) {
               const v = verdicts.get(check) ?? {
                 outcome: 'harness_fail' as const,
@@ -297,7 +297,7 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
                 durationMs: 0,
               };
               const at = v.endpoint ?? endpoint;
-              const [h, p] = splitEndpoint(at);
+              const { host: h, port: p } = parseEndpoint(at);
               const r = toResult(
                 set,
                 adapter.id,
@@ -313,7 +313,7 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
                 },
                 {
                   kind: kind.id,
-                  row: p === x.port ? catalogRow(set, x) : catalogRow(set, { ...x, port: p }),
+                  row: p === x.port ? row : catalogRow(set, { ...x, port: p }),
                 },
               );
               results.push(r);
@@ -385,9 +385,4 @@ function toResult(
     remediation: needsRemedy ? (v.remediation ?? def.remediation(ctx, v)) : '',
     durationMs: v.durationMs,
   };
-}
-
-function splitEndpoint(endpoint: string): [string, number] {
-  const { host, port } = parseEndpoint(endpoint);
-  return [host, port];
 }
