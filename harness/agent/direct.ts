@@ -4,13 +4,12 @@
  * (in the lab, the address ctx.directAddress gives). TLS is judged as on the tunnelled channel
  * (checks `tls-interception` and `pinning`), with evidence saying no proxy was in between.
  */
-import net, { type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { errorMessage } from '../errors.ts';
 import { judgeAgentTls } from './channel.ts';
 import type { KindContext, KindVerdicts } from './kinds/types.ts';
 import { since } from './kinds/types.ts';
-import { startTls } from './tunnel.ts';
+import { connectTcp, startTls, type TcpConnectError } from './tunnel.ts';
 
 /**
  * Why openChannel's CONNECT failed, read from its `connect` verdict: could the agent reach the proxy
@@ -41,27 +40,6 @@ export type DirectResult =
   | { ok: true; socket: TLSSocket; address: string; tcpConnectMs: number }
   | { ok: false; address?: string; error: string; stage: 'route' | 'tcp' | 'tls' };
 
-function tcpConnect(address: string, port: number, deadlineMs: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: address, port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`no TCP answer from ${address}:${port} within ${deadlineMs} ms (timeouts.connectMs)`));
-    }, deadlineMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeAllListeners('error');
-      socket.on('error', () => {});
-      resolve(socket);
-    });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(err);
-    });
-  });
-}
-
 /**
  * Connects straight to the host and runs TLS, setting `tls-interception` and `pinning` for what the
  * direct route presented. Returns the agent's TLS socket when it accepted the session.
@@ -74,12 +52,16 @@ export async function directChannel(ctx: KindContext, out: KindVerdicts): Promis
   let t0 = performance.now();
   let raw: Socket;
   try {
-    raw = await tcpConnect(address, ctx.port, ctx.timeouts.connectMs);
+    raw = await connectTcp(address, ctx.port, ctx.timeouts.connectMs);
   } catch (err) {
+    const e = err as TcpConnectError;
+    const why = e.timedOut
+      ? `no TCP answer from ${address}:${ctx.port} within ${ctx.timeouts.connectMs} ms (timeouts.connectMs)`
+      : e.message;
     return {
       ok: false,
       address,
-      error: `direct TCP to ${target} (${address}): ${errorMessage(err)}`,
+      error: `direct TCP to ${target} (${address}): ${why}`,
       stage: 'tcp',
     };
   }

@@ -83,6 +83,52 @@ export function parseAnswerHead(raw: Buffer, extra: Buffer): ConnectAnswer {
 }
 
 /** Opens a CONNECT tunnel. Never throws: failures come back as `{ ok: false }` with what was seen. */
+/** Why a TCP connection could not be had: no answer by the deadline, or a socket error. */
+export class TcpConnectError extends Error {
+  constructor(
+    message: string,
+    readonly timedOut: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * A TCP connection with a deadline. Rejects with TcpConnectError: `no answer within N ms`, or the
+ * socket error's message. Once connected, later socket errors are left to the socket's new owner.
+ */
+export function connectTcp(host: string, port: number, deadlineMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new TcpConnectError(`no answer within ${deadlineMs} ms`, true));
+    }, deadlineMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      socket.on('error', () => {});
+      resolve(socket);
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(new TcpConnectError(errorMessage(err), false));
+    });
+  });
+}
+
+/** The agent's TCP connection to its proxy, failing with the words openTunnel uses. */
+export async function connectToProxy(proxy: ProxyAddress, deadlineMs: number): Promise<Socket> {
+  try {
+    return await connectTcp(proxy.host, proxy.port, deadlineMs);
+  } catch (err) {
+    const e = err as TcpConnectError;
+    const at = `${proxy.host}:${proxy.port}`;
+    throw new Error(e.timedOut ? `TCP connect to proxy ${at}: ${e.message}` : `proxy ${at}: ${e.message}`);
+  }
+}
+
 export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
   const connectTimeoutMs = opts.connectTimeoutMs ?? 5_000;
   const answerTimeoutMs = opts.answerTimeoutMs ?? 15_000;

@@ -14,16 +14,19 @@
  * model with checks connect (forward for http rows), tls-interception and pinning; the catalog id
  * stands in the profile column.
  */
-import net from 'node:net';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { answerEvidence } from '../agent/channel.ts';
 import {
   basicAuth,
   type ConnectAnswer,
+  connectTcp,
+  connectToProxy,
   openTunnel,
   type ProxyAddress,
   parseAnswerHead,
   startTls,
+  type TcpConnectError,
   type TlsResult,
 } from '../agent/tunnel.ts';
 import { checkDefinition, type Verdict } from '../checks/definitions.ts';
@@ -119,27 +122,17 @@ function serverOf(headers: Array<[string, string]>): string | undefined {
 /** Fails with one line when nothing listens at the proxy address (exit 2, like lab mode). */
 async function preflight(proxy: ProxyAddress, timeoutMs: number): Promise<void> {
   const where = `${proxy.host}:${proxy.port}`;
-  await new Promise<void>((resolve, reject) => {
-    const s = net.connect({ host: proxy.host, port: proxy.port });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new PreflightError(`proxy ${where} unreachable: TCP connect: no answer within ${timeoutMs} ms`));
-    }, timeoutMs);
-    s.once('connect', () => {
-      clearTimeout(timer);
-      s.destroy();
-      resolve();
-    });
-    s.once('error', (err) => {
-      clearTimeout(timer);
-      reject(new PreflightError(`proxy ${where} unreachable: ${errorMessage(err)}`));
-    });
-  });
+  try {
+    (await connectTcp(proxy.host, proxy.port, timeoutMs)).destroy();
+  } catch (err) {
+    const e = err as TcpConnectError;
+    throw new PreflightError(`proxy ${where} unreachable: ${e.timedOut ? 'TCP connect: ' : ''}${e.message}`);
+  }
 }
 
 /** Reads one HTTP answer head from `socket` (deadline named in the error). */
 function readHead(
-  socket: net.Socket | TLSSocket,
+  socket: Socket | TLSSocket,
   what: string,
   timeoutMs: number,
 ): Promise<{ answer?: ConnectAnswer; error?: string; errorCode?: string }> {
@@ -196,23 +189,11 @@ async function forwardHead(
   head.push('Connection: close');
   const raw = head.join('\r\n') + '\r\n\r\n';
   const request = raw.replace(/(Proxy-Authorization: Basic )\S+/, '$1<redacted>');
-  const socket = net.connect({ host: proxy.host, port: proxy.port });
-  const connected = await new Promise<string | undefined>((resolve) => {
-    const timer = setTimeout(() => {
-      resolve(`TCP connect to proxy ${proxy.host}:${proxy.port}: no answer within ${t.connectMs} ms`);
-    }, t.connectMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      resolve(undefined);
-    });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      resolve(`proxy ${proxy.host}:${proxy.port}: ${errorMessage(err)}`);
-    });
-  });
-  if (connected) {
-    socket.destroy();
-    return { error: connected, request };
+  let socket: Socket;
+  try {
+    socket = await connectToProxy(proxy, t.connectMs);
+  } catch (err) {
+    return { error: errorMessage(err), request };
   }
   socket.write(raw);
   return { ...(await readHead(socket, `HEAD http://${hostPort}/ through the proxy`, t.answerMs)), request };

@@ -13,13 +13,13 @@
  *    and `Keep-Alive` are not judged: each hop sets its own.
  */
 import { randomBytes } from 'node:crypto';
-import net, { type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Verdict } from '../../checks/definitions.ts';
 import { errorMessage } from '../../errors.ts';
 import { type EchoReply, sha256 } from '../../lab/lab.ts';
 import { reportBody } from '../bodies.ts';
 import { TunnelHttpClient } from '../http.ts';
-import { basicAuth } from '../tunnel.ts';
+import { basicAuth, connectToProxy } from '../tunnel.ts';
 import { type ExchangeKind, type KindContext, type KindVerdicts, notRun, since } from './types.ts';
 
 const CHECKS = ['forward', 'payload', 'headers'];
@@ -43,26 +43,6 @@ export const httpForwardKind: ExchangeKind = {
   lab: (x) => [{ port: x.port, transport: 'http' }],
   run: runForward,
 };
-
-function connectToProxy(ctx: KindContext): Promise<Socket> {
-  const { host, port } = ctx.proxy;
-  const ms = ctx.timeouts.connectMs;
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host, port });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error(`TCP connect to proxy ${host}:${port}: no answer within ${ms} ms`));
-    }, ms);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      resolve(socket);
-    });
-    socket.once('error', (err) => {
-      clearTimeout(timer);
-      reject(new Error(`proxy ${host}:${port}: ${errorMessage(err)}`));
-    });
-  });
-}
 
 /** Header lines of a raw head, without the request line. */
 function headerLines(head: string): Array<[string, string]> {
@@ -163,7 +143,7 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
       // one connection per request: the agent reconnects whenever the proxy closes, as it may
       let socket: Socket;
       try {
-        socket = await connectToProxy(ctx);
+        socket = await connectToProxy(ctx.proxy, ctx.timeouts.connectMs);
       } catch (err) {
         forwardBad = {
           outcome: 'fail',
