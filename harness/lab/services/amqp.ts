@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import rhea, { type Connection, type EventContext, type Message, type Sender } from 'rhea';
 import { WebSocketServer } from 'ws';
 import type { LabService, LabServiceFactory } from './types.ts';
+import { acceptUpgrade, closeWebSockets } from './ws.ts';
 
 export const AMQP_WS_PATH = '/$servicebus/websocket';
 export const AMQP_WS_SUBPROTOCOL = 'AMQPWSB10';
@@ -92,11 +93,10 @@ export const amqpService: LabServiceFactory = (lab): LabService => {
     name: 'amqp',
     upgradePaths: [AMQP_WS_PATH],
     upgrade(req, socket, head) {
-      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+      acceptUpgrade(wss, req, socket, head);
     },
     async close() {
-      for (const ws of wss.clients) ws.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await closeWebSockets(wss);
     },
   };
 };

@@ -5,6 +5,7 @@
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import type { LabService, LabServiceFactory } from './types.ts';
+import { acceptUpgrade, closeWebSockets } from './ws.ts';
 
 export const echoService: LabServiceFactory = (): LabService => {
   const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 * 1024 });
@@ -24,12 +25,11 @@ export const echoService: LabServiceFactory = (): LabService => {
     },
     upgradePaths: ['/ws'],
     upgrade(req, socket, head) {
-      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+      acceptUpgrade(wss, req, socket, head);
     },
     async close() {
       for (const s of streams) s.destroy();
-      for (const ws of wss.clients) ws.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await closeWebSockets(wss);
     },
   };
 };

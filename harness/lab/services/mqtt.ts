@@ -17,6 +17,7 @@ import type { Duplex } from 'node:stream';
 import { Aedes, type AuthenticateError } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { LabService, LabServiceFactory, StreamInfo } from './types.ts';
+import { closeWebSockets } from './ws.ts';
 
 export const IOTHUB_WS_PATH = '/$iothub/websocket';
 const TELEMETRY = /^devices\/([^/]+)\/messages\/events\/?/;
@@ -113,8 +114,7 @@ export const mqttService: LabServiceFactory = (): LabService => {
     async close() {
       closed = true;
       for (const s of live) s.destroy();
-      for (const ws of wss.clients) ws.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await closeWebSockets(wss);
       const b = await broker?.catch(() => undefined);
       if (b) await new Promise<void>((resolve) => b.close(() => resolve()));
     },

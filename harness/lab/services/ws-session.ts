@@ -9,6 +9,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { WebSocketServer } from 'ws';
 import type { LabService, LabServiceFactory } from './types.ts';
+import { acceptUpgrade, closeWebSockets } from './ws.ts';
 
 /** Paths this service answers (echo keeps the bare `/ws`). */
 export const SESSION_PATH_PREFIX = '/ws/';
@@ -57,11 +58,10 @@ export const wsSessionService: LabServiceFactory = (): LabService => {
     name: 'ws-session',
     upgradePaths: [SESSION_PATH_PREFIX],
     upgrade(req, socket, head) {
-      wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+      acceptUpgrade(wss, req, socket, head);
     },
     async close() {
-      for (const ws of wss.clients) ws.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      await closeWebSockets(wss);
     },
   };
 };
