@@ -7,12 +7,12 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
-import { Server } from 'proxy-chain';
 import t, { type Test } from 'tap';
 import { labAddress } from '../harness/lab/addresses.ts';
 import type { CheckResult } from '../harness/model.ts';
 import { Progress } from '../harness/report/progress.ts';
 import { BIN, cli } from './helpers/cli.ts';
+import { customerProxy } from './helpers/customer-proxy.ts';
 import { MITM_UNTRUSTED, outDir, scenarioCopy } from './helpers/scenario-copy.ts';
 
 const RUN_NET = '162';
@@ -84,25 +84,10 @@ t.test('validate: plain progress lines, and --quiet', async (t) => {
   const dir = scenarioCopy(t);
   const out = outDir(t);
   // A customer's proxy that resolves the fixture hosts to this lab's addresses.
-  const server = new Server({
-    port: 0,
-    host: '127.0.0.1',
-    prepareRequestFunction: () => ({
-      dnsLookup: ((
-        host: string,
-        o: { all?: boolean },
-        cb: (e: Error | null, a?: unknown, f?: number) => void,
-      ) => {
-        const a = host.endsWith('.proxycheck.test') ? labAddress(host, VALIDATE_NET) : undefined;
-        if (!a) cb(Object.assign(new Error(`ENOTFOUND ${host}`), { code: 'ENOTFOUND' }));
-        else if (o?.all) cb(null, [{ address: a, family: 4 }]);
-        else cb(null, a, 4);
-      }) as never,
-    }),
-  });
-  await server.listen();
-  t.teardown(() => server.close(true));
-  const args = ['validate', '--proxy', `http://127.0.0.1:${server.port}`, '--lab-net', String(VALIDATE_NET)];
+  const proxy = await customerProxy(t, (host) =>
+    host.endsWith('.proxycheck.test') ? labAddress(host, VALIDATE_NET) : undefined,
+  );
+  const args = ['validate', '--proxy', `http://${proxy}`, '--lab-net', String(VALIDATE_NET)];
   const v = await cli([...args, '--scenarios', dir, '--json', join(out, 'v.json')], { timeoutMs: 90_000 });
   t.equal(v.code, 0, v.stdout + v.stderr);
   const report = JSON.parse(readFileSync(join(out, 'v.json'), 'utf8'));

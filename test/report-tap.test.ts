@@ -4,7 +4,7 @@
  * check did not run, YAML diagnostics that round-trip. Also `validate --tap -` end to end: stdout
  * carries only TAP.
  */
-import { Server } from 'proxy-chain';
+
 import t, { type Test } from 'tap';
 import { type FinalResults, Parser, type Result } from 'tap-parser';
 import { labAddress } from '../harness/lab/addresses.ts';
@@ -14,6 +14,7 @@ import { renderTap } from '../harness/report/tap.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { brokenProxy } from './helpers/adapters.ts';
 import { cli } from './helpers/cli.ts';
+import { customerProxy } from './helpers/customer-proxy.ts';
 
 const LAB_NET = 157;
 const NOT_RUN = ['skip', 'dependency_fail', 'setup_fail', 'harness_fail'];
@@ -162,28 +163,12 @@ t.test('escaping: # and \\ in descriptions, YAML markers and control characters 
 
 t.test('validate --tap -: stdout is TAP only, read back by tap-parser', async (t) => {
   // a customer's proxy that resolves lab hosts from the lab addresses (as `lab hosts` prints them)
-  const server = new Server({
-    port: 0,
-    host: '127.0.0.1',
-    prepareRequestFunction: () => ({
-      dnsLookup: ((
-        host: string,
-        o: { all?: boolean },
-        cb: (e: Error | null, a?: unknown, f?: number) => void,
-      ) => {
-        const address = labAddress(host, LAB_NET);
-        if (o?.all) cb(null, [{ address, family: 4 }]);
-        else cb(null, address, 4);
-      }) as never,
-    }),
-  });
-  await server.listen();
-  t.teardown(() => server.close(true));
+  const proxy = await customerProxy(t, (host) => labAddress(host, LAB_NET));
   const r = await cli(
     [
       'validate',
       '--proxy',
-      `http://127.0.0.1:${server.port}`,
+      `http://${proxy}`,
       '--profiles',
       'flexxagent',
       '--lab-net',

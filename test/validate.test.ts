@@ -3,9 +3,9 @@
  * server configured here by hand, resolving lab hosts only from `proxycheck lab hosts` output.
  */
 import { execFileSync } from 'node:child_process';
-import { Server } from 'proxy-chain';
 import t, { type Test } from 'tap';
 import { BIN, cli } from './helpers/cli.ts';
+import { customerProxy } from './helpers/customer-proxy.ts';
 
 const NET = 113;
 
@@ -20,39 +20,17 @@ const hosts = new Map(
     }),
 );
 
-async function customerProxy(
+/** The customer's proxy, resolving from the `lab hosts` table (or another one). */
+function handProxy(
   t: Test,
   opts: { auth?: { username: string; password: string }; hosts?: Map<string, string> } = {},
-) {
+): Promise<string> {
   const table = opts.hosts ?? hosts;
-  const server = new Server({
-    port: 0,
-    host: '127.0.0.1',
-    prepareRequestFunction: ({ username, password }) => {
-      if (opts.auth && (username !== opts.auth.username || password !== opts.auth.password)) {
-        return { requestAuthentication: true };
-      }
-      return {
-        dnsLookup: ((
-          host: string,
-          o: { all?: boolean },
-          cb: (e: Error | null, a?: unknown, f?: number) => void,
-        ) => {
-          const a = table.get(host);
-          if (!a) cb(Object.assign(new Error(`ENOTFOUND ${host}`), { code: 'ENOTFOUND' }));
-          else if (o?.all) cb(null, [{ address: a, family: 4 }]);
-          else cb(null, a, 4);
-        }) as never,
-      };
-    },
-  });
-  await server.listen();
-  t.teardown(() => server.close(true));
-  return `127.0.0.1:${server.port}`;
+  return customerProxy(t, (host) => table.get(host), opts.auth);
 }
 
 t.test('a proxy fed the lab hosts passes the FlexxAgent slice', async (t) => {
-  const proxy = await customerProxy(t);
+  const proxy = await handProxy(t);
   const r = await cli([
     'validate',
     '--proxy',
@@ -76,7 +54,7 @@ t.test('a proxy fed the lab hosts passes the FlexxAgent slice', async (t) => {
 
 t.test('credentials in the URL, in flags or in the environment; never printed', async (t) => {
   const auth = { username: 'corp', password: 's3cr3t-pw' };
-  const proxy = await customerProxy(t, { auth });
+  const proxy = await handProxy(t, { auth });
   const viaUrl = await cli([
     'validate',
     '--proxy',
@@ -123,7 +101,7 @@ t.test('credentials in the URL, in flags or in the environment; never printed', 
 });
 
 t.test('bad URL, unreachable proxy and a proxy that does not know the lab: one line, exit 2', async (t) => {
-  const blind = await customerProxy(t, { hosts: new Map() });
+  const blind = await handProxy(t, { hosts: new Map() });
   const cases: Array<[string[], RegExp]> = [
     [['validate', '--proxy', 'not a url'], /--proxy must be a URL/],
     [['validate', '--proxy', 'socks5://127.0.0.1:1080'], /only http:\/\/ proxies/],
