@@ -237,7 +237,6 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
               } else {
                 try {
                   const leaf = startedLab.pki.labRoot.issueLeaf([host]);
-                  const device = startedLab.pki.deviceCa.issueLeaf([`device.${host}`], { clientAuth: true });
                   const ctx = {
                     proxy: {
                       host: started.host,
@@ -256,10 +255,12 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
                     ],
                     originIssuerCN: startedLab.pki.labRoot.commonName,
                     originPins: [leaf.spkiSha256],
-                    clientCert: {
-                      certPem: device.certPem,
-                      keyPem: device.keyPem,
-                      subjectCN: `device.${host}`,
+                    // only mutual-TLS kinds (CIRA) present it: issued on first use (the CA caches it)
+                    get clientCert() {
+                      const device = startedLab.pki.deviceCa.issueLeaf([`device.${host}`], {
+                        clientAuth: true,
+                      });
+                      return { certPem: device.certPem, keyPem: device.keyPem, subjectCN: `device.${host}` };
                     },
                     timeouts,
                     timeScale,
