@@ -4,7 +4,7 @@
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from '../harness/errors.ts';
 import { OUTCOMES } from '../harness/model.ts';
@@ -16,10 +16,12 @@ import {
   prepareBaseline,
 } from '../harness/runner/baseline.ts';
 import { selectionScope } from '../harness/runner/shard.ts';
+import { loadScenarios } from '../harness/scenarios.ts';
 import { cli } from './helpers/cli.ts';
+import { resultsPerProxy } from './helpers/counts.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { MITM_UNTRUSTED, outDir, scenarioCopy } from './helpers/scenario-copy.ts';
 
-const NET = '160';
 const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
 interface Report {
@@ -27,21 +29,26 @@ interface Report {
 }
 const outcomes = (r: Report) => new Map(r.results.map((x) => [x.id, x.outcome]));
 
-/** `proxycheck run` on this file's lab net with a --json report. */
-async function run(dir: string, args: string[], json: string) {
-  const r = await cli(['run', '--lab-net', NET, '--scenarios', dir, '--json', json, ...args], {
-    timeoutMs: 90_000,
-  });
-  const report: Report = existsSync(json) ? JSON.parse(readFileSync(json, 'utf8')) : { results: [] };
-  return { ...r, report };
+/** `run(dir, args, json)`: `proxycheck run` on a lab net held for test `t`, with a --json report. */
+async function runner(t: Test) {
+  const net = String(await labNet(t));
+  return async (dir: string, args: string[], json: string) => {
+    const r = await cli(['run', '--lab-net', net, '--scenarios', dir, '--json', json, ...args], {
+      timeoutMs: 90_000,
+    });
+    const report: Report = existsSync(json) ? JSON.parse(readFileSync(json, 'utf8')) : { results: [] };
+    return { ...r, report };
+  };
 }
 
 t.test(
   'baseline file: sorted, stable; then a profile gone (missing), one added (new), narrower selections',
   async (t) => {
+    const run = await runner(t);
     const out = outDir(t);
     const file = join(out, 'baseline.yaml');
     const dir = scenarioCopy(t);
+    const set = loadScenarios({ dir });
     const sel = ['--proxies', 'chain-plain', '--baseline', file];
 
     const first = await run(dir, [...sel, '--update-baseline'], join(out, 'a.json'));
@@ -85,7 +92,8 @@ t.test(
     const swapped = scenarioCopy(t, { 'profiles/pinned.yaml': null, 'profiles/extra.yaml': extra });
     const r = await run(swapped, sel, join(out, 'd.json'));
     t.equal(r.code, 1, 'missing rows: exit 1');
-    t.match(r.stdout, /; 15 as expected, 0 not\n/, 'every result matched its expectation');
+    const swappedCount = resultsPerProxy(loadScenarios({ dir: swapped }));
+    t.match(r.stdout, `; ${swappedCount} as expected, 0 not\n`, 'every result matched its expectation');
     const gone = [...base.keys()].filter((id) => id.startsWith('chain-plain/pinned/'));
     const added = r.report.results.filter((x) => x.id.startsWith('chain-plain/extra/'));
     t.ok(gone.length > 0 && added.length > 0);
@@ -110,7 +118,7 @@ t.test(
     t.equal(s2.code, 0, s2.stdout);
     t.match(
       s2.stdout,
-      '(proxies chain-plain; profiles all; shard 2/2): 0 regressed, 0 improved, 0 changed, 0 missing, 0 new, 10 unchanged; 5 baseline rows outside this selection not compared',
+      `(proxies chain-plain; profiles all; shard 2/2): 0 regressed, 0 improved, 0 changed, 0 missing, 0 new, ${resultsPerProxy(set, ['odd-port', 'unpinned'])} unchanged; ${resultsPerProxy(set, ['pinned'])} baseline rows outside this selection not compared`,
     );
     const shard1 = selectionScope({
       proxies: ['chain-plain'],
@@ -130,6 +138,7 @@ t.test(
   async (t) => {
     // chain-mitm on the unpinned profile: when the agents trust the corporate CA, payload and headers
     // go through; when they do not, the agent refuses the session and both are dependency_fail.
+    const run = await runner(t);
     const trustedDir = scenarioCopy(t, {
       'expectations/chain-mitm.yaml':
         'proxy: chain-mitm\nrules:\n  - match: { check: tls-interception }\n    expect: warn\n    reason: chain-mitm re-signs hosts that may be inspected.\n',
@@ -138,6 +147,7 @@ t.test(
     const out = outDir(t);
     const file = join(out, 'baseline.yaml');
     const sel = ['--proxies', 'chain-mitm', '--profiles', 'unpinned', '--baseline', file];
+    const n = resultsPerProxy(loadScenarios({ dir: trustedDir }), ['unpinned']);
     const trust = '--trust-corporate-ca';
 
     const trusted = await run(trustedDir, [...sel, trust, '--update-baseline'], join(out, 't.json'));
@@ -153,7 +163,7 @@ t.test(
     );
 
     t.equal(worse.code, 1, 'regressed: exit 1');
-    t.match(worse.stdout, /; 5 as expected, 0 not\n/, 'every result matched its expectation');
+    t.match(worse.stdout, `; ${n} as expected, 0 not\n`, 'every result matched its expectation');
     t.match(worse.stdout, `${differing.length} regressed, 0 improved, 0 changed, 0 missing, 0 new`);
     for (const id of differing) t.match(worse.stdout, `  regressed ${id}: pass -> dependency_fail\n`);
     t.match(worse.stdout, 'baseline: REGRESSED');
@@ -162,7 +172,7 @@ t.test(
     const accept = await run(untrustedDir, [...sel, '--update-baseline'], join(out, 'v.json'));
     t.equal(accept.code, 0, accept.stdout);
     for (const id of differing) t.match(accept.stdout, `  regressed ${id}: pass -> dependency_fail\n`);
-    t.match(accept.stdout, `baseline ${file} updated: 5 rows (5 from this run)`);
+    t.match(accept.stdout, `baseline ${file} updated: ${n} rows (${n} from this run)`);
     for (const id of differing) t.match(readFileSync(file, 'utf8'), `  ${id}: dependency_fail\n`);
 
     // The trusted run against it is better: the baseline is stale. --quiet: two lines, no stderr.
@@ -171,15 +181,16 @@ t.test(
     t.equal(better.stderr, '');
     const q = better.stdout.trimEnd().split('\n');
     t.equal(q.length, 2, better.stdout);
-    t.match(q[0], /^5 results: .*; 5 as expected, 0 not$/);
+    t.match(q[0], new RegExp(`^${n} results: .*; ${n} as expected, 0 not$`));
     t.equal(
       q[1],
-      `baseline ${file} (proxies chain-mitm; profiles unpinned): 0 regressed, ${differing.length} improved, 0 changed, 0 missing, 0 new, ${5 - differing.length} unchanged`,
+      `baseline ${file} (proxies chain-mitm; profiles unpinned): 0 regressed, ${differing.length} improved, 0 changed, 0 missing, 0 new, ${n - differing.length} unchanged`,
     );
   },
 );
 
 t.test('bad baseline input: one line, exit 2, nothing run', async (t) => {
+  const net = String(await labNet(t));
   const out = outDir(t);
   const dir = scenarioCopy(t);
   const write = (name: string, text: string) => {
@@ -192,7 +203,7 @@ t.test('bad baseline input: one line, exit 2, nothing run', async (t) => {
     [['--baseline', notBaseline, '--update-baseline'], /notes\.txt: not a proxycheck baseline/],
     [['--update-baseline'], /--update-baseline needs --baseline FILE/],
   ] as const) {
-    const r = await cli(['run', '--lab-net', NET, '--scenarios', dir, '--proxies', 'chain-plain', ...args]);
+    const r = await cli(['run', '--lab-net', net, '--scenarios', dir, '--proxies', 'chain-plain', ...args]);
     t.equal(r.code, 2, args.join(' '));
     t.equal(r.stdout, '', 'nothing ran');
     t.equal(r.stderr.trim().split('\n').length, 1, r.stderr);

@@ -2,20 +2,26 @@
  * Every check passes on a proxy that behaves and fails on one that really misbehaves, over real
  * sockets: the verdicts below are produced by the runner, not written down.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { CheckResult } from '../harness/model.ts';
 import { ChainProxy } from '../harness/proxies/chain.ts';
 import type { ProxyUnderTest } from '../harness/proxies/types.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { brokenProxy, withCredentials } from './helpers/adapters.ts';
+import { resultsPerProxy } from './helpers/counts.ts';
 import { fixtureScenarios } from './helpers/fixtures.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { RefusingProxy } from './helpers/refusing-proxy.ts';
 
 const scenarios = fixtureScenarios();
-let net = 100;
 
-async function run(proxy: ProxyUnderTest, profiles: string[], extra: { trustCorporateCa?: boolean } = {}) {
-  return runMatrix({ proxies: [proxy], profiles, scenarios, labNet: net++, ...extra });
+async function run(
+  t: Test,
+  proxy: ProxyUnderTest,
+  profiles: string[],
+  extra: { trustCorporateCa?: boolean } = {},
+) {
+  return runMatrix({ proxies: [proxy], profiles, scenarios, labNet: await labNet(t), ...extra });
 }
 
 function byCheck(results: CheckResult[], endpoint?: string): Record<string, CheckResult> {
@@ -25,7 +31,7 @@ function byCheck(results: CheckResult[], endpoint?: string): Record<string, Chec
 }
 
 t.test('a well-behaved proxy passes every check (pinning skipped where nothing is pinned)', async (t) => {
-  const report = await run(new ChainProxy(), ['unpinned', 'pinned']);
+  const report = await run(t, new ChainProxy(), ['unpinned', 'pinned']);
   const open = byCheck(report.results, 'open.proxycheck.test:443');
   const pinned = byCheck(report.results, 'pinned.proxycheck.test:443');
   for (const c of ['connect', 'tls-interception', 'payload', 'headers']) {
@@ -44,7 +50,7 @@ t.test('a well-behaved proxy passes every check (pinning skipped where nothing i
 });
 
 t.test('connect fails with a quoted 403 and the squid line that fixes it', async (t) => {
-  const report = await run(new RefusingProxy(), ['odd-port']);
+  const report = await run(t, new RefusingProxy(), ['odd-port']);
   const r = byCheck(report.results);
   t.equal(r.connect?.outcome, 'fail');
   t.equal(
@@ -62,6 +68,7 @@ t.test('connect fails with a quoted 403 and the squid line that fixes it', async
 
 t.test('a wrong proxy password gives a 407 verdict', async (t) => {
   const report = await run(
+    t,
     withCredentials(new ChainProxy({ auth: true }), 'auth-wrong', { username: 'agent', password: 'not-it' }),
     ['unpinned'],
   );
@@ -73,7 +80,7 @@ t.test('a wrong proxy password gives a 407 verdict', async (t) => {
 });
 
 t.test('interception: fail on a must-not-inspect host, warn on another; pinning fails closed', async (t) => {
-  const report = await run(new ChainProxy({ mitm: true }), ['unpinned', 'pinned'], {
+  const report = await run(t, new ChainProxy({ mitm: true }), ['unpinned', 'pinned'], {
     trustCorporateCa: true,
   });
   const open = byCheck(report.results, 'open.proxycheck.test:443');
@@ -106,9 +113,14 @@ t.test('payload fails when a proxy rewrites one body byte', async (t) => {
     out[target - offset] = (out[target - offset] ?? 0) ^ 0x01;
     return out;
   };
-  const report = await run(new ChainProxy({ mitm: true, tamper: flipOne, id: 'tamper-body' }), ['unpinned'], {
-    trustCorporateCa: true,
-  });
+  const report = await run(
+    t,
+    new ChainProxy({ mitm: true, tamper: flipOne, id: 'tamper-body' }),
+    ['unpinned'],
+    {
+      trustCorporateCa: true,
+    },
+  );
   const r = byCheck(report.results);
   t.equal(r.payload?.outcome, 'fail');
   t.match(
@@ -122,6 +134,7 @@ t.test('headers fail when a proxy rewrites one header inside the tunnel', async 
   const rewrite = (chunk: Buffer) =>
     Buffer.from(chunk.toString('latin1').replace('X-Agent-Id: device-42', 'X-Agent-Id: device-43'), 'latin1');
   const report = await run(
+    t,
     new ChainProxy({ mitm: true, tamper: rewrite, id: 'tamper-header' }),
     ['unpinned'],
     { trustCorporateCa: true },
@@ -136,8 +149,8 @@ t.test('headers fail when a proxy rewrites one header inside the tunnel', async 
 });
 
 t.test('a proxy that cannot start gives setup_fail with its evidence, never a pass', async (t) => {
-  const report = await run(brokenProxy('broken'), ['unpinned']);
-  t.equal(report.results.length, 5);
+  const report = await run(t, brokenProxy('broken'), ['unpinned']);
+  t.equal(report.results.length, resultsPerProxy(scenarios, ['unpinned']), 'every check of every exchange');
   for (const r of report.results) {
     t.equal(r.outcome, 'setup_fail');
     t.match(r.message, 'proxy broken did not start: squid exited during start-up');
@@ -148,7 +161,11 @@ t.test('a proxy that cannot start gives setup_fail with its evidence, never a pa
 t.test(
   'expectations: chain-mitm on the FlexxAgent slice fails as expected, so the run is green',
   async (t) => {
-    const report = await runMatrix({ proxies: ['chain-mitm'], profiles: ['flexxagent'], labNet: net++ });
+    const report = await runMatrix({
+      proxies: ['chain-mitm'],
+      profiles: ['flexxagent'],
+      labNet: await labNet(t),
+    });
     const r = byCheck(report.results, 'west-eu.agent-api.analyzer.flexxible.com:443');
     t.same(Object.fromEntries(Object.entries(r).map(([k, v]) => [k, [v.outcome, v.expected, v.matched]])), {
       connect: ['pass', 'pass', true],

@@ -7,9 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import t from 'tap';
-import { kindOf } from '../harness/agent/kinds/index.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
 import { BIN, cli } from './helpers/cli.ts';
+import { expectedResults } from './helpers/counts.ts';
+import { labNet } from './helpers/lab-net.ts';
 
 const RESULT_SCHEMA = JSON.parse(
   readFileSync(new URL('../scenarios/schema/result.schema.json', import.meta.url), 'utf8'),
@@ -21,7 +22,7 @@ t.test(
     const dir = mkdtempSync(join(tmpdir(), 'proxycheck-cli-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const json = join(dir, 'report.json');
-    const r = await cli(['run', '--lab-net', '110', '--json', json]);
+    const r = await cli(['run', '--lab-net', String(await labNet(t)), '--json', json]);
     t.equal(r.code, 0, r.stderr);
     t.match(r.stdout, /PROXY\s+PROFILE\s+ENDPOINT\s+CHECK\s+OUTCOME/);
     t.match(
@@ -29,11 +30,8 @@ t.test(
       /chain-mitm\s+flexxagent\s+west-eu\.agent-api\.analyzer\.flexxible\.com:443\s+pinning\s+FAIL\s+yes/,
     );
     // the main job: every profile through the three in-process proxies
-    const set = loadScenarios();
-    const perProxy = [...set.profiles.values()]
-      .flatMap((p) => p.exchanges)
-      .reduce((n, x) => n + kindOf(x).checks(x).length, 0);
-    const total = perProxy * 3;
+    const mainJob = ['chain-plain', 'chain-auth', 'chain-mitm'];
+    const total = expectedResults(loadScenarios(), mainJob);
     t.match(r.stdout, new RegExp(`${total} results: .* ${total} as expected, 0 not`));
     const report = JSON.parse(readFileSync(json, 'utf8'));
     const ajv = new Ajv({ strict: false });
@@ -41,7 +39,7 @@ t.test(
     t.ok(ajv.validate(RESULT_SCHEMA, report), JSON.stringify(ajv.errors));
     t.same(
       report.proxies.map((p: { id: string }) => p.id),
-      ['chain-plain', 'chain-auth', 'chain-mitm'],
+      mainJob,
     );
     t.equal(report.results.length, total);
     t.notMatch(readFileSync(json, 'utf8'), /BEGIN (RSA )?PRIVATE KEY/, 'no key material in the report');
@@ -84,7 +82,15 @@ t.test('a run that does not match its expectations exits 1 and says which result
     join(dir, 'expectations', 'chain-plain.yaml'),
     'proxy: chain-plain\nrules:\n  - match: { check: payload }\n    expect: fail\n    reason: a stale expectation that reality no longer meets\n',
   );
-  const r = await cli(['run', '--proxies', 'chain-plain', '--lab-net', '111', '--scenarios', dir]);
+  const r = await cli([
+    'run',
+    '--proxies',
+    'chain-plain',
+    '--lab-net',
+    String(await labNet(t)),
+    '--scenarios',
+    dir,
+  ]);
   t.equal(r.code, 1);
   t.match(r.stdout, /payload\s+PASS\s+NO \(expected fail\)/);
   t.match(
@@ -107,19 +113,31 @@ t.test('lab hosts prints deterministic hosts-file lines for every catalog host',
 });
 
 t.test('lab up serves until SIGINT, then exits 130 and frees its ports', async (t) => {
-  const child = spawn(process.execPath, [BIN, 'lab', 'up', '--lab-net', '112', '--profiles', 'flexxagent'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const octet = await labNet(t);
+  const child = spawn(
+    process.execPath,
+    [BIN, 'lab', 'up', '--lab-net', String(octet), '--profiles', 'flexxagent'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  // killed, if still up, and gone before the net is released
+  t.teardown(() => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGKILL');
+    return exited;
   });
-  t.teardown(() => child.kill('SIGKILL'));
   let stdout = '';
   child.stdout.on('data', (d) => (stdout += d));
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   const deadline = Date.now() + 30_000;
   while (!stdout.includes('lab is up')) {
     if (Date.now() > deadline) throw new Error(`lab up: not up within 30000 ms: ${stdout}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  const m = /https:\/\/west-eu\.agent-api\.analyzer\.flexxible\.com:443 on (127\.112\.\d+\.\d+)/.exec(stdout);
+  const m = new RegExp(
+    `https://west-eu\\.agent-api\\.analyzer\\.flexxible\\.com:443 on (127\\.${octet}\\.\\d+\\.\\d+)`,
+  ).exec(stdout);
   t.ok(m, 'prints where each origin listens');
   const rootFile = /lab root CA \(what agents trust\): (\S+)/.exec(stdout)?.[1] ?? '';
   t.ok(existsSync(rootFile), 'the lab root is on disk while the lab is up');

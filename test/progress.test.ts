@@ -11,12 +11,13 @@ import t, { type Test } from 'tap';
 import { labAddress } from '../harness/lab/addresses.ts';
 import type { CheckResult } from '../harness/model.ts';
 import { Progress } from '../harness/report/progress.ts';
+import { loadScenarios } from '../harness/scenarios.ts';
 import { BIN, cli } from './helpers/cli.ts';
+import { resultsPerProxy } from './helpers/counts.ts';
 import { customerProxy } from './helpers/customer-proxy.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { MITM_UNTRUSTED, outDir, scenarioCopy } from './helpers/scenario-copy.ts';
 
-const RUN_NET = '162';
-const VALIDATE_NET = 163;
 const CLEAR = '\r\x1b[K';
 const PLAIN =
   /^proxycheck: \[(\d+)\/(\d+)\] (\S+): (\d+) results: (\d+) pass, (\d+) fail, (\d+) other; (\d+) unexpected \(\d+\.\d s\)$/;
@@ -61,9 +62,10 @@ function checkPlainLines(t: Test, stderr: string, results: Row[]): void {
 t.test(
   'not a terminal: one plain line per proxy x profile on stderr; --quiet: the summary line only',
   async (t) => {
+    const octet = String(await labNet(t));
     const dir = scenarioCopy(t, { 'expectations/chain-mitm.yaml': MITM_UNTRUSTED });
     const out = outDir(t);
-    const args = ['run', '--lab-net', RUN_NET, '--scenarios', dir, '--proxies', 'chain-plain,chain-mitm'];
+    const args = ['run', '--lab-net', octet, '--scenarios', dir, '--proxies', 'chain-plain,chain-mitm'];
     const r = await cli([...args, '--json', join(out, 'r.json')], { timeoutMs: 90_000 });
     t.equal(r.code, 0, r.stderr);
     const report = JSON.parse(readFileSync(join(out, 'r.json'), 'utf8'));
@@ -81,13 +83,14 @@ t.test(
 );
 
 t.test('validate: plain progress lines, and --quiet', async (t) => {
+  const octet = await labNet(t);
   const dir = scenarioCopy(t);
   const out = outDir(t);
   // A customer's proxy that resolves the fixture hosts to this lab's addresses.
   const proxy = await customerProxy(t, (host) =>
-    host.endsWith('.proxycheck.test') ? labAddress(host, VALIDATE_NET) : undefined,
+    host.endsWith('.proxycheck.test') ? labAddress(host, octet) : undefined,
   );
-  const args = ['validate', '--proxy', `http://${proxy}`, '--lab-net', String(VALIDATE_NET)];
+  const args = ['validate', '--proxy', `http://${proxy}`, '--lab-net', String(octet)];
   const v = await cli([...args, '--scenarios', dir, '--json', join(out, 'v.json')], { timeoutMs: 90_000 });
   t.equal(v.code, 0, v.stdout + v.stderr);
   const report = JSON.parse(readFileSync(join(out, 'v.json'), 'utf8'));
@@ -227,22 +230,29 @@ t.test(
   'on a real terminal: the bar is drawn, then cleared at the end and on Ctrl-C',
   { skip: hasScript() ? false : 'util-linux script is not installed' },
   async (t) => {
+    // one lab net: the run below ends before validate starts on it
+    const octet = await labNet(t);
     const dir = scenarioCopy(t);
     const out = outDir(t);
     const stdoutFile = join(out, 'table.txt');
+    const profiles = loadScenarios({ dir }).profiles.size;
+    const n = resultsPerProxy(loadScenarios({ dir }));
     const run = onPty(
-      `${process.execPath} ${BIN} run --lab-net ${RUN_NET} --scenarios ${dir} --proxies chain-plain > ${stdoutFile}`,
+      `${process.execPath} ${BIN} run --lab-net ${octet} --scenarios ${dir} --proxies chain-plain > ${stdoutFile}`,
     );
     t.teardown(() => run.child.kill('SIGKILL'));
     t.equal(await run.exited, 0, run.tty());
     const tty = run.tty();
-    t.ok(tty.includes(`${CLEAR}proxycheck [${'#'.repeat(20)}] 3/3 | 15 results`), 'the bar reached 3/3');
+    t.ok(
+      tty.includes(`${CLEAR}proxycheck [${'#'.repeat(20)}] ${profiles}/${profiles} | ${n} results`),
+      `the bar reached ${profiles}/${profiles}`,
+    );
     const last = tty.lastIndexOf(CLEAR);
     t.notMatch(tty.slice(last + CLEAR.length), /proxycheck \[/, 'the last thing done to the line is a clear');
     t.notMatch(tty, /proxycheck: \[/, 'no plain lines on a terminal');
     t.match(
       readFileSync(stdoutFile, 'utf8'),
-      /15 results: .*15 as expected, 0 not/,
+      new RegExp(`${n} results: .*${n} as expected, 0 not`),
       'the table went to stdout',
     );
 
@@ -252,7 +262,7 @@ t.test(
     t.teardown(() => new Promise<void>((r) => hole.close(() => r())));
     const port = (hole.address() as net.AddressInfo).port;
     const v = onPty(
-      `${process.execPath} ${BIN} validate --proxy http://127.0.0.1:${port} --lab-net ${VALIDATE_NET} --scenarios ${dir}`,
+      `${process.execPath} ${BIN} validate --proxy http://127.0.0.1:${port} --lab-net ${octet} --scenarios ${dir}`,
     );
     t.teardown(() => v.child.kill('SIGKILL'));
     await until('progress bar on the terminal', () => v.tty().includes('proxycheck ['), 60_000);

@@ -10,9 +10,11 @@ import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import t from 'tap';
 import { OUTCOMES } from '../harness/model.ts';
+import { loadScenarios } from '../harness/scenarios.ts';
 import { cli } from './helpers/cli.ts';
+import { expectedResults } from './helpers/counts.ts';
+import { labNet } from './helpers/lab-net.ts';
 
-const LAB_NET = 158;
 const SCHEMA = JSON.parse(
   readFileSync(new URL('../scenarios/schema/result.schema.json', import.meta.url), 'utf8'),
 );
@@ -28,14 +30,16 @@ t.test('run --json FILE and --json - both write a valid proxycheck/result@1 repo
   const dir = mkdtempSync(join(tmpdir(), 'proxycheck-schema-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'report.json');
+  const proxies = ['chain-plain', 'chain-mitm'];
+  const total = expectedResults(loadScenarios(), proxies, ['flexxagent']);
   const args = [
     'run',
     '--proxies',
-    'chain-plain,chain-mitm',
+    proxies.join(','),
     '--profiles',
     'flexxagent',
     '--lab-net',
-    String(LAB_NET),
+    String(await labNet(t)),
   ];
   const toFile = await cli([...args, '--json', file], { timeoutMs: 120_000 });
   const toStdout = await cli([...args, '--json', '-'], { timeoutMs: 120_000 });
@@ -52,7 +56,7 @@ t.test('run --json FILE and --json - both write a valid proxycheck/result@1 repo
       report.proxies.map((p: { id: string }) => p.id),
       ['chain-plain', 'chain-mitm'],
     );
-    t.ok(report.results.length > 0, `${where}: ${report.results.length} results`);
+    t.equal(report.results.length, total, `${where}: every check of every exchange, per proxy`);
     const ids = report.results.map((r: { id: string }) => r.id);
     t.equal(new Set(ids).size, ids.length, `${where}: result ids are unique`);
     for (const r of report.results) {

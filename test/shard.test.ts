@@ -9,9 +9,8 @@ import { PROXY_KINDS } from '../harness/proxies/registry.ts';
 import { itemKey, parseShard, shardItems, type WorkItem, workItems } from '../harness/runner/shard.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
 import { cli } from './helpers/cli.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { MITM_UNTRUSTED, outDir, scenarioCopy } from './helpers/scenario-copy.ts';
-
-const NET = '161';
 
 const keys = (items: WorkItem[]) => items.map((w) => itemKey(w.proxy, w.profile));
 
@@ -72,9 +71,10 @@ t.test('adding a profile moves no proxy to another shard', async (t) => {
 t.test(
   'sharded runs: union is the unsharded run, each starts only its proxies; baselines merge',
   async (t) => {
+    const net = String(await labNet(t));
     const dir = scenarioCopy(t, { 'expectations/chain-mitm.yaml': MITM_UNTRUSTED });
     const out = outDir(t);
-    const sel = ['run', '--lab-net', NET, '--scenarios', dir, '--proxies', 'chain-plain,chain-mitm'];
+    const sel = ['run', '--lab-net', net, '--scenarios', dir, '--proxies', 'chain-plain,chain-mitm'];
     const full = await cli(
       [...sel, '--json', join(out, 'full.json'), '--baseline', join(out, 'full.yaml'), '--update-baseline'],
       {
@@ -86,8 +86,9 @@ t.test(
     const fullOutcomes = new Map<string, string>(
       fullReport.results.map((r: { id: string; outcome: string }) => [r.id, r.outcome]),
     );
-    const items = workItems(['chain-plain', 'chain-mitm'], [...loadScenarios({ dir }).profiles.keys()]);
-    t.equal(items.length, 6);
+    const profiles = [...loadScenarios({ dir }).profiles.keys()];
+    const items = workItems(['chain-plain', 'chain-mitm'], profiles);
+    t.equal(items.length, 2 * profiles.length, 'two proxies x every fixture profile');
 
     const seen: string[] = [];
     for (let i = 1; i <= 3; i++) {
@@ -110,7 +111,10 @@ t.test(
       );
       t.equal(r.code, 0, r.stdout + r.stderr);
       const mine = shardItems(items, { index: i, count: 3 });
-      t.match(r.stderr, `proxycheck: shard ${i}/3: ${mine.length} of 6 proxy x profile work items\n`);
+      t.match(
+        r.stderr,
+        `proxycheck: shard ${i}/3: ${mine.length} of ${items.length} proxy x profile work items\n`,
+      );
       const report = JSON.parse(readFileSync(json, 'utf8'));
       const ids: string[] = report.results.map((x: { id: string }) => x.id);
       seen.push(...ids);
@@ -143,8 +147,9 @@ t.test('bad --shard values: one line, exit 2', async (t) => {
   }
   t.same(parseShard('2/4'), { index: 2, count: 4 });
   t.same(parseShard('1/1'), { index: 1, count: 1 });
+  const net = String(await labNet(t));
   for (const v of ['0/3', '4/3', 'abc']) {
-    const r = await cli(['run', '--lab-net', NET, '--shard', v]);
+    const r = await cli(['run', '--lab-net', net, '--shard', v]);
     t.equal(r.code, 2, v);
     t.equal(r.stdout, '');
     t.equal(

@@ -4,39 +4,46 @@
  */
 import { execFileSync } from 'node:child_process';
 import t, { type Test } from 'tap';
+import { loadScenarios } from '../harness/scenarios.ts';
 import { BIN, cli } from './helpers/cli.ts';
+import { resultsPerProxy } from './helpers/counts.ts';
 import { customerProxy } from './helpers/customer-proxy.ts';
+import { labNet } from './helpers/lab-net.ts';
 
-const NET = 113;
+/** hosts-file lines for lab net `net`, as a customer would feed them to their proxy. */
+function labHosts(net: number): Map<string, string> {
+  return new Map(
+    execFileSync(process.execPath, [BIN, 'lab', 'hosts', '--lab-net', String(net)], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .map((l) => {
+        const [addr, name] = l.split('\t');
+        return [name ?? '', addr ?? ''] as const;
+      }),
+  );
+}
 
-/** hosts-file lines, as a customer would feed them to their proxy. */
-const hosts = new Map(
-  execFileSync(process.execPath, [BIN, 'lab', 'hosts', '--lab-net', String(NET)], { encoding: 'utf8' })
-    .trim()
-    .split('\n')
-    .map((l) => {
-      const [addr, name] = l.split('\t');
-      return [name ?? '', addr ?? ''] as const;
-    }),
-);
-
-/** The customer's proxy, resolving from the `lab hosts` table (or another one). */
-function handProxy(
+/**
+ * A lab net for test `t` and the customer's proxy, resolving from that net's `lab hosts` table
+ * (or from `opts.hosts`).
+ */
+async function handProxy(
   t: Test,
   opts: { auth?: { username: string; password: string }; hosts?: Map<string, string> } = {},
-): Promise<string> {
-  const table = opts.hosts ?? hosts;
-  return customerProxy(t, (host) => table.get(host), opts.auth);
+): Promise<{ net: string; proxy: string }> {
+  const net = await labNet(t);
+  const table = opts.hosts ?? labHosts(net);
+  return { net: String(net), proxy: await customerProxy(t, (host) => table.get(host), opts.auth) };
 }
 
 t.test('a proxy fed the lab hosts passes the FlexxAgent slice', async (t) => {
-  const proxy = await handProxy(t);
+  const { net, proxy } = await handProxy(t);
   const r = await cli([
     'validate',
     '--proxy',
     `http://${proxy}`,
     '--lab-net',
-    String(NET),
+    net,
     '--profiles',
     'flexxagent',
   ]);
@@ -45,22 +52,23 @@ t.test('a proxy fed the lab hosts passes the FlexxAgent slice', async (t) => {
     r.stdout,
     /external\s+flexxagent\s+west-eu\.agent-api\.analyzer\.flexxible\.com:443\s+pinning\s+PASS\s+yes/,
   );
+  const n = resultsPerProxy(loadScenarios(), ['flexxagent']);
   t.match(
     r.stdout,
-    /35 results: 35 pass, 0 fail/,
+    `${n} results: ${n} pass, 0 fail`,
     'every flexxagent exchange (reports, IoT Hub, Service Bus, ipify, downloads) passes',
   );
 });
 
 t.test('credentials in the URL, in flags or in the environment; never printed', async (t) => {
   const auth = { username: 'corp', password: 's3cr3t-pw' };
-  const proxy = await handProxy(t, { auth });
+  const { net, proxy } = await handProxy(t, { auth });
   const viaUrl = await cli([
     'validate',
     '--proxy',
     `http://corp:s3cr3t-pw@${proxy}`,
     '--lab-net',
-    String(NET),
+    net,
     '--profiles',
     'flexxagent',
   ]);
@@ -73,7 +81,7 @@ t.test('credentials in the URL, in flags or in the environment; never printed', 
       '--proxy-user',
       'corp',
       '--lab-net',
-      String(NET),
+      net,
       '--profiles',
       'flexxagent',
     ],
@@ -89,7 +97,7 @@ t.test('credentials in the URL, in flags or in the environment; never printed', 
     '--proxy-password',
     'nope-nope',
     '--lab-net',
-    String(NET),
+    net,
     '--profiles',
     'flexxagent',
   ]);
@@ -101,16 +109,16 @@ t.test('credentials in the URL, in flags or in the environment; never printed', 
 });
 
 t.test('bad URL, unreachable proxy and a proxy that does not know the lab: one line, exit 2', async (t) => {
-  const blind = await handProxy(t, { hosts: new Map() });
+  const { net, proxy: blind } = await handProxy(t, { hosts: new Map() });
   const cases: Array<[string[], RegExp]> = [
     [['validate', '--proxy', 'not a url'], /--proxy must be a URL/],
     [['validate', '--proxy', 'socks5://127.0.0.1:1080'], /only http:\/\/ proxies/],
     [
-      ['validate', '--proxy', 'http://127.0.0.1:9', '--lab-net', String(NET)],
+      ['validate', '--proxy', 'http://127.0.0.1:9', '--lab-net', net],
       /proxy 127\.0\.0\.1:9 unreachable: .*ECONNREFUSED/,
     ],
     [
-      ['validate', '--proxy', `http://${blind}`, '--lab-net', String(NET), '--profiles', 'flexxagent'],
+      ['validate', '--proxy', `http://${blind}`, '--lab-net', net, '--profiles', 'flexxagent'],
       /proxycheck lab hosts/,
     ],
     [['validate', '--proxy', 'http://127.0.0.1:9', '--proxy-password', 'x'], /without a user/],

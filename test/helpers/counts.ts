@@ -1,0 +1,24 @@
+/**
+ * How many results a run reports, derived from the scenario data rather than written down: every
+ * exchange of every profile run reports the checks its kind lists (kindOf(x).checks(x)), once per
+ * proxy.
+ */
+import { kindOf } from '../../harness/agent/kinds/index.ts';
+import type { ScenarioSet } from '../../harness/scenarios.ts';
+
+/** Results one proxy reports for `profiles` (ids; every profile of the set when omitted). */
+export function resultsPerProxy(set: ScenarioSet, profiles?: string[]): number {
+  const ids = profiles ?? [...set.profiles.keys()];
+  let n = 0;
+  for (const id of ids) {
+    const profile = set.profiles.get(id);
+    if (!profile) throw new Error(`no profile "${id}" in the scenarios`);
+    for (const x of profile.exchanges) n += kindOf(x).checks(x).length;
+  }
+  return n;
+}
+
+/** Results of a run of `proxies` proxies (a count or their ids) over `profiles`. */
+export function expectedResults(set: ScenarioSet, proxies: number | string[], profiles?: string[]): number {
+  return (typeof proxies === 'number' ? proxies : proxies.length) * resultsPerProxy(set, profiles);
+}
