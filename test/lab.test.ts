@@ -7,8 +7,8 @@ import WebSocket from 'ws';
 import { labAddress, parseLabNet } from '../harness/lab/addresses.ts';
 import { Lab, sha256, sourceBytes } from '../harness/lab/lab.ts';
 import { https443, testLab, testPki } from './helpers/fixtures.ts';
+import { labNet } from './helpers/lab-net.ts';
 
-const NET = 90;
 const HOST = 'west-eu.agent-api.analyzer.flexxible.com';
 
 t.test('addresses are deterministic, inside 127.N.0.0/16, and documented by example', async (t) => {
@@ -21,7 +21,8 @@ t.test('addresses are deterministic, inside 127.N.0.0/16, and documented by exam
 });
 
 t.test('lookup answers lab hosts only', async (t) => {
-  const { lab } = await testLab(t, NET, [https443(HOST)]);
+  const octet = await labNet(t);
+  const { lab } = await testLab(t, octet, [https443(HOST)]);
   const lookup = (host: string, options: { all?: boolean }) =>
     new Promise((resolve, reject) =>
       (lab.lookup as typeof dnsLookup)(
@@ -31,16 +32,16 @@ t.test('lookup answers lab hosts only', async (t) => {
           err ? reject(err) : resolve(options.all ? address : { address, family }),
       ),
     );
-  t.same(await lookup(HOST, {}), { address: labAddress(HOST, NET), family: 4 });
-  t.same(await lookup(HOST, { all: true }), [{ address: labAddress(HOST, NET), family: 4 }]);
+  t.same(await lookup(HOST, {}), { address: labAddress(HOST, octet), family: 4 });
+  t.same(await lookup(HOST, { all: true }), [{ address: labAddress(HOST, octet), family: 4 }]);
   await t.rejects(lookup('example.com', {}), { code: 'ENOTFOUND' }, 'never resolves outside the lab');
-  t.match(lab.hostsFile(), `${labAddress(HOST, NET)}\t${HOST}`);
+  t.match(lab.hostsFile(), `${labAddress(HOST, octet)}\t${HOST}`);
 });
 
 t.test(
   'origins serve echo, sink, source and WebSocket echo on the real port with a lab-root certificate',
   async (t) => {
-    const { lab, pki } = await testLab(t, NET + 1, [https443(HOST)]);
+    const { lab, pki } = await testLab(t, await labNet(t), [https443(HOST)]);
     const agent = new https.Agent({
       ca: pki.labRoot.cert.certPem,
       lookup: lab.lookup as never,
@@ -97,9 +98,10 @@ t.test(
 );
 
 t.test('the origin certificate is rejected by a client that does not trust the lab root', async (t) => {
-  const { lab } = await testLab(t, NET + 2, [https443(HOST)]);
+  const octet = await labNet(t);
+  const { lab } = await testLab(t, octet, [https443(HOST)]);
   const err = await new Promise<Error>((resolve) => {
-    const s = tls.connect({ host: labAddress(HOST, NET + 2), port: 443, servername: HOST });
+    const s = tls.connect({ host: labAddress(HOST, octet), port: 443, servername: HOST });
     s.once('error', resolve);
     s.once('secureConnect', () => resolve(new Error('connected')));
   });
@@ -108,19 +110,21 @@ t.test('the origin certificate is rejected by a client that does not trust the l
 });
 
 t.test('a busy address gives a setup error naming it; stop() frees every port', async (t) => {
+  // one net on purpose: the second lab collides with the first
+  const octet = await labNet(t);
   const { pki } = await testPki(t);
-  const lab = await Lab.start({ pki, hosts: [https443(HOST)], net: NET + 3 });
-  await t.rejects(Lab.start({ pki, hosts: [https443(HOST)], net: NET + 3 }), {
+  const lab = await Lab.start({ pki, hosts: [https443(HOST)], net: octet });
+  await t.rejects(Lab.start({ pki, hosts: [https443(HOST)], net: octet }), {
     code: 'PC_SETUP',
     message: new RegExp(
-      `cannot listen on ${labAddress(HOST, NET + 3).replace(/\./g, '\\.')}:443: .*EADDRINUSE.*--lab-net`,
+      `cannot listen on ${labAddress(HOST, octet).replace(/\./g, '\\.')}:443: .*EADDRINUSE.*--lab-net`,
     ),
   });
   await lab.stop();
   const probe = net.createServer();
   await new Promise<void>((resolve, reject) => {
     probe.once('error', reject);
-    probe.listen(443, labAddress(HOST, NET + 3), resolve);
+    probe.listen(443, labAddress(HOST, octet), resolve);
   });
   await new Promise<void>((resolve) => probe.close(() => resolve()));
   t.pass('port 443 on the lab address is free again');

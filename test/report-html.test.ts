@@ -14,10 +14,10 @@ import { type CheckResult, type RunReport, summarize } from '../harness/model.ts
 import { renderHtml } from '../harness/report/html.ts';
 import { withRemediation } from '../harness/report/remediation.ts';
 import { runMatrix } from '../harness/runner/run.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { requireComponent } from './helpers/requirements.ts';
 
 const CHROMIUM = process.env.PROXYCHECK_CHROMIUM ?? '/usr/bin/chromium';
-const LAB_NET = 155;
 
 function chromiumProblem(): string | undefined {
   return existsSync(CHROMIUM)
@@ -106,7 +106,7 @@ t.test('HTML report in headless Chromium', async (t) => {
         await runMatrix({
           proxies: ['chain-plain', 'chain-mitm'],
           profiles: ['flexxagent'],
-          labNet: LAB_NET,
+          labNet: await labNet(t),
         }),
       );
       const dir = mkdtempSync(join(tmpdir(), 'proxycheck-html-'));
@@ -278,9 +278,10 @@ t.test('HTML report in headless Chromium', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'proxycheck-html-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const file = join(dir, 'leaky.html');
-    writeFileSync(file, `<!doctype html><img src="http://127.${LAB_NET}.0.1:9/pixel.png">`);
+    const net = await labNet(t); // a lab address of this test's own, where nothing listens on port 9
+    writeFileSync(file, `<!doctype html><img src="http://127.${net}.0.1:9/pixel.png">`);
     const { page, offPage } = await guardedPage(t, await browser());
     await page.goto(pathToFileURL(file).href, { waitUntil: 'load' });
-    t.same(offPage, [`http://127.${LAB_NET}.0.1:9/pixel.png`]);
+    t.same(offPage, [`http://127.${net}.0.1:9/pixel.png`]);
   });
 });

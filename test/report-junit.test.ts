@@ -15,8 +15,8 @@ import { renderJunit } from '../harness/report/junit.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { brokenProxy } from './helpers/adapters.ts';
 import { cli } from './helpers/cli.ts';
+import { labNet } from './helpers/lab-net.ts';
 
-const LAB_NET = 156;
 const OURS = ['setup_fail', 'harness_fail'];
 const NOT_RUN = ['skip', 'dependency_fail', 'setup_fail', 'harness_fail'];
 
@@ -82,7 +82,7 @@ t.test('a real run: a testsuite per proxy, a testcase per result, counts that ad
       brokenProxy('test-broken'),
     ],
     profiles: ['flexxagent'],
-    labNet: LAB_NET,
+    labNet: await labNet(t),
   });
   const xml = renderJunit(report);
   t.equal(XMLValidator.validate(xml), true, 'fast-xml-parser validates it');
@@ -234,27 +234,28 @@ t.test('report flags: an unwritable target is one line and exit 2, before anythi
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   mkdirSync(join(dir, 'a-directory'));
   const missing = join(dir, 'no-such-dir', 'report.xml');
+  const net = String(await labNet(t));
   const cases: Array<{ args: string[]; stderr: RegExp }> = [
     {
-      args: ['run', '--lab-net', String(LAB_NET), '--junit', missing],
+      args: ['run', '--lab-net', net, '--junit', missing],
       stderr:
         /^proxycheck: --junit .*no-such-dir\/report\.xml: cannot write the report there \(its directory does not exist\)\n$/,
     },
     {
-      args: ['run', '--lab-net', String(LAB_NET), '--html', join(dir, 'a-directory')],
+      args: ['run', '--lab-net', net, '--html', join(dir, 'a-directory')],
       stderr: /^proxycheck: --html .*a-directory: cannot write the report there \(is a directory\)\n$/,
     },
     {
-      args: ['run', '--lab-net', String(LAB_NET), '--json', join(dir, 'same'), '--tap', join(dir, 'same')],
+      args: ['run', '--lab-net', net, '--json', join(dir, 'same'), '--tap', join(dir, 'same')],
       stderr: /^proxycheck: --json and --tap both write to .*same; give each its own file\n$/,
     },
     {
-      args: ['run', '--lab-net', String(LAB_NET), '--json', '-', '--junit', '-'],
+      args: ['run', '--lab-net', net, '--json', '-', '--junit', '-'],
       stderr: /^proxycheck: --json and --junit both write to stdout/,
     },
     {
       // the path is checked before the proxy URL is even tried (nothing listens on port 9)
-      args: ['validate', '--proxy', 'http://127.0.0.1:9', '--lab-net', String(LAB_NET), '--tap', missing],
+      args: ['validate', '--proxy', 'http://127.0.0.1:9', '--lab-net', net, '--tap', missing],
       stderr: /^proxycheck: --tap .*no-such-dir\/report\.xml: cannot write the report there/,
     },
   ];
