@@ -3,11 +3,12 @@ import { openTunnel, startTls } from '../harness/agent/tunnel.ts';
 import { CORPORATE_CA_CN } from '../harness/lab/pki.ts';
 import { ChainProxy } from '../harness/proxies/chain.ts';
 import { https443, startProxy, testLab } from './helpers/fixtures.ts';
+import { labNet } from './helpers/lab-net.ts';
 
 const HOST = 'ras.flexxible.com';
 
 t.test('chain-plain tunnels to 443 and to other ports, answer quoted exactly', async (t) => {
-  const { lab, runDir, pki } = await testLab(t, 95, [
+  const { lab, runDir, pki } = await testLab(t, await labNet(t), [
     {
       host: HOST,
       ports: [
@@ -36,7 +37,7 @@ t.test('chain-plain tunnels to 443 and to other ports, answer quoted exactly', a
 });
 
 t.test('chain-auth answers 407 without or with wrong credentials, 200 with the right ones', async (t) => {
-  const { lab, runDir } = await testLab(t, 96, [https443(HOST)]);
+  const { lab, runDir } = await testLab(t, await labNet(t), [https443(HOST)]);
   const p = await startProxy(t, new ChainProxy({ auth: true }), lab, runDir);
   t.ok(p.credentials?.password && p.credentials.password.length >= 12, 'credentials generated per run');
   const none = await openTunnel({ proxy: { host: p.host, port: p.port }, target: { host: HOST, port: 443 } });
@@ -56,7 +57,7 @@ t.test('chain-auth answers 407 without or with wrong credentials, 200 with the r
 });
 
 t.test('chain-mitm re-signs with the corporate CA and still reaches the origin', async (t) => {
-  const { lab, runDir, pki } = await testLab(t, 97, [https443(HOST)]);
+  const { lab, runDir, pki } = await testLab(t, await labNet(t), [https443(HOST)]);
   const p = await startProxy(t, new ChainProxy({ mitm: true }), lab, runDir);
   t.equal(p.inspectionCa, pki.corporate.cert.certPem);
   const strict = await openTunnel({ proxy: p, target: { host: HOST, port: 443 } });
@@ -86,7 +87,7 @@ t.test('chain-mitm re-signs with the corporate CA and still reaches the origin',
 });
 
 t.test('stop() closes the listening port and open tunnels', async (t) => {
-  const { lab, runDir } = await testLab(t, 98, [https443(HOST)]);
+  const { lab, runDir } = await testLab(t, await labNet(t), [https443(HOST)]);
   const p = await new ChainProxy().start({ lab, runDir });
   const tun = await openTunnel({ proxy: p, target: { host: HOST, port: 443 } });
   if (!tun.ok) throw new Error('tunnel');
