@@ -12,8 +12,10 @@ import t, { type Test } from 'tap';
 import { labAddress } from '../harness/lab/addresses.ts';
 import type { RunReport } from '../harness/model.ts';
 import { htpasswdLine } from '../harness/proxies/squid/htpasswd.ts';
-import { localUser, SQUID_HELPER_DIR } from '../harness/proxies/squid/process.ts';
-import { freePort, waitForListening } from '../harness/proxies/squid/squid.ts';
+import { SQUID_HELPER_DIR } from '../harness/proxies/squid/process.ts';
+import { pickPort } from '../harness/proxies/toolkit/ports.ts';
+import { localUser } from '../harness/proxies/toolkit/process.ts';
+import { waitForListening } from '../harness/proxies/toolkit/ready.ts';
 import { insertSquidLines } from '../harness/report/remediation.ts';
 import { cli } from './helpers/cli.ts';
 import { FIXTURE_SCENARIOS, fixtureScenarios } from './helpers/fixtures.ts';
@@ -77,7 +79,7 @@ async function startSquid(t: Test, make: (dir: string, port: number) => string):
   const proxyUser = process.getuid?.() === 0 ? localUser('proxy') : undefined;
   if (proxyUser) for (const d of ['run', 'logs']) chownSync(join(dir, d), proxyUser.uid, proxyUser.gid);
   writeFileSync(join(dir, 'hosts'), hostsFile());
-  const port = await freePort();
+  const port = await pickPort();
   const conf = make(dir, port) + '\n';
   writeFileSync(join(dir, 'squid.conf'), conf);
   const child = spawn('/usr/sbin/squid', ['-N', '-d1', '-f', join(dir, 'squid.conf')], {

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage } from '../errors.ts';
-import { removeContainersLabelled } from '../proxies/squid/container.ts';
-import { buildSquidImage, OUR_LABEL, squidImageTag } from '../proxies/squid/image.ts';
-import { engineProblem } from '../proxies/squid/runtime.ts';
+import { buildSquidImage, squidImageTag } from '../proxies/squid/image.ts';
+import { OUR_LABEL, removeContainersLabelled } from '../proxies/toolkit/container.ts';
+import { engineProblem } from '../proxies/toolkit/runtime.ts';
 
 export interface SquidPidFile {
   file: string;

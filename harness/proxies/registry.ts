@@ -2,10 +2,8 @@ import { UsageError } from '../errors.ts';
 import { ChainProxy } from './chain.ts';
 import { SQUID_FLAVOURS } from './squid/config.ts';
 import { SQUID_SUMMARIES, SquidProxy } from './squid/squid.ts';
+import type { Runtime } from './toolkit/runtime.ts';
 import type { ProxyUnderTest } from './types.ts';
-
-/** Where a proxy runs: in a container, as a plain process, or whichever this machine can do. */
-export type Runtime = 'auto' | 'container' | 'process';
 
 export interface ProxyKindInfo {
   id: string;

@@ -19,7 +19,8 @@ import {
   type RunReport,
   summarize,
 } from '../model.ts';
-import { proxyById, type Runtime } from '../proxies/registry.ts';
+import { proxyById } from '../proxies/registry.ts';
+import type { Runtime } from '../proxies/toolkit/runtime.ts';
 import type { ProxyUnderTest, StartedProxy } from '../proxies/types.ts';
 import {
   type CatalogEndpoint,

@@ -4,7 +4,8 @@
  * skipping everything.
  */
 import { spawnSync } from 'node:child_process';
-import { engineProblem, squidBinary } from '../../harness/proxies/squid/runtime.ts';
+import { squidBinary } from '../../harness/proxies/squid/runtime.ts';
+import { engineProblem } from '../../harness/proxies/toolkit/runtime.ts';
 
 export const IN_CI = process.env.CI === 'true';
 

@@ -11,7 +11,7 @@ import { CORPORATE_CA_CN } from '../../harness/lab/pki.ts';
 import type { RunReport } from '../../harness/model.ts';
 import { squidConfig } from '../../harness/proxies/squid/config.ts';
 import type { SquidLaunch } from '../../harness/proxies/squid/squid.ts';
-import { freePort } from '../../harness/proxies/squid/squid.ts';
+import { pickPort } from '../../harness/proxies/toolkit/ports.ts';
 
 export const FLEET = ['squid-default', 'squid-open', 'squid-auth', 'squid-bump', 'squid-splice'];
 
@@ -91,7 +91,7 @@ export async function brokenLaunch(teardown: (fn: () => void) => void): Promise<
   teardown(() => rmSync(dir, { recursive: true, force: true }));
   const etcDir = join(dir, 'etc');
   mkdirSync(etcDir, { recursive: true });
-  const port = await freePort();
+  const port = await pickPort();
   const { writeFileSync } = await import('node:fs');
   writeFileSync(join(etcDir, 'hosts'), '127.120.0.1\tbroken.test\n');
   return {

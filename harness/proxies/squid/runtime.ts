@@ -1,32 +1,11 @@
 /**
- * Which squid runtime this machine can use, and the testcontainers set-up.
- *
- * testcontainers needs two settings on machines like CI's (dockerd started with
- * `--bridge=none`, no registry): `TESTCONTAINERS_RYUK_DISABLED=true` (Ryuk, the reaper, is an image
- * that would have to be pulled; we stop and label our containers ourselves) and
- * `TESTCONTAINERS_HOST_OVERRIDE=127.0.0.1` (our containers use the host network). We set these as
- * defaults only when they are unset; set them yourself to override.
+ * Which runtime squid gets on this machine (the choice itself is the toolkit's:
+ * ../toolkit/runtime.ts), where its binary is, and its image, built once per process if missing.
  */
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { errorMessage, SetupError, withDeadline } from '../../errors.ts';
-import type { Runtime } from '../registry.ts';
+import { type ConcreteRuntime, type Runtime, resolveRuntime } from '../toolkit/runtime.ts';
 import { buildSquidImage, squidImageTag } from './image.ts';
-
-export type ConcreteRuntime = 'process' | 'container';
-
-const ENGINE_DEADLINE_MS = 10_000;
-
-type Testcontainers = typeof import('testcontainers');
-let tc: Promise<Testcontainers> | undefined;
-
-/** Loads testcontainers (lazily: in-process and process runs never pay for it) with our defaults. */
-export function testcontainers(): Promise<Testcontainers> {
-  process.env.TESTCONTAINERS_RYUK_DISABLED ??= 'true';
-  process.env.TESTCONTAINERS_HOST_OVERRIDE ??= '127.0.0.1';
-  tc ??= import('testcontainers');
-  return tc;
-}
 
 /** The squid binary: `PROXYCHECK_SQUID` or /usr/sbin/squid or `squid` on PATH; undefined if none. */
 export function squidBinary(): string | undefined {
@@ -44,46 +23,6 @@ export function squidBinary(): string | undefined {
   return undefined;
 }
 
-/** Resolves with undefined when a container engine answers, else with why not (one line). */
-export async function engineProblem(): Promise<string | undefined> {
-  try {
-    const { getContainerRuntimeClient } = await testcontainers();
-    await withDeadline('container engine check', ENGINE_DEADLINE_MS, () => getContainerRuntimeClient());
-    return undefined;
-  } catch (err) {
-    return `no container engine answers (${errorMessage(err)})`;
-  }
-}
-
-let decided: Promise<ConcreteRuntime> | undefined;
-
-/**
- * `container` and `process` are taken as asked (problems surface when the proxy starts). `auto`:
- * container if an engine answers and the image exists or can be built, else process if squid is
- * installed, else a one-line SetupError naming what is missing. Decided once per process.
- */
-export function resolveRuntime(runtime: Runtime): Promise<ConcreteRuntime> {
-  if (runtime !== 'auto') return Promise.resolve(runtime);
-  decided ??= (async (): Promise<ConcreteRuntime> => {
-    const problems: string[] = [];
-    const engine = await engineProblem();
-    if (!engine) {
-      try {
-        await ensureSquidImage();
-        return 'container';
-      } catch (err) {
-        problems.push(`squid image ${squidImageTag()} missing and cannot be built (${errorMessage(err)})`);
-      }
-    } else {
-      problems.push(engine);
-    }
-    if (squidBinary()) return 'process';
-    problems.push('squid is not installed (no /usr/sbin/squid; install squid-openssl)');
-    throw new SetupError(`no way to run squid: ${problems.join('; ')}`);
-  })();
-  return decided;
-}
-
 let imageReady: Promise<string> | undefined;
 
 /** The current squid image tag, built first if it does not exist yet. */
@@ -93,4 +32,18 @@ export function ensureSquidImage(): Promise<string> {
     imageReady = undefined;
   });
   return imageReady;
+}
+
+/**
+ * `container` and `process` as asked; `auto`: container if an engine answers and the squid image
+ * exists or can be built, else process if squid is installed, else a one-line SetupError.
+ */
+export function resolveSquidRuntime(runtime: Runtime): Promise<ConcreteRuntime> {
+  return resolveRuntime(runtime, {
+    product: 'squid',
+    imageTag: squidImageTag,
+    ensureImage: ensureSquidImage,
+    binary: squidBinary,
+    notInstalled: 'squid is not installed (no /usr/sbin/squid; install squid-openssl)',
+  });
 }

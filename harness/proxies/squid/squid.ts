@@ -7,18 +7,18 @@
  */
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { basename, join } from 'node:path';
-import { DeadlineError } from '../../errors.ts';
 import { refuseIfStopping } from '../../lifecycle.ts';
 import { loadScenarios, type ScenarioSet } from '../../scenarios.ts';
-import type { Runtime } from '../registry.ts';
+import { pickPort } from '../toolkit/ports.ts';
+import { waitForListening } from '../toolkit/ready.ts';
+import type { Runtime } from '../toolkit/runtime.ts';
 import type { ProxyContext, ProxyCredentials, ProxyUnderTest, StartedProxy } from '../types.ts';
 import { catalogPorts, type SquidFlavour, type SquidPaths, spliceHostsOf, squidConfig } from './config.ts';
 import { startSquidContainer } from './container.ts';
 import { htpasswdLine } from './htpasswd.ts';
 import { startSquidProcess } from './process.ts';
-import { resolveRuntime } from './runtime.ts';
+import { resolveSquidRuntime } from './runtime.ts';
 
 export const SQUID_SUMMARIES: Record<SquidFlavour, string> = {
   default: "squid 5, Debian's stock policy (CONNECT only to port 443)",
@@ -68,36 +68,6 @@ export interface SquidRunning {
   stop(): Promise<void>;
 }
 
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Polls TCP connects to 127.0.0.1:port until one succeeds; DeadlineError naming `what` otherwise. */
-export async function waitForListening(port: number, deadlineMs: number, what: string): Promise<void> {
-  const until = performance.now() + deadlineMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect({ host: '127.0.0.1', port });
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (performance.now() > until) throw new DeadlineError(`${what} accepting connections`, deadlineMs);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 let instances = 0;
 
 export class SquidProxy implements ProxyUnderTest {
@@ -113,7 +83,7 @@ export class SquidProxy implements ProxyUnderTest {
   async start(ctx: ProxyContext): Promise<StartedProxy> {
     const t0 = performance.now();
     refuseIfStopping(this.id);
-    const runtime = await resolveRuntime(this.opts.runtime ?? 'auto');
+    const runtime = await resolveSquidRuntime(this.opts.runtime ?? 'auto');
     refuseIfStopping(this.id);
     const launch = await this.prepare(ctx);
     const running =
@@ -168,7 +138,7 @@ export class SquidProxy implements ProxyUnderTest {
       copyFileSync(lab.pki.corporate.cert.keyFile, join(etcDir, 'signing-ca.key')); // 0600: read by squid as root
       writeFileSync(join(etcDir, 'origin-ca.crt'), lab.pki.labRoot.cert.certPem, { mode: 0o644 });
     }
-    const port = await freePort();
+    const port = await pickPort();
     const connectPorts = catalogPorts(set);
     const spliceHosts = flavour === 'splice' ? spliceHostsOf(set) : [];
     return {
