@@ -1,18 +1,24 @@
 /**
  * Real squid behind ProxyUnderTest: squid-default, squid-open, squid-auth, squid-bump and
  * squid-splice, each as a plain process (`process`) or in a container (`container`), see
- * process.ts and container.ts. This file prepares what both need: a free port, the generated
+ * process.ts and container.ts. This file prepares what both need: a port, the generated
  * squid.conf, the hosts file, the per-run htpasswd and the signing/trust PEMs, all in one
  * directory of the run directory.
+ *
+ * squid must be told its port in squid.conf, so the port is picked before squid binds it and
+ * another process can take it in between: squid then logs `(98) Address already in use`, says
+ * `FATAL: Unable to open HTTP Socket` and exits 1, and the start is tried again on a new port
+ * (../toolkit/ports.ts: at most 3 ports, all of them named in the error if every one was taken).
  */
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { SetupError } from '../../errors.ts';
 import { refuseIfStopping } from '../../lifecycle.ts';
 import { loadScenarios, type ScenarioSet } from '../../scenarios.ts';
-import { pickPort } from '../toolkit/ports.ts';
+import { ADDRESS_IN_USE, withPortRetry } from '../toolkit/ports.ts';
 import { waitForListening } from '../toolkit/ready.ts';
-import type { Runtime } from '../toolkit/runtime.ts';
+import type { ConcreteRuntime, Runtime } from '../toolkit/runtime.ts';
 import type { ProxyContext, ProxyCredentials, ProxyUnderTest, StartedProxy } from '../types.ts';
 import { catalogPorts, type SquidFlavour, type SquidPaths, spliceHostsOf, squidConfig } from './config.ts';
 import { startSquidContainer } from './container.ts';
@@ -37,6 +43,8 @@ export interface SquidOptions {
   scenarios?: ScenarioSet;
   /** Changes the generated squid.conf before squid reads it (tests apply remediation lines with it). */
   amendConfig?: (conf: string) => string;
+  /** Where ports come from (default: toolkit pickPort); tests hand out a taken one. */
+  pickPort?: () => Promise<number>;
 }
 
 /** What a runtime gets: the bundle on the host and how to write the config for its view of paths. */
@@ -85,21 +93,11 @@ export class SquidProxy implements ProxyUnderTest {
     refuseIfStopping(this.id);
     const runtime = await resolveSquidRuntime(this.opts.runtime ?? 'auto');
     refuseIfStopping(this.id);
-    const launch = await this.prepare(ctx);
-    const running =
-      runtime === 'container' ? await startSquidContainer(launch) : await startSquidProcess(launch);
-    // squid logs "Accepting ... connections" before its (asynchronous) listen(): on bump ports a
-    // connection right after the line can be refused. Ready means the port accepts.
-    try {
-      await waitForListening(
-        launch.port,
-        launch.readyTimeoutMs,
-        `${this.id} (${runtime}) port ${launch.port}`,
-      );
-    } catch (err) {
-      await running.stop();
-      throw err;
-    }
+    const { launch, running } = await withPortRetry({
+      start: (port) => this.launch(ctx, runtime, port),
+      portTaken: squidPortTaken,
+      ...(this.opts.pickPort ? { pick: this.opts.pickPort } : {}),
+    });
     return {
       id: this.id,
       kind: launch.inspectionCa ? 'mitm' : launch.credentials ? 'auth' : 'plain',
@@ -115,7 +113,31 @@ export class SquidProxy implements ProxyUnderTest {
     };
   }
 
-  private async prepare(ctx: ProxyContext): Promise<SquidLaunch> {
+  /** One start on `port`, in a directory of its own (a retry does not reuse a failed one's). */
+  private async launch(
+    ctx: ProxyContext,
+    runtime: ConcreteRuntime,
+    port: number,
+  ): Promise<{ launch: SquidLaunch; running: SquidRunning }> {
+    const launch = this.prepare(ctx, port);
+    const running =
+      runtime === 'container' ? await startSquidContainer(launch) : await startSquidProcess(launch);
+    // squid logs "Accepting ... connections" before its (asynchronous) listen(): on bump ports a
+    // connection right after the line can be refused. Ready means the port accepts.
+    try {
+      await waitForListening(
+        launch.port,
+        launch.readyTimeoutMs,
+        `${this.id} (${runtime}) port ${launch.port}`,
+      );
+    } catch (err) {
+      await running.stop();
+      throw err;
+    }
+    return { launch, running };
+  }
+
+  private prepare(ctx: ProxyContext, port: number): SquidLaunch {
     const { lab, runDir } = ctx;
     const flavour = this.opts.flavour;
     const set = ctx.scenarios ?? this.opts.scenarios ?? loadScenarios();
@@ -138,7 +160,6 @@ export class SquidProxy implements ProxyUnderTest {
       copyFileSync(lab.pki.corporate.cert.keyFile, join(etcDir, 'signing-ca.key')); // 0600: read by squid as root
       writeFileSync(join(etcDir, 'origin-ca.crt'), lab.pki.labRoot.cert.certPem, { mode: 0o644 });
     }
-    const port = await pickPort();
     const connectPorts = catalogPorts(set);
     const spliceHosts = flavour === 'splice' ? spliceHostsOf(set) : [];
     return {
@@ -177,4 +198,13 @@ export class SquidProxy implements ProxyUnderTest {
       },
     };
   }
+}
+
+/** squid could not bind its port: its stderr, cache.log or container logs say the address is in use. */
+function squidPortTaken(err: unknown): boolean {
+  if (!(err instanceof SetupError)) return false;
+  const { stderr, cacheLog, containerLogs } = err.evidence;
+  return [stderr, cacheLog, containerLogs].some(
+    (text) => typeof text === 'string' && ADDRESS_IN_USE.test(text),
+  );
 }
