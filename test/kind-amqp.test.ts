@@ -13,6 +13,7 @@ import { SquidProxy } from '../harness/proxies/squid/squid.ts';
 import type { ProxyUnderTest } from '../harness/proxies/types.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
 const squid = requireComponent(t, 'squid', squidProblem());
@@ -23,14 +24,14 @@ const SB_OPEN = 'sb-open.proxycheck.test:443';
 async function run(
   proxies: ProxyUnderTest[],
   profiles: string[],
-  labNet: number,
+  net: number,
   extra: { trustCorporateCa?: boolean; answerMs?: number } = {},
 ) {
   const report = await runMatrix({
     proxies,
     profiles,
     scenarios,
-    labNet,
+    labNet: net,
     trustCorporateCa: extra.trustCorporateCa ?? false,
     ...(extra.answerMs ? { timeouts: { answerMs: extra.answerMs } } : {}),
   });
@@ -81,7 +82,7 @@ t.test('chain-plain carries AMQP over WebSocket; chain-mitm only where inspectio
   const get = await run(
     [new ChainProxy(), new ChainProxy({ mitm: true })],
     ['servicebus', 'servicebus-open'],
-    179,
+    await labNet(t),
     {
       trustCorporateCa: true,
     },
@@ -103,7 +104,11 @@ t.test('chain-plain carries AMQP over WebSocket; chain-mitm only where inspectio
 });
 
 t.test('squid-default (process) carries AMQP over WebSocket on 443', squid, async (t) => {
-  const get = await run([new SquidProxy({ flavour: 'default', runtime: 'process' })], ['servicebus'], 179);
+  const get = await run(
+    [new SquidProxy({ flavour: 'default', runtime: 'process' })],
+    ['servicebus'],
+    await labNet(t),
+  );
   for (const c of ['connect', 'tls-interception', 'pinning'])
     t.equal(get('squid-default', SB, c)?.outcome, 'pass', `${c}: ${get('squid-default', SB, c)?.message}`);
   protocolPasses(t, get('squid-default', SB, 'protocol'));
@@ -144,7 +149,7 @@ t.test('proxies that break the protocol fail `protocol` with what each side saw'
       new ChainProxy({ mitm: true, tamper: cutAfterFirstFrame(), id: 'cuts-after-header' }),
     ],
     ['servicebus-open'],
-    179,
+    await labNet(t),
     { trustCorporateCa: true, answerMs: 1500 },
   );
   const stripped = get('strips-upgrade', SB_OPEN, 'protocol');

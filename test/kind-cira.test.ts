@@ -5,7 +5,7 @@
  * (whether or not the agent trusts the corporate CA); squid-default allows 443 and refuses the
  * Open AMT MPS port 4433; sloppy test proxies fail connect-response for each flaw, and a proxy
  * whose idle timeout is shorter than the keep-alive interval kills the tunnel.
- * Lab nets 180-184.
+ * Lab nets from test/helpers/lab-net.ts.
  */
 import { existsSync } from 'node:fs';
 import tls from 'node:tls';
@@ -19,6 +19,7 @@ import { SquidProxy } from '../harness/proxies/squid/squid.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { loadScenarios, SCENARIOS_DIR } from '../harness/scenarios.ts';
 import { testLab } from './helpers/fixtures.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 import { SloppyProxy } from './helpers/sloppy-proxy.ts';
 
@@ -46,7 +47,7 @@ t.test('chain-plain carries CIRA end to end; chain-mitm cannot carry the device 
     proxies: ['chain-plain', 'chain-mitm'],
     profiles: ['cira-both'],
     scenarios,
-    labNet: 180,
+    labNet: await labNet(t),
     timeScale: FAST,
   });
   const get = getter(report);
@@ -98,7 +99,7 @@ t.test(
       proxies: ['chain-mitm'],
       profiles: ['cira-443'],
       scenarios,
-      labNet: 181,
+      labNet: await labNet(t),
       timeScale: FAST,
       trustCorporateCa: true,
       timeouts: { answerMs: 5_000 },
@@ -132,7 +133,7 @@ t.test(
       proxies: [new SquidProxy({ flavour: 'default', runtime: 'process' })],
       profiles: ['cira-both'],
       scenarios,
-      labNet: 182,
+      labNet: await labNet(t),
       timeScale: FAST,
     });
     const get = getter(report);
@@ -168,7 +169,7 @@ t.test('sloppy CONNECT answers fail connect-response, each flaw quoted', async (
     proxies,
     profiles: ['cira-443'],
     scenarios,
-    labNet: 183,
+    labNet: await labNet(t),
     timeScale: FAST,
     timeouts: { tlsMs: 3_000 },
   });
@@ -217,7 +218,7 @@ t.test('a proxy idle timeout shorter than the keep-alive interval kills the tunn
     proxies: [short, long],
     profiles: ['cira-443'],
     scenarios,
-    labNet: 184,
+    labNet: await labNet(t),
     timeScale: 0.01,
   });
   const get = getter(report);
@@ -247,7 +248,7 @@ t.test('a proxy idle timeout shorter than the keep-alive interval kills the tunn
     proxies: [new SloppyProxy({ id: 'idle-2000ms', idleKillMs: 2_000 })],
     profiles: ['cira-443'],
     scenarios,
-    labNet: 184,
+    labNet: await labNet(t),
     timeScale: 0.01,
     idleSeconds: 0.9,
   });
@@ -298,7 +299,7 @@ t.test('APF codec: every message of the subset round-trips, also fed one byte at
 });
 
 t.test('the apf origin really checks the device certificate', async (t) => {
-  const { lab, pki } = await testLab(t, 183, [
+  const { lab, pki } = await testLab(t, await labNet(t), [
     { host: HOST, ports: [{ port: 4433, transport: 'tls', mtls: true, service: 'apf' }] },
   ]);
   const address = lab.addressOf(HOST) ?? '';
@@ -355,7 +356,7 @@ t.test(
     const report = await runMatrix({
       proxies: ['chain-plain'],
       profiles: ['vpro-cira'],
-      labNet: 184,
+      labNet: await labNet(t),
       timeScale: FAST,
     });
     const get = getter(report);

@@ -8,6 +8,7 @@ import { SquidProxy } from '../harness/proxies/squid/squid.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
 import { MisbehavingForwardProxy } from './helpers/forward-proxy.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
 const scenarios = loadScenarios({
@@ -29,7 +30,7 @@ t.test('forwarded HTTP through proxy-chain and misbehaving forwarders', async (t
     ],
     profiles: ['forward'],
     scenarios,
-    labNet: 187,
+    labNet: await labNet(t),
   });
   const plain = get(report, 'chain-plain', FORWARD, 'payload');
   t.equal(get(report, 'chain-plain', FORWARD, 'forward')?.outcome, 'pass');
@@ -77,7 +78,7 @@ t.test('binary streams through proxy-chain: plain tunnels them, mitm breaks them
     proxies: ['chain-plain', 'chain-mitm'],
     profiles: ['streams'],
     scenarios,
-    labNet: 188,
+    labNet: await labNet(t),
   });
   for (const ep of [
     'agent.proxycheck.test:13000',
@@ -111,7 +112,7 @@ t.test(
       proxies: [new SquidProxy({ flavour: 'default', runtime: 'process' })],
       profiles: ['forward', 'streams'],
       scenarios,
-      labNet: 189,
+      labNet: await labNet(t),
     });
     const id = 'squid-default';
     t.equal(get(report, id, FORWARD, 'forward')?.outcome, 'pass');

@@ -15,6 +15,7 @@ import { runMatrix } from '../harness/runner/run.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
 import { withCredentials } from './helpers/adapters.ts';
 import { KillingProxy, unreachableProxy } from './helpers/killing-proxy.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
 const squid = requireComponent(t, 'squid', squidProblem());
@@ -24,12 +25,12 @@ const TIME_SCALE = 0.02;
 const RAS = 'ras.proxycheck.test:443';
 const RAS_OPEN = 'ras-open.proxycheck.test:443';
 
-async function run(proxies: ProxyUnderTest[], profiles: string[], labNet: number, trustCorporateCa = false) {
+async function run(proxies: ProxyUnderTest[], profiles: string[], net: number, trustCorporateCa = false) {
   const report = await runMatrix({
     proxies,
     profiles,
     scenarios,
-    labNet,
+    labNet: net,
     timeScale: TIME_SCALE,
     trustCorporateCa,
   });
@@ -44,7 +45,12 @@ async function run(proxies: ProxyUnderTest[], profiles: string[], labNet: number
 }
 
 t.test('chain-plain carries the whole session; chain-mitm refuses the must-not-inspect host', async (t) => {
-  const get = await run([new ChainProxy(), new ChainProxy({ mitm: true })], ['ras', 'ras-open'], 175, true);
+  const get = await run(
+    [new ChainProxy(), new ChainProxy({ mitm: true })],
+    ['ras', 'ras-open'],
+    await labNet(t),
+    true,
+  );
 
   const plain = (c: string) => get('chain-plain', RAS, c);
   t.equal(plain('connect')?.outcome, 'pass');
@@ -97,7 +103,11 @@ t.test('chain-plain carries the whole session; chain-mitm refuses the must-not-i
 });
 
 t.test('squid-default (process) tunnels 443: the session passes', squid, async (t) => {
-  const get = await run([new SquidProxy({ flavour: 'default', runtime: 'process' })], ['ras'], 176);
+  const get = await run(
+    [new SquidProxy({ flavour: 'default', runtime: 'process' })],
+    ['ras'],
+    await labNet(t),
+  );
   for (const c of ['connect', 'tls-interception', 'pinning', 'protocol', 'payload', 'tunnel-keepalive'])
     t.equal(get('squid-default', RAS, c)?.outcome, 'pass', `${c}: ${get('squid-default', RAS, c)?.message}`);
   t.equal(get('squid-default', RAS, 'fallback')?.outcome, 'skip');
@@ -107,7 +117,7 @@ t.test(
   'a proxy that ends tunnels after 500 ms fails tunnel-keepalive with when and after what',
   async (t) => {
     const proxy = new KillingProxy('lifetime-500', { lifetimeMs: 500 });
-    const get = await run([proxy], ['ras'], 177);
+    const get = await run([proxy], ['ras'], await labNet(t));
     const keep = get('lifetime-500', RAS, 'tunnel-keepalive');
     t.equal(keep?.outcome, 'fail');
     t.match(
@@ -138,7 +148,7 @@ t.test(
   'a proxy with a 300 ms idle timeout: fine at a 100 ms cadence, kills a session quiet for 600 ms',
   async (t) => {
     const proxy = new KillingProxy('idle-300', { idleMs: 300 });
-    const get = await run([proxy], ['ras', 'ras-sparse'], 177);
+    const get = await run([proxy], ['ras', 'ras-sparse'], await labNet(t));
     t.equal(
       get('idle-300', RAS, 'tunnel-keepalive', 'ras')?.outcome,
       'pass',
@@ -158,7 +168,8 @@ t.test(
 
 t.test('unreachable proxy: the agent falls back to auto detect and the session runs direct', async (t) => {
   const proxy = unreachableProxy();
-  const get = await run([proxy], ['ras'], 178);
+  const net = await labNet(t);
+  const get = await run([proxy], ['ras'], net);
   const connect = get('unreachable', RAS, 'connect');
   t.equal(connect?.outcome, 'fail', 'the proxy really was unreachable');
   t.match(connect?.message, /ECONNREFUSED/);
@@ -167,7 +178,7 @@ t.test('unreachable proxy: the agent falls back to auto detect and the session r
   t.match(
     fallback?.message,
     new RegExp(
-      `^proxy unreachable \\(ECONNREFUSED 127\\.0\\.0\\.1:${proxy.port}\\); auto-detect route reached ras\\.proxycheck\\.test:443 at 127\\.178\\.\\d+\\.\\d+ and the session worked`,
+      `^proxy unreachable \\(ECONNREFUSED 127\\.0\\.0\\.1:${proxy.port}\\); auto-detect route reached ras\\.proxycheck\\.test:443 at 127\\.${net}\\.\\d+\\.\\d+ and the session worked`,
     ),
   );
   t.match(fallback?.evidence, { route: 'direct (auto detect)', sessionWorked: true });
@@ -186,7 +197,7 @@ t.test('a reachable proxy that refuses (407) is no reason to fall back', async (
   const get = await run(
     [withCredentials(new ChainProxy({ auth: true }), 'auth-wrong', { username: 'agent', password: 'nope' })],
     ['ras'],
-    178,
+    await labNet(t),
   );
   t.equal(get('auth-wrong', RAS, 'connect')?.outcome, 'fail');
   const fallback = get('auth-wrong', RAS, 'fallback');

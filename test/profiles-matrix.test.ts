@@ -11,6 +11,7 @@ import type { CheckResult } from '../harness/model.ts';
 import { SquidProxy } from '../harness/proxies/squid/squid.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
 const set = loadScenarios();
@@ -37,7 +38,7 @@ t.test('all profiles through chain-plain and chain-mitm', { timeout: 300_000 }, 
     proxies: ['chain-plain', 'chain-mitm'],
     profiles: ['all'],
     scenarios: set,
-    labNet: 185,
+    labNet: await labNet(t),
   });
   const find = finder(report.results);
   t.same(new Set(report.results.map((r) => r.profile)), new Set(everyProfile), 'every profile ran');
@@ -85,7 +86,7 @@ t.test(
       ),
       profiles: ['all'],
       scenarios: set,
-      labNet: 186,
+      labNet: await labNet(t),
     });
     const find = finder(report.results);
     t.same(unexpected(report.results), [], 'every result matches its expectation');

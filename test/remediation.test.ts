@@ -27,6 +27,7 @@ import { runMatrix } from '../harness/runner/run.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
 import { withCredentials } from './helpers/adapters.ts';
 import { fixtureScenarios } from './helpers/fixtures.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
 // many CLI runs and real proxies: on a loaded 2-core machine this takes minutes
@@ -91,7 +92,7 @@ t.test('real runs', { ...opts, timeout: 180_000 }, async (t) => {
     ],
     profiles: ['odd-port', 'unpinned', 'pinned'],
     scenarios,
-    labNet: 168,
+    labNet: await labNet(t),
   });
   rem = new Map(buildRemediation(report, { scenarios }).map((r) => [r.proxy, r]));
   t.same([...rem.keys()].sort(), ['chain-mitm', 'squid-auth-wrong', 'squid-bump', 'squid-default']);
@@ -303,7 +304,12 @@ t.test('an intercepting proxy: untrusted re-signing and broken non-TLS tunnels a
   const scenarios = loadScenarios({
     dir: fileURLToPath(new URL('../fixtures/scenarios-streams/', import.meta.url)),
   });
-  const report = await runMatrix({ proxies: ['chain-mitm'], profiles: ['streams'], scenarios, labNet: 164 });
+  const report = await runMatrix({
+    proxies: ['chain-mitm'],
+    profiles: ['streams'],
+    scenarios,
+    labNet: await labNet(t),
+  });
   const [rem] = buildRemediation(report, { scenarios });
   t.ok(rem, 'chain-mitm has something to fix');
   // 13000 speaks its own protocol inside TLS: re-signed (the catalog allows it: warn) and refused;
@@ -356,7 +362,7 @@ t.test(
       proxies: [new SquidProxy({ flavour: 'bump', runtime: 'process' })],
       profiles: ['streams'],
       scenarios,
-      labNet: 164,
+      labNet: await labNet(t),
     });
     for (const port of [2222, 443])
       t.equal(payload(before, port)?.outcome, 'fail', `${port} broken by the bump`);
@@ -393,7 +399,7 @@ t.test(
       ],
       profiles: ['streams'],
       scenarios,
-      labNet: 164,
+      labNet: await labNet(t),
     });
     t.match(
       conf,
@@ -418,7 +424,7 @@ t.test('endpoint variants (host:port#name) are read as their host and port', asy
     proxies: ['chain-mitm'],
     profiles: ['vpro-cira'],
     scenarios,
-    labNet: 164,
+    labNet: await labNet(t),
   });
   t.ok(
     report.results.some((r) => r.endpoint === 'iagent.flexxible.com:4433#open-amt-mps'),

@@ -6,6 +6,7 @@ import t from 'tap';
 import { SetupError } from '../harness/errors.ts';
 import { startSquidContainer } from '../harness/proxies/squid/container.ts';
 import { runMatrix } from '../harness/runner/run.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { containerEngineProblem, requireComponent } from './helpers/requirements.ts';
 import { assertFleetVerdicts, brokenLaunch, containersLabelled, FLEET } from './helpers/squid-fleet.ts';
 
@@ -22,7 +23,7 @@ t.test(
       proxies: FLEET,
       profiles: ['flexxagent'],
       runtime: 'container',
-      labNet: 124,
+      labNet: await labNet(t),
       onResult: () => {
         for (const id of containersLabelled(ours)) seen.add(id);
       },

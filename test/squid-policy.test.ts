@@ -8,6 +8,7 @@ import { SquidProxy } from '../harness/proxies/squid/squid.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { withCredentials } from './helpers/adapters.ts';
 import { fixtureScenarios } from './helpers/fixtures.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
 const opts = requireComponent(t, 'squid', squidProblem());
@@ -24,7 +25,7 @@ t.test(
       ],
       profiles: ['odd-port', 'unpinned'],
       scenarios,
-      labNet: 131,
+      labNet: await labNet(t),
     });
     const get = (proxy: string, endpoint: string, check: string) =>
       report.results.find((r) => r.proxy === proxy && r.endpoint === endpoint && r.check === check);
@@ -65,7 +66,7 @@ t.test(
       ],
       profiles: ['unpinned'],
       scenarios,
-      labNet: 132,
+      labNet: await labNet(t),
     });
     const wrong = report.results.find((r) => r.proxy === 'squid-auth-wrong' && r.check === 'connect');
     t.equal(wrong?.outcome, 'fail');

@@ -6,6 +6,7 @@ import t from 'tap';
 import { SetupError } from '../harness/errors.ts';
 import { startSquidProcess } from '../harness/proxies/squid/process.ts';
 import { runMatrix } from '../harness/runner/run.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 import { alive, assertFleetVerdicts, brokenLaunch, FLEET, squidChildrenOf } from './helpers/squid-fleet.ts';
 
@@ -20,7 +21,7 @@ t.test(
       proxies: FLEET,
       profiles: ['flexxagent'],
       runtime: 'process',
-      labNet: 121,
+      labNet: await labNet(t),
       onResult: () => {
         for (const pid of squidChildrenOf(process.pid)) seen.add(pid);
       },

@@ -8,12 +8,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { SQUID_READY } from '../harness/proxies/squid/config.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { containerEngineProblem, requireComponent, squidProblem } from './helpers/requirements.ts';
 import { alive, containersLabelled, squidChildrenOf } from './helpers/squid-fleet.ts';
 
 const BIN = fileURLToPath(new URL('../bin/proxycheck.js', import.meta.url));
 
-function startRun(runtime: string, labNet: number): { child: ChildProcess; output: () => string } {
+/** `proxycheck run` of two squids on a lab net of its own; killed, if still running, when `t` ends. */
+async function startRun(t: Test, runtime: string): Promise<{ child: ChildProcess; output: () => string }> {
+  const net = await labNet(t);
   const child = spawn(
     process.execPath,
     [
@@ -26,15 +29,18 @@ function startRun(runtime: string, labNet: number): { child: ChildProcess; outpu
       '--runtime',
       runtime,
       '--lab-net',
-      String(labNet),
+      String(net),
     ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
   child.stdout?.on('data', (d) => (out += d));
   child.stderr?.on('data', (d) => (out += d));
-  t.teardown(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  t.teardown(async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await gone; // its lab is closed before the net is released
   });
   return { child, output: () => out };
 }
@@ -115,7 +121,7 @@ t.test(
   'container runtime',
   { ...requireComponent(t, 'a container engine', await containerEngineProblem()), timeout: 600_000 },
   async (t) => {
-    const { child, output } = startRun('container', 127);
+    const { child, output } = await startRun(t, 'container');
     const labels = { proxycheck: '1', 'proxycheck.pid': String(child.pid) };
     // running containers only (docker ps without -a): squid is up; allow for a first image build
     const up = await until('a ready squid container of that run', 540_000, child, () =>
@@ -134,7 +140,7 @@ t.test(
   'process runtime',
   { ...requireComponent(t, 'squid', squidProblem()), timeout: 120_000 },
   async (t) => {
-    const { child, output } = startRun('process', 128);
+    const { child, output } = await startRun(t, 'process');
     // up: its pid file exists and its cache.log (both in the instance directory named on its
     // command line) has the readiness line
     const pids = await until('a ready squid process of that run', 60_000, child, () =>

@@ -16,17 +16,18 @@ import type { CheckResult, RunReport } from '../harness/model.ts';
 import { ChainProxy, chainMitm, chainPlain } from '../harness/proxies/chain.ts';
 import { cli } from './helpers/cli.ts';
 import { startProxy, testLab } from './helpers/fixtures.ts';
+import { labNet } from './helpers/lab-net.ts';
 
 // many CLI runs and real proxies: on a loaded 2-core machine this takes minutes
 t.setTimeout(400_000);
 
-const NET = 165;
 const LIVE = fileURLToPath(new URL('../fixtures/live/', import.meta.url));
 const RESULT_SCHEMA = JSON.parse(
   readFileSync(new URL('../scenarios/schema/result.schema.json', import.meta.url), 'utf8'),
 );
 
-const { lab, runDir, pki } = await testLab(t, NET, [
+// one lab for the whole file, on a net held until the file ends
+const { lab, runDir, pki } = await testLab(t, await labNet(t), [
   { host: 'open.live.test', ports: [{ port: 443, transport: 'https' }] },
   { host: 'nobump.live.test', ports: [{ port: 443, transport: 'https' }] },
   { host: 'pinned.live.test', ports: [{ port: 443, transport: 'https' }] },
