@@ -4,7 +4,7 @@
  *  - `mqtt-ws` (FlexxAgent → Azure IoT Hub): WebSocket upgrade with the `mqtt` subprotocol inside
  *    the verified TLS tunnel, IoT Hub identity, telemetry routed back as cloud-to-device messages.
  *  - `mqtt` (ESET push): MQTT over TLS on 8883, failing over to 443.
- * Fixture scenarios: fixtures/scenarios-mqtt (lab nets 170–174).
+ * Fixture scenarios: fixtures/scenarios-mqtt.
  */
 import { randomBytes } from 'node:crypto';
 import tls from 'node:tls';
@@ -16,7 +16,9 @@ import { ChainProxy } from '../harness/proxies/chain.ts';
 import { SquidProxy } from '../harness/proxies/squid/squid.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
+import { resultsPerProxy } from './helpers/counts.ts';
 import { testLab } from './helpers/fixtures.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 import { TlsCuttingProxy } from './helpers/tls-cutting-proxy.ts';
 
@@ -43,11 +45,15 @@ t.test('chain-plain: both kinds complete; chain-mitm: pinned and untrusted agent
     proxies: ['chain-plain', 'chain-mitm'],
     profiles: PROFILES,
     scenarios,
-    labNet: 170,
+    labNet: await labNet(t),
   });
   const get = finder(report.results);
   const plain = report.results.filter((r) => r.proxy === 'chain-plain');
-  t.equal(plain.length, 5 + 5 + 6, 'mqtt-ws reports 5 checks per exchange, mqtt with failover 6');
+  t.equal(
+    plain.length,
+    resultsPerProxy(scenarios, PROFILES),
+    'every check the mqtt-ws and mqtt kinds list, for each exchange',
+  );
   for (const r of plain) t.ok(r.matched, `${r.endpoint} ${r.check}: ${r.outcome} (${r.message})`);
 
   for (const ep of [IOT, IOT_OPEN]) {
@@ -102,7 +108,7 @@ t.test(
       proxies: ['chain-mitm'],
       profiles: PROFILES,
       scenarios,
-      labNet: 171,
+      labNet: await labNet(t),
       trustCorporateCa: true,
     });
     const get = finder(report.results);
@@ -132,7 +138,7 @@ t.test(
       proxies: [new SquidProxy({ flavour: 'default', runtime: 'process' })],
       profiles: ['iothub', 'push'],
       scenarios,
-      labNet: 172,
+      labNet: await labNet(t),
     });
     const get = finder(report.results);
     const connect = get('squid-default', PUSH, 'connect');
@@ -172,7 +178,7 @@ t.test('proxies that break the protocol make `protocol` fail', async (t) => {
     proxies: [cutting, noUpgrade],
     profiles: ['iothub-open', 'push'],
     scenarios,
-    labNet: 173,
+    labNet: await labNet(t),
     trustCorporateCa: true,
   });
   const get = finder(report.results);
@@ -207,7 +213,9 @@ t.test('proxies that break the protocol make `protocol` fail', async (t) => {
 
 t.test('lab broker: IoT Hub identity and the mqtt subprotocol are enforced', async (t) => {
   const host = 'iothub-check.proxycheck.test';
-  const { lab, pki } = await testLab(t, 174, [{ host, ports: [{ port: 443, transport: 'https' }] }]);
+  const { lab, pki } = await testLab(t, await labNet(t), [
+    { host, ports: [{ port: 443, transport: 'https' }] },
+  ]);
   const address = lab.addressOf(host) ?? '';
   const open = (protocols: string[]) =>
     new Promise<WebSocket>((resolve, reject) => {
