@@ -19,21 +19,21 @@ import { waitForListening } from '../harness/proxies/toolkit/ready.ts';
 import { insertSquidLines } from '../harness/report/remediation.ts';
 import { cli } from './helpers/cli.ts';
 import { FIXTURE_SCENARIOS, fixtureScenarios } from './helpers/fixtures.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
 // many CLI runs and real proxies: on a loaded 2-core machine this takes minutes
 t.setTimeout(400_000);
 
-const NET = 167;
 const opts = requireComponent(t, 'squid', squidProblem());
 const READY_MS = 20_000;
 const STOP_MS = 10_000;
 
-/** Every fixture host at its lab address (the documented scheme `proxycheck lab hosts` prints). */
-function hostsFile(): string {
+/** Every fixture host at its address on lab net `net` (the scheme `proxycheck lab hosts` prints). */
+function hostsFile(net: number): string {
   const lines = new Set<string>();
   for (const c of fixtureScenarios().catalogs.values())
-    for (const e of c.endpoints) lines.add(`${labAddress(e.host, NET)}\t${e.host}`);
+    for (const e of c.endpoints) lines.add(`${labAddress(e.host, net)}\t${e.host}`);
   return [...lines].join('\n') + '\n';
 }
 
@@ -70,15 +70,22 @@ const STOCK_POLICY = [
   'http_access deny CONNECT !SSL_ports',
 ];
 
-/** Writes squid.conf (from `make(dir, port)`) and starts squid -N on it; always killed in teardown. */
-async function startSquid(t: Test, make: (dir: string, port: number) => string): Promise<HandSquid> {
+/**
+ * Writes squid.conf (from `make(dir, port)`) and a hosts file for lab net `net`, and starts
+ * squid -N on them; always killed in teardown.
+ */
+async function startSquid(
+  t: Test,
+  net: number,
+  make: (dir: string, port: number) => string,
+): Promise<HandSquid> {
   const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-handsquid-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   chmodSync(dir, 0o755);
   for (const d of ['run', 'logs']) mkdirSync(join(dir, d));
   const proxyUser = process.getuid?.() === 0 ? localUser('proxy') : undefined;
   if (proxyUser) for (const d of ['run', 'logs']) chownSync(join(dir, d), proxyUser.uid, proxyUser.gid);
-  writeFileSync(join(dir, 'hosts'), hostsFile());
+  writeFileSync(join(dir, 'hosts'), hostsFile(net));
   const port = await pickPort();
   const conf = make(dir, port) + '\n';
   writeFileSync(join(dir, 'squid.conf'), conf);
@@ -141,12 +148,13 @@ function gone(pid: number | undefined): boolean {
   }
 }
 
-async function validate(t: Test, args: string[]) {
+/** `proxycheck validate` of the fixture scenarios, its lab on net `net`. */
+async function validate(t: Test, net: number, args: string[]) {
   const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-vsquid-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const json = join(dir, 'report.json');
   const r = await cli(
-    ['validate', '--scenarios', FIXTURE_SCENARIOS, '--lab-net', String(NET), '--json', json, ...args],
+    ['validate', '--scenarios', FIXTURE_SCENARIOS, '--lab-net', String(net), '--json', json, ...args],
     { timeoutMs: 150_000 },
   );
   let report: RunReport | undefined;
@@ -162,10 +170,12 @@ t.test(
   'a stock-policy squid refuses 13000 with 403; the printed fix makes it pass',
   { ...opts, timeout: 240_000 },
   async (t) => {
-    const squid = await startSquid(t, (dir, port) =>
+    // one net for the test: both squids' hosts files and every validate run use it
+    const net = await labNet(t);
+    const squid = await startSquid(t, net, (dir, port) =>
       baseConf(dir, port, [...STOCK_POLICY, 'http_access allow localhost', 'http_access deny all']),
     );
-    const r = await validate(t, ['--proxy', squid.url, '--profiles', 'odd-port,unpinned']);
+    const r = await validate(t, net, ['--proxy', squid.url, '--profiles', 'odd-port,unpinned']);
     t.equal(r.code, 1, r.stderr);
     const refused = r.report?.results.find(
       (x) => x.endpoint === 'odd-port.proxycheck.test:13000' && x.check === 'connect',
@@ -195,14 +205,14 @@ t.test(
     t.match(r.stdout, /\n {4}acl SSL_ports port 13000\n/);
 
     // apply the printed lines where the advice says, restart, validate again
-    const fixed = await startSquid(t, (dir, port) =>
+    const fixed = await startSquid(t, net, (dir, port) =>
       insertSquidLines(
         baseConf(dir, port, [...STOCK_POLICY, 'http_access allow localhost', 'http_access deny all']),
         rem?.squidConf ?? [],
       ),
     );
     t.match(fixed.conf, /^acl SSL_ports port 443\nacl SSL_ports port 13000\n/m);
-    const again = await validate(t, ['--proxy', fixed.url, '--profiles', 'odd-port,unpinned']);
+    const again = await validate(t, net, ['--proxy', fixed.url, '--profiles', 'odd-port,unpinned']);
     t.equal(again.code, 0, again.stdout);
     t.notMatch(again.stdout, /Remediation/);
     await stopSquid(squid.child);
@@ -215,7 +225,9 @@ t.test(
   'a squid with basic auth: a wrong password gives a 407 verdict, the right one passes',
   { ...opts, timeout: 240_000 },
   async (t) => {
-    const squid = await startSquid(t, (dir, port) => {
+    // one net for the test: both squids' hosts files and every validate run use it
+    const net = await labNet(t);
+    const squid = await startSquid(t, net, (dir, port) => {
       writeFileSync(join(dir, 'htpasswd'), htpasswdLine('agent', 'right-pass'), { mode: 0o644 });
       return baseConf(dir, port, [
         ...STOCK_POLICY,
@@ -227,7 +239,7 @@ t.test(
         'http_access deny all',
       ]);
     });
-    const wrong = await validate(t, [
+    const wrong = await validate(t, net, [
       '--proxy',
       squid.url,
       '--proxy-user',
@@ -246,7 +258,7 @@ t.test(
     t.same(wrong.report?.remediation?.[0]?.squidConf, [], 'no http_access line offered');
     t.match(wrong.stdout, /Give the agents proxy credentials/);
     t.notMatch(wrong.stdout + wrong.stderr, /wrong-pass|right-pass/, 'passwords never printed');
-    const right = await validate(t, [
+    const right = await validate(t, net, [
       '--proxy',
       `http://agent:right-pass@127.0.0.1:${squid.port}`,
       '--profiles',
