@@ -1,10 +1,17 @@
 /**
  * How many results a run reports, derived from the scenario data rather than written down: every
- * exchange of every profile run reports the checks its kind lists (kindOf(x).checks(x)), once per
- * proxy.
+ * exchange of every profile run reports the checks its kind lists (kindOf(x).checks(x)) and those
+ * of the route policies it declares (`failover` → failover, `fallbackDirect` → fallback; counted
+ * once whether the kind lists them itself or the runner adds them), once per proxy.
  */
 import { kindOf } from '../../harness/agent/kinds/index.ts';
-import type { ScenarioSet } from '../../harness/scenarios.ts';
+import type { ProfileExchange, ScenarioSet } from '../../harness/scenarios.ts';
+
+/** The checks one exchange reports. */
+export function exchangeChecks(x: ProfileExchange): Set<string> {
+  const policies = [...(x.failover ? ['failover'] : []), ...(x.fallbackDirect ? ['fallback'] : [])];
+  return new Set([...kindOf(x).checks(x), ...policies]);
+}
 
 /** Results one proxy reports for `profiles` (ids; every profile of the set when omitted). */
 export function resultsPerProxy(set: ScenarioSet, profiles?: string[]): number {
@@ -13,7 +20,7 @@ export function resultsPerProxy(set: ScenarioSet, profiles?: string[]): number {
   for (const id of ids) {
     const profile = set.profiles.get(id);
     if (!profile) throw new Error(`no profile "${id}" in the scenarios`);
-    for (const x of profile.exchanges) n += kindOf(x).checks(x).length;
+    for (const x of profile.exchanges) n += exchangeChecks(x).size;
   }
   return n;
 }
