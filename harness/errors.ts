@@ -39,6 +39,22 @@ export class SetupError extends ProxycheckError {
   }
 }
 
+/**
+ * A bug in proxycheck itself, found while judging (our own lab's answer arrived intact but could
+ * not be read, say). The runner turns it into `harness_fail`, never into a proxy `fail`.
+ */
+export class HarnessError extends ProxycheckError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('PC_HARNESS', message, options);
+    this.name = 'HarnessError';
+  }
+}
+
+/** Rethrows our own bugs so a kind's catch-all around proxy traffic cannot turn them into a `fail`. */
+export function rethrowHarness(err: unknown): void {
+  if (err instanceof HarnessError) throw err;
+}
+
 export function errorMessage(err: unknown): string {
   if (err instanceof ProxycheckError) return err.message;
   if (err instanceof Error) {

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
+import { exchangeProblem, registeredKinds } from './agent/kinds/index.ts';
+import { isCheck } from './checks/index.ts';
 import { UsageError } from './errors.ts';
 import type { Outcome } from './model.ts';
 
@@ -51,19 +53,6 @@ export interface ProfileRequest {
   bytes?: number;
 }
 
-export const EXCHANGE_KINDS = [
-  'https',
-  'http-forward',
-  'websocket',
-  'mqtt-ws',
-  'amqp-ws',
-  'mqtt',
-  'tls-stream',
-  'tcp-stream',
-  'cira',
-] as const;
-export type ExchangeKindId = (typeof EXCHANGE_KINDS)[number];
-
 /** A long-lived exchange. Durations are real seconds; the runner multiplies them by --time-scale. */
 export interface SessionSpec {
   seconds?: number;
@@ -76,8 +65,8 @@ export interface SessionSpec {
 }
 
 export interface ProfileExchange {
-  /** What the agent speaks to this endpoint (default https). */
-  kind?: ExchangeKindId;
+  /** What the agent speaks to this endpoint (default https): an exchange kind's id. */
+  kind?: string;
   catalog: string;
   host: string;
   port: number;
@@ -96,6 +85,9 @@ export interface ProfileExchange {
   strictConnect?: boolean;
   fallbackDirect?: boolean;
   instances?: number;
+  /** `probe` (validate --origins live): the catalog row's transport, and flags the row still needs. */
+  transport?: CatalogEndpoint['transport'];
+  missing?: string[];
 }
 
 export interface Profile {
@@ -151,7 +143,12 @@ export function validate<T>(schemaName: string, data: unknown, where: string): T
   return data as T;
 }
 
-function loadDir<T>(sub: string, schemaName: string, dir = SCENARIOS_DIR): T[] {
+/** The files of one scenario folder, each validated against its schema, with where it came from. */
+function loadFiles<T>(
+  sub: string,
+  schemaName: string,
+  dir = SCENARIOS_DIR,
+): Array<{ file: string; data: T }> {
   const path = join(dir, sub);
   return readdirSync(path)
     .filter((f) => f.endsWith('.yaml') || f.endsWith('.yml'))
@@ -164,14 +161,60 @@ function loadDir<T>(sub: string, schemaName: string, dir = SCENARIOS_DIR): T[] {
       } catch (err) {
         throw new UsageError(`${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
       }
-      return validate<T>(schemaName, data, file);
+      return { file, data: validate<T>(schemaName, data, file) };
     });
+}
+
+function loadDir<T>(sub: string, schemaName: string, dir = SCENARIOS_DIR): T[] {
+  return loadFiles<T>(sub, schemaName, dir).map((f) => f.data);
+}
+
+/** Each exchange against its kind's option schema: an option the kind does not take is an error. */
+function checkExchanges(files: Array<{ file: string; data: Profile }>): void {
+  const defs = (
+    JSON.parse(readFileSync(join(SCENARIOS_DIR, 'schema', 'profile.schema.json'), 'utf8')) as {
+      $defs: Record<string, unknown>;
+    }
+  ).$defs;
+  for (const { file, data } of files) {
+    data.exchanges.forEach((x, i) => {
+      const problem = exchangeProblem(x as unknown as Record<string, unknown>, defs);
+      if (problem) throw new UsageError(`${file}: /exchanges/${i}${problem}`);
+    });
+  }
+}
+
+/**
+ * Every name in an expectation rule must exist: a rule naming a check, kind, profile or proxy that
+ * does not would be silently dead.
+ */
+function checkExpectations(
+  files: Array<{ file: string; data: Expectations }>,
+  profiles: Map<string, Profile>,
+): void {
+  const many = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+  const kinds = registeredKinds();
+  for (const { file, data } of files) {
+    data.rules.forEach((r, i) => {
+      const at = `${file}: /rules/${i}/match`;
+      for (const c of many(r.match.check))
+        if (!isCheck(c)) throw new UsageError(`${at}/check "${c}" is not a check`);
+      for (const k of many(r.match.kind))
+        if (!kinds.includes(k))
+          throw new UsageError(`${at}/kind "${k}" is not an exchange kind (known: ${kinds.join(', ')})`);
+      for (const p of many(r.match.profile))
+        if (!profiles.has(p))
+          throw new UsageError(`${at}/profile "${p}" is not a profile in this scenario set`);
+    });
+  }
 }
 
 export interface ScenarioSet {
   catalogs: Map<string, Catalog>;
   profiles: Map<string, Profile>;
   expectations: Map<string, Expectations>;
+  /** The file each proxy's expectations came from (for errors naming it). */
+  expectationFiles?: Map<string, string>;
   /** The value that replaces `{tenant}` in catalog hosts. */
   tenant: string;
   /** Host parameter values given by the user (`{name}` → value); they win over lab defaults. */
@@ -188,12 +231,16 @@ export function loadScenarios(
   const dir = opts.dir ?? SCENARIOS_DIR;
   const catalogs = loadDir<Catalog>('catalogs', 'catalog', dir);
   const parameters = checkCatalogs(catalogs);
+  const profileFiles = loadFiles<Profile>('profiles', 'profile', dir);
+  checkExchanges(profileFiles);
+  const profiles = new Map(profileFiles.map(({ data: p }) => [p.id, p]));
+  const expectationFiles = loadFiles<Expectations>('expectations', 'expectations', dir);
+  checkExpectations(expectationFiles, profiles);
   const set: ScenarioSet = {
     catalogs: new Map(catalogs.map((c) => [c.id, c])),
-    profiles: new Map(loadDir<Profile>('profiles', 'profile', dir).map((p) => [p.id, p])),
-    expectations: new Map(
-      loadDir<Expectations>('expectations', 'expectations', dir).map((e) => [e.proxy, e]),
-    ),
+    profiles,
+    expectations: new Map(expectationFiles.map(({ data: e }) => [e.proxy, e])),
+    expectationFiles: new Map(expectationFiles.map(({ file, data: e }) => [e.proxy, file])),
     tenant: opts.tenant ?? DEFAULT_LAB_TENANT,
     params: checkParams(opts.params ?? {}, parameters),
     parameters,
@@ -323,7 +370,12 @@ export function catalogRow(set: ScenarioSet, x: ProfileExchange): CatalogEndpoin
   // A profile exchange is TCP: a UDP row on the same host and port (Kaspersky 13000) is another row.
   const row = set.catalogs
     .get(x.catalog)
-    ?.endpoints.find((e) => e.host === x.host && e.port === x.port && e.transport !== 'udp');
+    ?.endpoints.find(
+      (e) =>
+        e.host === x.host &&
+        e.port === x.port &&
+        (x.transport ? e.transport === x.transport : e.transport !== 'udp'),
+    );
   if (!row) throw new UsageError(`${x.host}:${x.port} is not in catalog ${x.catalog}`);
   return row;
 }
@@ -344,6 +396,19 @@ export interface ExpectationKey {
   kind?: string;
   mustNotInspect?: boolean;
   pinned?: boolean;
+}
+
+/**
+ * Every expectation file must be about a proxy the run knows (`known`: the ids proxycheck can
+ * start, plus the run's own adapters): one about a misspelt proxy would be silently dead.
+ */
+export function checkExpectationProxies(set: ScenarioSet, known: string[]): void {
+  for (const proxy of set.expectations.keys()) {
+    if (!known.includes(proxy)) {
+      const file = set.expectationFiles?.get(proxy) ?? `expectations for ${proxy}`;
+      throw new UsageError(`${file}: /proxy "${proxy}" is not a proxy (known: ${known.join(', ')})`);
+    }
+  }
 }
 
 /** The first matching rule wins; no rule means `fallback` (`pass`, or `skip` where a check does not apply). */

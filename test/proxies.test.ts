@@ -2,6 +2,7 @@ import t from 'tap';
 import { openTunnel, startTls } from '../harness/agent/tunnel.ts';
 import { CORPORATE_CA_CN } from '../harness/lab/pki.ts';
 import { ChainProxy } from '../harness/proxies/chain.ts';
+import { basicAuth, proxyAuthFor } from '../harness/route/auth.ts';
 import { https443, startProxy, testLab } from './helpers/fixtures.ts';
 import { labNet } from './helpers/lab-net.ts';
 
@@ -46,12 +47,15 @@ t.test('chain-auth answers 407 without or with wrong credentials, 200 with the r
   const challenge = none.answer?.headers.find(([k]) => k.toLowerCase() === 'proxy-authenticate');
   t.match(challenge?.[1], /^Basic realm="proxycheck"/);
   const wrong = await openTunnel({
-    proxy: { host: p.host, port: p.port, credentials: { username: 'agent', password: 'wrong' } },
+    proxy: { host: p.host, port: p.port, auth: basicAuth({ username: 'agent', password: 'wrong' }) },
     target: { host: HOST, port: 443 },
   });
   t.equal(wrong.answer?.statusCode, 407);
   t.notMatch(wrong.requestHead, /d3Jvbmc/, 'the password never appears in evidence');
-  const right = await openTunnel({ proxy: p, target: { host: HOST, port: 443 } });
+  const right = await openTunnel({
+    proxy: { host: p.host, port: p.port, auth: proxyAuthFor(p.credentials) },
+    target: { host: HOST, port: 443 },
+  });
   t.ok(right.ok);
   if (right.ok) right.socket.destroy();
 });

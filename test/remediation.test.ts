@@ -144,13 +144,14 @@ t.test(
       r?.squidConf.some((l) => l.includes('open.proxycheck.test')),
       'open.proxycheck.test was inspected (warn) but may be: not listed',
     );
-    // without the catalog, a host failing both checks is known to be must-not-inspect, not pinned
+    // without the catalog the evidence still says so: an interception verdict carries the row's
+    // pinned and must-not-inspect flags
     const bare = buildRemediation(report as RunReport).find((x) => x.proxy === 'squid-bump');
     t.same(
       bare?.noInspect.map((n) => [n.host, n.pinned]),
-      [['pinned.proxycheck.test', false]],
+      [['pinned.proxycheck.test', true]],
     );
-    t.match(bare?.text.join('\n'), 'pinned.proxycheck.test (vendor: must not be inspected)');
+    t.match(bare?.text.join('\n'), 'pinned.proxycheck.test (pinned)');
     t.same(bare?.squidConf, r?.squidConf, 'the same squid lines either way');
     const p = await parses('bump', r?.squidConf ?? []);
     t.equal(p.status, 0, 'squid -k parse exits 0');

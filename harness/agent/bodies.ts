@@ -1,5 +1,6 @@
 /** Deterministic request bodies and head comparison shared by the exchange kinds. */
-import { sourceBytes } from '../lab/lab.ts';
+import { errorMessage, HarnessError } from '../errors.ts';
+import { sha256, sourceBytes } from '../lab/lab.ts';
 
 /** A JSON report body of exactly `bytes` bytes, deterministic per request name. */
 export function reportBody(name: string, bytes: number): Buffer {
@@ -25,4 +26,22 @@ export function firstDifference(sent: string, received: string): string {
     }
   }
   return 'heads differ';
+}
+
+/**
+ * Our lab's JSON answer. When it does not parse, the digest the origin declared for it tells whose
+ * fault that is: intact bytes that are not JSON are our bug (HarnessError, `harness_fail`);
+ * altered bytes are the proxy's doing (a plain Error the kind judges as a payload failure).
+ */
+export function labJson<T>(body: Buffer, declaredSha256: string, what: string): T {
+  try {
+    return JSON.parse(body.toString('utf8')) as T;
+  } catch (err) {
+    const why = errorMessage(err);
+    if (declaredSha256 && sha256(body) === declaredSha256)
+      throw new HarnessError(`${what}: the lab's answer arrived intact but does not parse as JSON (${why})`);
+    throw new Error(
+      `${what}: the answer is not the lab's JSON and its SHA-256 is not the one the origin declared (${why})`,
+    );
+  }
 }

@@ -8,11 +8,13 @@ import net, { type Socket } from 'node:net';
 import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
 import { errorMessage } from '../errors.ts';
 import { spkiSha256 } from '../lab/pki.ts';
+import { type ProxyAuth, redactAuthorization } from '../route/auth.ts';
 
 export interface ProxyAddress {
   host: string;
   port: number;
-  credentials?: { username: string; password: string };
+  /** How the agent answers the proxy's 407 (harness/route/auth.ts); none: it sends no credentials. */
+  auth?: ProxyAuth;
 }
 
 export interface ConnectAnswer {
@@ -32,8 +34,24 @@ export interface TunnelTimings {
   connectAnswerMs?: number;
 }
 
+/** One 407 the agent answered on the same connection (multi-round proxy authentication). */
+export interface AuthRound {
+  round: number;
+  statusLine: string;
+  challenges: string[];
+  /** The scheme of the value the agent answered with. */
+  answeredWith: string;
+}
+
 export type TunnelResult =
-  | { ok: true; socket: Socket; answer: ConnectAnswer; requestHead: string; timings: TunnelTimings }
+  | {
+      ok: true;
+      socket: Socket;
+      answer: ConnectAnswer;
+      requestHead: string;
+      timings: TunnelTimings;
+      authRounds?: AuthRound[];
+    }
   | {
       ok: false;
       /** `answer` when the proxy said no; `error` when we never got an answer. */
@@ -42,6 +60,7 @@ export type TunnelResult =
       errorCode?: string;
       requestHead: string;
       timings: TunnelTimings;
+      authRounds?: AuthRound[];
     };
 
 export interface TunnelOptions {
@@ -55,10 +74,6 @@ export interface TunnelOptions {
 }
 
 const MAX_ANSWER_HEAD = 32 * 1024;
-
-export function basicAuth(c: { username: string; password: string }): string {
-  return 'Basic ' + Buffer.from(`${c.username}:${c.password}`).toString('base64');
-}
 
 export function parseAnswerHead(raw: Buffer, extra: Buffer): ConnectAnswer {
   const text = raw.toString('latin1');
@@ -133,12 +148,19 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
   const connectTimeoutMs = opts.connectTimeoutMs ?? 5_000;
   const answerTimeoutMs = opts.answerTimeoutMs ?? 15_000;
   const authority = `${opts.target.host}:${opts.target.port}`;
-  const head: string[] = [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`];
-  if (opts.userAgent) head.push(`User-Agent: ${opts.userAgent}`);
-  if (opts.proxy.credentials) head.push(`Proxy-Authorization: ${basicAuth(opts.proxy.credentials)}`);
-  for (const [k, v] of opts.headers ?? []) head.push(`${k}: ${v}`);
-  const requestHead = head.join('\r\n') + '\r\n\r\n';
-  const redacted = requestHead.replace(/(Proxy-Authorization: Basic )\S+/, '$1<redacted>');
+  const auth = opts.proxy.auth;
+  const headFor = (authorization: string | undefined): string => {
+    const head: string[] = [`CONNECT ${authority} HTTP/1.1`, `Host: ${authority}`];
+    if (opts.userAgent) head.push(`User-Agent: ${opts.userAgent}`);
+    if (authorization) head.push(`Proxy-Authorization: ${authorization}`);
+    for (const [k, v] of opts.headers ?? []) head.push(`${k}: ${v}`);
+    return head.join('\r\n') + '\r\n\r\n';
+  };
+  let requestHead = headFor(auth?.preemptive());
+  let redacted = redactAuthorization(requestHead);
+  const authRounds: AuthRound[] = [];
+  /** Body bytes of a 407 still to skip before the next answer on the same connection. */
+  let skipBody = 0;
 
   return new Promise((resolve) => {
     const t0 = performance.now();
@@ -167,6 +189,7 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
       socket.on('error', () => {});
       resolve(r);
     }
+    const rounds = () => (authRounds.length ? { authRounds } : {});
     function fail(error: string, code?: string, answer?: ConnectAnswer): void {
       socket.destroy();
       finish({
@@ -176,10 +199,39 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
         ...(answer ? { answer } : {}),
         requestHead: redacted,
         timings,
+        ...rounds(),
       });
+    }
+    /** After a 407: answer its challenges on the same connection when the strategy can. */
+    function answerChallenge(answer: ConnectAnswer): boolean {
+      if (!auth) return false;
+      const challenges = answer.headers.filter(([k]) => /^proxy-authenticate$/i.test(k)).map(([, v]) => v);
+      const value = auth.answer(challenges, authRounds.length + 1);
+      if (!value) return false;
+      const closes = answer.headers.some(([k, v]) => /^(proxy-)?connection$/i.test(k) && /close/i.test(v));
+      const length = answer.headers.find(([k]) => /^content-length$/i.test(k));
+      const chunked = answer.headers.some(([k, v]) => /^transfer-encoding$/i.test(k) && /chunked/i.test(v));
+      if (closes || chunked || answer.httpVersion !== '1.1') return false;
+      authRounds.push({
+        round: authRounds.length + 1,
+        statusLine: answer.statusLine,
+        challenges,
+        answeredWith: value.split(' ')[0] ?? '',
+      });
+      skipBody = length ? Number(length[1]) || 0 : 0;
+      requestHead = headFor(value);
+      redacted = redactAuthorization(requestHead);
+      socket.write(requestHead);
+      return true;
     }
     function onData(chunk: Buffer): void {
       buf = Buffer.concat([buf, chunk]);
+      if (skipBody) {
+        const n = Math.min(skipBody, buf.length);
+        skipBody -= n;
+        buf = buf.subarray(n);
+        if (!buf.length) return;
+      }
       const idx = buf.indexOf('\r\n\r\n');
       if (idx < 0) {
         if (buf.length > MAX_ANSWER_HEAD) fail(`proxy answer head exceeds ${MAX_ANSWER_HEAD} bytes`);
@@ -194,7 +246,10 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
         socket.pause();
         // Give glued bytes back to the stream; the strict-client check reads them from `answer.extra`.
         if (answer.extra.length) socket.unshift(answer.extra);
-        finish({ ok: true, socket, answer, requestHead: redacted, timings });
+        finish({ ok: true, socket, answer, requestHead: redacted, timings, ...rounds() });
+      } else if (answer.statusCode === 407 && answerChallenge(answer)) {
+        buf = Buffer.from(answer.extra);
+        if (buf.length) onData(Buffer.alloc(0));
       } else {
         fail(`proxy answered "${answer.statusLine}"`, `HTTP_${answer.statusCode}`, answer);
       }

@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { CHECKS } from '../checks/definitions.ts';
+import { CHECKS } from '../checks/index.ts';
 import { errorMessage, SetupError, UsageError } from '../errors.ts';
 import { labAddress, parseLabNet } from '../lab/addresses.ts';
 import { Lab } from '../lab/lab.ts';

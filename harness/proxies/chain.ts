@@ -14,7 +14,13 @@ import { Server } from 'proxy-chain';
 import type { Lab } from '../lab/lab.ts';
 import type { LabPki } from '../lab/pki.ts';
 import { packageVersion } from '../util/pkg.ts';
-import type { ProxyContext, ProxyCredentials, ProxyUnderTest, StartedProxy } from './types.ts';
+import {
+  type ProxyContext,
+  type ProxyCredentials,
+  type ProxyUnderTest,
+  requireLab,
+  type StartedProxy,
+} from './types.ts';
 
 const PROXY_CHAIN_VERSION = packageVersion('proxy-chain');
 
@@ -45,7 +51,7 @@ export class ChainProxy implements ProxyUnderTest {
 
   async start(ctx: ProxyContext): Promise<StartedProxy> {
     const t0 = performance.now();
-    const { lab } = ctx;
+    const lab = requireLab(ctx, this.id);
     const credentials: ProxyCredentials | undefined = this.opts.auth
       ? { username: 'agent', password: randomBytes(12).toString('base64url') }
       : undefined;

@@ -6,7 +6,14 @@ import tls from 'node:tls';
 import { openTunnel } from '../agent/tunnel.ts';
 import { UsageError } from '../errors.ts';
 import { LAB_ID_HEADER, type Lab } from '../lab/lab.ts';
-import type { ProxyContext, ProxyCredentials, ProxyUnderTest, StartedProxy } from './types.ts';
+import { proxyAuthFor } from '../route/auth.ts';
+import {
+  type ProxyContext,
+  type ProxyCredentials,
+  type ProxyUnderTest,
+  requireLab,
+  type StartedProxy,
+} from './types.ts';
 
 export interface ExternalProxyOptions {
   url: string;
@@ -58,7 +65,7 @@ export class ExternalProxy implements ProxyUnderTest {
     const { host, port, credentials: fromUrl } = parseProxyUrl(this.opts.url);
     const credentials = this.opts.credentials ?? fromUrl;
     const server = await preflight(
-      ctx.lab,
+      requireLab(ctx, this.id),
       { host, port, ...(credentials ? { credentials } : {}) },
       this.opts.timeoutMs ?? 10_000,
     );
@@ -92,7 +99,7 @@ async function preflight(
   if (!first) return undefined;
   const where = `${proxy.host}:${proxy.port}`;
   const tun = await openTunnel({
-    proxy,
+    proxy: { host: proxy.host, port: proxy.port, auth: proxyAuthFor(proxy.credentials) },
     target: { host: first.host, port: first.port },
     connectTimeoutMs: timeoutMs,
     answerTimeoutMs: timeoutMs,

@@ -4,12 +4,10 @@
  */
 import type { Lab } from '../lab/lab.ts';
 import type { RunDir } from '../lab/rundir.ts';
+import type { ProxyCredentials } from '../route/auth.ts';
 import type { ScenarioSet } from '../scenarios.ts';
 
-export interface ProxyCredentials {
-  username: string;
-  password: string;
-}
+export type { ProxyCredentials };
 
 export interface StartedProxy {
   /** The proxy id used in results, e.g. `chain-mitm`. */
@@ -33,7 +31,8 @@ export interface StartedProxy {
 }
 
 export interface ProxyContext {
-  lab: Lab;
+  /** The lab, when the run's origins are ours (absent for live hosts). */
+  lab?: Lab;
   runDir: RunDir;
   /** The run's scenario data (catalog ports, hosts to splice, tenant); the built-in set when absent. */
   scenarios?: ScenarioSet;
@@ -43,4 +42,10 @@ export interface ProxyUnderTest {
   id: string;
   describe(): string;
   start(ctx: ProxyContext): Promise<StartedProxy>;
+}
+
+/** The lab of a run whose origins are ours; proxies we configure from the lab cannot run without it. */
+export function requireLab(ctx: ProxyContext, proxyId: string): Lab {
+  if (!ctx.lab) throw new Error(`proxy ${proxyId} needs the lab origins (it is configured from the lab)`);
+  return ctx.lab;
 }

@@ -12,7 +12,7 @@
  *   the expectation says fail: the expectation is stale).
  * - `error`: not matched, and the outcome is ours (`setup_fail`, `harness_fail`), not the proxy's.
  */
-import { CHECKS } from '../checks/definitions.ts';
+import { CHECKS } from '../checks/index.ts';
 import type { CheckResult, Outcome, ProxyInfo, RunReport } from '../model.ts';
 
 export type Disposition = 'passed' | 'expected' | 'skipped' | 'failure' | 'error';

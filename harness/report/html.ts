@@ -8,7 +8,7 @@
  * from the report is HTML-escaped; none is placed inside <script>.
  */
 import { createHash } from 'node:crypto';
-import { CHECKS } from '../checks/definitions.ts';
+import { CHECKS } from '../checks/index.ts';
 import { type CheckResult, OUTCOMES, type Outcome, type ProxyInfo, type RunReport } from '../model.ts';
 import { checkTitle, disposition, evidenceJson, proxyOrder, visibleControls } from './disposition.ts';
 

@@ -7,9 +7,10 @@
  * Squid is recognised by what it says about itself: its version string (our squid kinds), or
  * `Server: squid/…`, `X-Squid-Error:` or `Via: … (squid/…)` in any answer quoted in the evidence.
  */
+import { CHECK_ORDER, checkDefinition } from '../checks/index.ts';
+import type { RemedyFacts } from '../checks/types.ts';
 import {
   type CheckResult,
-  endpointKey,
   type ProxyInfo,
   type ProxyRemediation,
   parseEndpoint,
@@ -76,23 +77,12 @@ export function detectProduct(
   return { product: 'unknown' };
 }
 
-const isConnect = (r: CheckResult) => r.check === 'connect' && str(r.evidence.request).startsWith('CONNECT ');
-const portOf = (endpoint: string) => parseEndpoint(endpoint).port;
 const hostOf = (endpoint: string) => parseEndpoint(endpoint).host;
-/** The catalog row key of a result endpoint (without a `#variant`). */
-const rowKey = (endpoint: string) => endpointKey(parseEndpoint(endpoint)).toLowerCase();
 
 function chunk<T>(items: T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
-}
-
-function idleOf(r: CheckResult, fallback: number | undefined): number | undefined {
-  const e = r.evidence;
-  for (const k of ['requiredSeconds', 'idleSeconds']) if (typeof e[k] === 'number') return e[k] as number;
-  if (typeof e.idleMs === 'number') return (e.idleMs as number) / 1000;
-  return fallback;
 }
 
 function forProxy(
@@ -101,143 +91,33 @@ function forProxy(
   opts: RemediationOptions,
   rows: Map<string, CatalogEndpoint>,
 ): ProxyRemediation {
-  const fails = results.filter((r) => r.outcome === 'fail');
-
-  // CONNECT refusals
-  const passedPorts = new Set(
-    results.filter((r) => isConnect(r) && r.outcome === 'pass').map((r) => portOf(r.endpoint)),
-  );
-  const refused = new Map<number, string[]>();
-  const refusedEndpoints: string[] = [];
-  const credentials: string[] = [];
-  for (const r of fails.filter(isConnect)) {
-    const status = Number(r.evidence.statusCode ?? 0);
-    if (status === 407) credentials.push(r.endpoint);
-    if (status !== 403) continue;
-    const port = portOf(r.endpoint);
-    if (passedPorts.has(port)) refusedEndpoints.push(r.endpoint);
-    else refused.set(port, [...(refused.get(port) ?? []), r.endpoint]);
-  }
-  // forwarded plain-HTTP requests: 407 needs the same credentials, 403 an allow rule
-  const httpRefused: string[] = [];
-  for (const r of fails.filter((x) => x.check === 'forward')) {
-    const status = Number(r.evidence.statusCode ?? 0);
-    if (status === 407) credentials.push(r.endpoint);
-    else if (status === 403) httpRefused.push(r.endpoint);
-  }
-  const connectPorts = [...refused]
-    .sort(([a], [b]) => a - b)
-    .map(([port, endpoints]) => ({ port, endpoints: [...new Set(endpoints)] }));
-
-  // interception: a re-signed must-not-inspect host fails tls-interception, a re-signed pinned one
-  // fails pinning; whether a host is pinned comes from the evidence (live mode), the catalog row,
-  // or, failing both, from a pinning failure on a host that may otherwise be inspected
-  const seen = new Map<string, { interception?: CheckResult; pinning?: CheckResult }>();
-  for (const r of fails) {
-    if (r.check === 'tls-interception' && str(r.evidence.reSignedBy)) {
-      seen.set(r.endpoint, { ...seen.get(r.endpoint), interception: r });
-    }
-    if (r.check === 'pinning' && str(r.evidence.presentedIssuer)) {
-      seen.set(r.endpoint, { ...seen.get(r.endpoint), pinning: r });
-    }
-  }
-  const noInspect = new Map<
-    string,
-    { host: string; pinned: boolean; reSignedBy: string; notHttp?: boolean }
-  >();
-  const untrusted = new Map<string, { host: string; reSignedBy: string }>();
-  for (const [endpoint, { interception, pinning }] of seen) {
-    const host = hostOf(endpoint);
-    const row = rows.get(rowKey(endpoint));
-    const by = interception
-      ? str(interception.evidence.reSignedByCN) || cnOf(str(interception.evidence.reSignedBy))
-      : cnOf(str(pinning?.evidence.presentedIssuer));
-    const flag = (v: unknown) => (typeof v === 'boolean' ? v : undefined);
-    const mustNotInspect = flag(interception?.evidence.mustNotInspect) ?? row?.mustNotInspect;
-    const pinned =
-      flag(interception?.evidence.pinned) ?? row?.pinned ?? (pinning !== undefined && !interception);
-    if (pinning || mustNotInspect !== false) {
-      const prev = noInspect.get(host);
-      noInspect.set(host, {
-        host,
-        pinned: pinned || (prev?.pinned ?? false),
-        reSignedBy: prev?.reSignedBy ?? by,
-      });
-    } else untrusted.set(host, { host, reSignedBy: by });
-  }
-  // a warned interception (the vendor allows it) that the agent still refused: the CA is not deployed
-  for (const r of results) {
-    if (r.check !== 'tls-interception' || r.outcome !== 'warn' || !str(r.evidence.reSignedBy)) continue;
-    const refused = results.some(
-      (x) =>
-        x.endpoint === r.endpoint &&
-        x.outcome === 'dependency_fail' &&
-        x.evidence.dependsOn === 'tls-interception',
-    );
-    const host = hostOf(r.endpoint);
-    const by = cnOf(str(r.evidence.reSignedBy));
-    const transport = rows.get(rowKey(r.endpoint))?.transport;
-    if (transport === 'tls' || transport === 'mqtts') {
-      // not HTTP inside TLS: a proxy that decrypts expects HTTP and breaks it (squid answers 400),
-      // so deploying the CA cannot help; only not inspecting it does
-      if (!noInspect.has(host)) noInspect.set(host, { host, pinned: false, reSignedBy: by, notHttp: true });
-    } else if (refused && !noInspect.has(host)) untrusted.set(host, { host, reSignedBy: by });
-  }
-  // TLS re-signed on a port other than 443: on an ssl-bump port squid answers 200 even to a CONNECT
-  // its http_access denies and bumps it to show the error, so the port may be missing from SSL_ports
-  const bumpedPorts = [
-    ...new Set(
-      results
-        .filter(
-          (r) => r.check === 'tls-interception' && str(r.evidence.reSignedBy) && portOf(r.endpoint) !== 443,
-        )
-        .map((r) => portOf(r.endpoint)),
-    ),
-  ].sort((a, b) => a - b);
-  // a proxy that intercepts TLS and breaks the tunnels of agents that do not speak TLS on them
-  const intercepts = results.some((r) => r.check === 'tls-interception' && str(r.evidence.reSignedBy));
-  const nonTls = intercepts
-    ? results
-        .filter(
-          (r) =>
-            r.check === 'payload' &&
-            r.outcome === 'fail' &&
-            /binary frames|tunnel closed|echoed/.test(r.message),
-        )
-        .filter((r) => !results.some((x) => x.endpoint === r.endpoint && x.check === 'tls-interception'))
-        .map((r) => r.endpoint)
-    : [];
-
-  // idle tunnels
-  const idleFails = fails.filter((r) => r.check === 'tunnel-keepalive');
-  const idleSeconds = idleFails.length
-    ? Math.max(...idleFails.map((r) => idleOf(r, opts.idleSeconds) ?? 0)) || opts.idleSeconds
-    : undefined;
-
+  const facts: RemedyFacts = {
+    connectPorts: [],
+    refusedEndpoints: [],
+    noInspect: [],
+    untrustedInspection: [],
+    credentials: [],
+  };
+  // every check contributes what its results say must change (its remedy hook)
+  const env = { rows, ...(opts.idleSeconds !== undefined ? { idleSeconds: opts.idleSeconds } : {}) };
+  for (const id of CHECK_ORDER) checkDefinition(id).collectRemedy?.(results, facts, env);
+  const unique = (xs: string[] | undefined) => [...new Set(xs ?? [])];
   const { product, evidence } = detectProduct(proxy, results);
   const rem: ProxyRemediation = {
     proxy: proxy.id,
     product,
     ...(evidence ? { productEvidence: evidence } : {}),
-    connectPorts,
-    refusedEndpoints: [...new Set(refusedEndpoints)],
-    ...(httpRefused.length ? { httpRefused: [...new Set(httpRefused)] } : {}),
-    noInspect: [...noInspect.values()].sort((a, b) => a.host.localeCompare(b.host)),
-    untrustedInspection: [...untrusted.values()].sort((a, b) => a.host.localeCompare(b.host)),
-    credentials: [...new Set(credentials)],
-    ...(nonTls.length ? { nonTls: [...new Set(nonTls)] } : {}),
-    ...(bumpedPorts.length ? { bumpedPorts } : {}),
-    ...(idleSeconds !== undefined ? { idleSeconds } : {}),
+    ...facts,
+    refusedEndpoints: unique(facts.refusedEndpoints),
+    credentials: unique(facts.credentials),
+    ...(facts.httpRefused ? { httpRefused: unique(facts.httpRefused) } : {}),
+    ...(facts.nonTls ? { nonTls: unique(facts.nonTls) } : {}),
     squidConf: [],
     text: [],
   };
   rem.text = genericText(rem);
   if (product !== 'other') rem.squidConf = squidLines(rem);
   return rem;
-}
-
-function cnOf(dn: string): string {
-  return /(?:^|, |\n)CN=([^,\n]*)/.exec(dn)?.[1] ?? dn;
 }
 
 function list(items: string[], max = 6): string {
@@ -365,54 +245,4 @@ export function withRemediation(report: RunReport, opts: RemediationOptions = {}
   return report;
 }
 
-const SQUID_PLACEMENT =
-  'acl lines next to your "acl SSL_ports port 443" line, before the http_access rules; "ssl_bump splice" before your first ssl_bump bump/stare rule';
-
-/** The "Remediation" section printed after the verdict table; '' when there is nothing to fix. */
-export function renderRemediation(items: ProxyRemediation[] | undefined): string {
-  if (!items?.length) return '';
-  const lines = ['', 'Remediation'];
-  for (const r of items) {
-    const what =
-      r.product === 'squid'
-        ? `squid, from ${r.productEvidence}`
-        : r.product === 'other'
-          ? `not squid: ${r.productEvidence}`
-          : 'product unknown: squid lines and generic steps';
-    lines.push(`proxy ${r.proxy} (${what}):`);
-    for (const t of r.text) lines.push(`  - ${t}`);
-    if (r.squidConf.length) {
-      lines.push(
-        `  ${r.product === 'squid' ? 'squid.conf' : 'if it is squid, squid.conf'} (${SQUID_PLACEMENT}):`,
-      );
-      for (const l of r.squidConf) lines.push(`    ${l}`);
-    }
-  }
-  return lines.join('\n') + '\n';
-}
-
-/**
- * Puts remediation lines into a squid.conf text where the printed advice says: `acl` lines after
- * the last `acl SSL_ports` line (else before the first http_access or ssl_bump rule), `ssl_bump`
- * lines before the first ssl_bump rule, anything else at the end. Used to prove the advice works.
- */
-export function insertSquidLines(conf: string, add: string[]): string {
-  const lines = conf.replace(/\n$/, '').split('\n');
-  const lastIndex = (re: RegExp) => lines.reduce((found, l, i) => (re.test(l) ? i : found), -1);
-  const firstIndex = (re: RegExp) => lines.findIndex((l) => re.test(l));
-  const acls = add.filter((l) => /^acl\s/.test(l));
-  const bumps = add.filter((l) => /^ssl_bump\s/.test(l));
-  const rest = add.filter((l) => !acls.includes(l) && !bumps.includes(l));
-  if (bumps.length) {
-    const at = firstIndex(/^ssl_bump\s/);
-    lines.splice(at < 0 ? lines.length : at, 0, ...bumps);
-  }
-  if (acls.length) {
-    const ssl = lastIndex(/^acl\s+SSL_ports\s/);
-    const rule = firstIndex(/^(http_access|ssl_bump)\s/);
-    const at = ssl >= 0 ? ssl + 1 : rule >= 0 ? rule : lines.length;
-    lines.splice(at, 0, ...acls);
-  }
-  lines.push(...rest);
-  return lines.join('\n') + '\n';
-}
+export { insertSquidLines, renderRemediation } from './remediation-render.ts';

@@ -18,3 +18,8 @@ export function packageVersion(name: string): string {
     dir = up;
   }
 }
+
+/** proxycheck's own version, from its package.json. */
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;

@@ -34,7 +34,7 @@ export class MisbehavingForwardProxy implements ProxyUnderTest {
         if (this.mode === 'rewrite') {
           headers = headers.map((l) => (/^user-agent:/i.test(l) ? 'User-Agent: Mozilla/5.0 (rewritten)' : l));
         }
-        const upstream = raw.dial(ctx.lab.addressOf(host ?? '') ?? '127.0.0.1', Number(port ?? 80), () => {
+        const upstream = raw.dial(ctx.lab?.addressOf(host ?? '') ?? '127.0.0.1', Number(port ?? 80), () => {
           upstream.write(
             `${method} ${path} ${version}\r\n${[...headers, 'Connection: close'].join('\r\n')}\r\n\r\n`,
           );

@@ -37,7 +37,7 @@ export class KillingProxy implements ProxyUnderTest {
           return;
         }
         const target = `${m.host}:${m.port}`;
-        const upstream = raw.dial(ctx.lab.addressOf(m.host) ?? '127.0.0.1', Number(m.port), () => {
+        const upstream = raw.dial(ctx.lab?.addressOf(m.host) ?? '127.0.0.1', Number(m.port), () => {
           client.write('HTTP/1.1 200 Connection established\r\n\r\n');
           const t0 = performance.now();
           let bytesUp = 0;

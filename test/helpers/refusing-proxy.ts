@@ -20,7 +20,7 @@ export class RefusingProxy implements ProxyUnderTest {
           );
           return;
         }
-        const upstream = raw.dial(ctx.lab.addressOf(target.host) ?? '127.0.0.1', 443, () => {
+        const upstream = raw.dial(ctx.lab?.addressOf(target.host) ?? '127.0.0.1', 443, () => {
           client.write('HTTP/1.1 200 Connection established\r\n\r\n');
           client.pipe(upstream).pipe(client);
         });

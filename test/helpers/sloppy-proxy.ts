@@ -49,7 +49,7 @@ export class SloppyProxy implements ProxyUnderTest {
     return startRawProxy(this.id, (client, raw) => {
       readHead(client, (head, rest) => {
         const m = parseConnect(head, true);
-        const address = m ? ctx.lab.addressOf(m.host) : undefined;
+        const address = m ? ctx.lab?.addressOf(m.host) : undefined;
         if (!m || !address) {
           client.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
           return;

@@ -23,7 +23,7 @@ export class TlsCuttingProxy implements ProxyUnderTest {
           client.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
           return;
         }
-        const upstream = raw.dial(ctx.lab.addressOf(m.host) ?? '127.0.0.1', Number(m.port), () => {
+        const upstream = raw.dial(ctx.lab?.addressOf(m.host) ?? '127.0.0.1', Number(m.port), () => {
           client.write('HTTP/1.1 200 Connection established\r\n\r\n');
           upstream.pipe(client);
           let buf = rest;

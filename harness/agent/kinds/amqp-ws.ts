@@ -24,6 +24,11 @@ const ADDRESS = 'proxycheck-echo';
 
 export const amqpWsKind: ExchangeKind = {
   id: 'amqp-ws',
+  options: {
+    path: { type: 'string', pattern: '^/' },
+    messages: { $ref: '#/$defs/messages' },
+    messageBytes: { $ref: '#/$defs/messageBytes' },
+  },
   checks: () => CHECKS,
   lab: (x) => [{ port: x.port, transport: 'https' }],
   run: runAmqpWs,

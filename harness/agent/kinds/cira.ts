@@ -15,7 +15,7 @@
 import { randomBytes, X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { Verdict } from '../../checks/definitions.ts';
+import type { Verdict } from '../../checks/types.ts';
 import { errorMessage } from '../../errors.ts';
 import {
   APF_AUTH_SERVICE,
@@ -42,6 +42,17 @@ const mutual = (x: { clientCert?: boolean }) => x.clientCert !== false;
 
 export const ciraKind: ExchangeKind = {
   id: 'cira',
+  options: {
+    session: { $ref: '#/$defs/session' },
+    clientCert: {
+      type: 'boolean',
+      description: 'mutual TLS with a device certificate from the lab device CA',
+    },
+    strictConnect: {
+      type: 'boolean',
+      description: 'judge the CONNECT answer as strict firmware does (connect-response)',
+    },
+  },
   checks: (x) => [
     'connect',
     ...(strict(x) ? ['connect-response'] : []),
@@ -361,7 +372,7 @@ async function runCira(ctx: KindContext): Promise<KindVerdicts> {
     client.onKeepaliveReply = undefined;
     client.onClosed = undefined;
     channel.socket.destroy();
-    channel.tunnel.socket.destroy();
+    channel.tunnel?.socket.destroy();
   }
 }
 

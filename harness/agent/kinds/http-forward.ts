@@ -14,12 +14,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import type { Verdict } from '../../checks/definitions.ts';
-import { errorMessage } from '../../errors.ts';
+import type { Verdict } from '../../checks/types.ts';
+import { errorMessage, rethrowHarness } from '../../errors.ts';
 import { type EchoReply, sha256 } from '../../lab/lab.ts';
-import { reportBody } from '../bodies.ts';
+import { redactAuthorization } from '../../route/auth.ts';
+import { labJson, reportBody } from '../bodies.ts';
 import { TunnelHttpClient } from '../http.ts';
-import { basicAuth, connectToProxy } from '../tunnel.ts';
+import { connectToProxy } from '../tunnel.ts';
 import { type ExchangeKind, type KindContext, type KindVerdicts, notRun, since } from './types.ts';
 
 const CHECKS = ['forward', 'payload', 'headers'];
@@ -39,6 +40,12 @@ const HOP_BY_HOP = new Set([
 
 export const httpForwardKind: ExchangeKind = {
   id: 'http-forward',
+  options: {
+    headers: { $ref: '#/$defs/headers' },
+    requests: { $ref: '#/$defs/requests' },
+  },
+  required: ['requests'],
+  forwarded: true,
   checks: () => CHECKS,
   lab: (x) => [{ port: x.port, transport: 'http' }],
   run: runForward,
@@ -116,6 +123,8 @@ export function judgeForwardedHead(
 
 async function runForward(ctx: KindContext): Promise<KindVerdicts> {
   const out: KindVerdicts = new Map();
+  if (ctx.route.via !== 'proxy') throw new Error(`http-forward needs a proxy route, not ${ctx.route.label}`);
+  const proxy = ctx.route.proxy;
   const requests = ctx.exchange.requests ?? [];
   const origin = ctx.port === 80 ? `http://${ctx.host}` : `http://${ctx.host}:${ctx.port}`;
   // A fresh query per request: the origin must see every request (a cache hit is not a forward).
@@ -139,16 +148,17 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
       if (ctx.exchange.userAgent) headers.push(['User-Agent', ctx.exchange.userAgent]);
       for (const h of ctx.exchange.headers ?? []) headers.push(h);
       headers.push(['Proxy-Connection', 'Keep-Alive']);
-      if (ctx.proxy.credentials) headers.push(['Proxy-Authorization', basicAuth(ctx.proxy.credentials)]);
+      const authorization = proxy.auth?.preemptive();
+      if (authorization) headers.push(['Proxy-Authorization', authorization]);
       // one connection per request: the agent reconnects whenever the proxy closes, as it may
       let socket: Socket;
       try {
-        socket = await connectToProxy(ctx.proxy, ctx.timeouts.connectMs);
+        socket = await connectToProxy(proxy, ctx.timeouts.connectMs);
       } catch (err) {
         forwardBad = {
           outcome: 'fail',
           message: errorMessage(err),
-          evidence: { proxy: `${ctx.proxy.host}:${ctx.proxy.port}`, afterRequests: steps.length },
+          evidence: { proxy: `${proxy.host}:${proxy.port}`, afterRequests: steps.length },
           durationMs: since(t0),
         };
         break;
@@ -158,7 +168,7 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
         .request({ method: req.method, path, headers, ...(body ? { body } : {}) })
         .finally(() => client.close());
       const sentHead = res.sentHead.toString('latin1');
-      const redactedHead = sentHead.replace(/(Proxy-Authorization: Basic )\S+/i, '$1<redacted>');
+      const redactedHead = redactAuthorization(sentHead);
       const declared = String(res.headers['x-proxycheck-sha256'] ?? '');
       const fromOrigin = res.headers['x-proxycheck-lab'] !== undefined;
       if (res.status !== 200 || !fromOrigin) {
@@ -190,7 +200,7 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
         String(res.headers['content-type'] ?? '').startsWith('application/json') &&
         !req.path.startsWith('/source')
       ) {
-        const echo = JSON.parse(res.body.toString('utf8')) as EchoReply;
+        const echo = labJson<EchoReply>(res.body, declared, `${req.name}: the echo answer`);
         const sentSha = sha256(body ?? Buffer.alloc(0));
         step.bytes = body?.length ?? 0;
         step.sentSha256 = sentSha;
@@ -202,7 +212,7 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
         headerSteps.push({
           request: req.name,
           sent: redactedHead,
-          received: received.replace(/(Proxy-Authorization: Basic )\S+/i, '$1<redacted>'),
+          received: redactAuthorization(received),
           added: judged.added,
           removedHopByHop: judged.removed,
           ...(judged.problems.length ? { problems: judged.problems } : {}),
@@ -221,6 +231,7 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
       steps.push(step);
     }
   } catch (err) {
+    rethrowHarness(err);
     forwardBad ??= {
       outcome: 'fail',
       message: `forwarded exchange broke after ${steps.length} of ${requests.length} requests: ${errorMessage(err)}`,

@@ -3,10 +3,10 @@
  * Symantec allow-list). Checks: connect, tls-interception, pinning, payload, headers (the request
  * head must arrive byte-identical: nothing may touch bytes inside a tunnel).
  */
-import { errorMessage } from '../../errors.ts';
+import { errorMessage, rethrowHarness } from '../../errors.ts';
 import { type EchoReply, sha256 as sha } from '../../lab/lab.ts';
 import type { ProfileRequest } from '../../scenarios.ts';
-import { firstDifference, reportBody } from '../bodies.ts';
+import { firstDifference, labJson, reportBody } from '../bodies.ts';
 import { openChannel } from '../channel.ts';
 import { TunnelHttpClient } from '../http.ts';
 import { type ExchangeKind, type KindContext, type KindVerdicts, notRun, scaledMs, since } from './types.ts';
@@ -15,6 +15,12 @@ const CHECKS = ['connect', 'tls-interception', 'pinning', 'payload', 'headers'];
 
 export const httpsKind: ExchangeKind = {
   id: 'https',
+  options: {
+    headers: { $ref: '#/$defs/headers' },
+    requests: { $ref: '#/$defs/requests' },
+    session: { $ref: '#/$defs/session' },
+  },
+  required: ['requests'],
   checks: () => CHECKS,
   lab: (x) => [{ port: x.port, transport: 'https' }],
   run: runHttps,
@@ -64,7 +70,7 @@ async function runHttps(ctx: KindContext): Promise<KindVerdicts> {
           payloadBad = `${req.name}: downloaded ${res.body.length} bytes with SHA-256 ${res.bodySha256.slice(0, 16)}…, the origin declared ${declared.slice(0, 16) || '(nothing)'}… (status ${res.status})`;
         continue;
       }
-      const echo = JSON.parse(res.body.toString('utf8')) as EchoReply;
+      const echo = labJson<EchoReply>(res.body, declared, `${req.name}: the echo answer`);
       const sentSha = body ? sha(body) : sha(Buffer.alloc(0));
       const up = echo.bodySha256 === sentSha;
       const down = declared === res.bodySha256;
@@ -91,6 +97,7 @@ async function runHttps(ctx: KindContext): Promise<KindVerdicts> {
         headersBad = `${req.name}: ${firstDifference(res.sentHead.toString('latin1'), received.toString('latin1'))}`;
     }
   } catch (err) {
+    rethrowHarness(err);
     error = errorMessage(err);
   } finally {
     await client.close();

@@ -26,6 +26,11 @@ const DEFAULT_PATH = '/$iothub/websocket';
 
 export const mqttWsKind: ExchangeKind = {
   id: 'mqtt-ws',
+  options: {
+    path: { type: 'string', pattern: '^/' },
+    messages: { $ref: '#/$defs/messages' },
+    messageBytes: { $ref: '#/$defs/messageBytes' },
+  },
   checks: () => ['connect', 'tls-interception', 'pinning', 'protocol', 'payload'],
   lab: (x) => [{ port: x.port, transport: 'https' }],
   run: runMqttWs,
@@ -187,6 +192,6 @@ async function runMqttWs(ctx: KindContext): Promise<KindVerdicts> {
   } finally {
     ws?.terminate();
     channel.socket.destroy();
-    channel.tunnel.socket.destroy();
+    channel.tunnel?.socket.destroy();
   }
 }

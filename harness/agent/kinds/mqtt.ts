@@ -26,7 +26,6 @@ import {
   type KindContext,
   type KindVerdict,
   type KindVerdicts,
-  notApplicable,
   notRun,
   since,
   type Timeouts,
@@ -36,13 +35,14 @@ const LATER = ['tls-interception', 'pinning', 'protocol', 'payload'];
 
 export const mqttKind: ExchangeKind = {
   id: 'mqtt',
-  checks: (x) => ['connect', ...(x.failover ? ['failover'] : []), ...LATER],
-  lab: (x) => [
-    { port: x.port, transport: 'tls', service: 'mqtt' },
-    ...(x.failover && x.failover.port !== x.port
-      ? [{ port: x.failover.port, transport: 'tls' as const, service: 'mqtt' }]
-      : []),
-  ],
+  options: {
+    messages: { $ref: '#/$defs/messages' },
+    messageBytes: { $ref: '#/$defs/messageBytes' },
+    session: { $ref: '#/$defs/session' },
+    failover: { $ref: '#/$defs/failover' },
+  },
+  checks: () => ['connect', ...LATER],
+  lab: (x) => [{ port: x.port, transport: 'tls', service: 'mqtt' }],
   run: runMqtt,
 };
 
@@ -334,31 +334,12 @@ export function sessionVerdicts(
 }
 
 // ---------------------------------------------------------------------------------------------
-// ESET push: MQTT over TLS, 8883 with failover to 443.
+// ESET push: MQTT over TLS (8883; the failover to 443 is the route policy's, harness/route/policies.ts).
 
-interface Attempt {
-  port: number;
-  out: KindVerdicts;
-  /** The whole session completed (CONNACK 0, SUBACK, every message back). */
-  ok: boolean;
-  /** CONNACK 0 and SUBACK: the agent had its push channel. */
-  reached: boolean;
-  reason?: string;
-  ms: number;
-}
-
-async function attempt(ctx: KindContext, port: number, endpoint?: string): Promise<Attempt> {
-  const t0 = performance.now();
+async function runMqtt(ctx: KindContext): Promise<KindVerdicts> {
   const out: KindVerdicts = new Map();
-  const row = port === ctx.port ? ctx.row : (ctx.rowFor(port) ?? ctx.row);
-  const channel = await openChannel({ ...ctx, row }, out, {
-    dependents: ['protocol', 'payload'],
-    port,
-    ...(endpoint ? { endpoint } : {}),
-  });
-  if (!channel) {
-    return { port, out, ok: false, reached: false, reason: firstFailure(out), ms: since(t0) };
-  }
+  const channel = await openChannel(ctx, out, { dependents: ['protocol', 'payload'] });
+  if (!channel) return out;
   const x = ctx.exchange;
   const messages = x.messages ?? 3;
   const clientId = `eset-agent-${randomBytes(6).toString('hex')}`;
@@ -377,85 +358,13 @@ async function attempt(ctx: KindContext, port: number, endpoint?: string): Promi
     });
   } finally {
     channel.socket.destroy();
-    channel.tunnel.socket.destroy();
+    channel.tunnel?.socket.destroy();
   }
   const v = sessionVerdicts(r, {
     messages,
-    before: { clientId, subscribe: topic, publishTopic: topic, port },
-    ...(endpoint ? { endpoint } : {}),
+    before: { clientId, subscribe: topic, publishTopic: topic, port: ctx.port },
   });
   out.set('protocol', v.protocol);
   out.set('payload', v.payload);
-  const reached = !r.handshakeError;
-  const ok = reached && v.payload.outcome === 'pass';
-  return { port, out, ok, reached, ...(ok ? {} : { reason: firstFailure(out) }), ms: since(t0) };
-}
-
-function firstFailure(out: KindVerdicts): string {
-  for (const c of ['connect', 'tls-interception', 'pinning', 'protocol', 'payload']) {
-    const v = out.get(c);
-    if (v?.outcome === 'fail') return v.message;
-  }
-  // TLS refused without a failing TLS verdict (an untrusted re-signing CA on an unpinned host)
-  const why = out.get('protocol') ?? out.get('payload');
-  return why ? why.message.replace(/^not run: /, '') : 'the session did not complete';
-}
-
-async function runMqtt(ctx: KindContext): Promise<KindVerdicts> {
-  const primary = await attempt(ctx, ctx.port);
-  const fo = ctx.exchange.failover?.port;
-  if (fo === undefined) return primary.out;
-  const foEndpoint = `${ctx.host}:${fo}`;
-  if (primary.reached) {
-    primary.out.set('failover', {
-      ...notApplicable(
-        `${ctx.host}:${ctx.port} worked (CONNACK 0), so the agent had no reason to fail over to ${fo}`,
-      ),
-      endpoint: foEndpoint,
-    });
-    return primary.out;
-  }
-  const secondary = await attempt(ctx, fo, foEndpoint);
-  const out: KindVerdicts = new Map();
-  const connect = primary.out.get('connect');
-  if (connect) out.set('connect', connect);
-  const evidence = {
-    primary: {
-      endpoint: `${ctx.host}:${ctx.port}`,
-      reason: primary.reason,
-      ...(connect?.evidence.answerHead ? { answerHead: connect.evidence.answerHead } : {}),
-      ms: primary.ms,
-    },
-    failover: {
-      endpoint: foEndpoint,
-      connect: secondary.out.get('connect')?.evidence.statusLine ?? secondary.out.get('connect')?.message,
-      ...(secondary.ok ? {} : { reason: secondary.reason }),
-      ms: secondary.ms,
-    },
-  };
-  const messages = ctx.exchange.messages ?? 3;
-  out.set(
-    'failover',
-    secondary.ok
-      ? {
-          outcome: 'pass',
-          message: `${ctx.host}:${ctx.port} failed (${primary.reason}); failed over to ${fo}: CONNACK 0 and ${messages} messages round-tripped`,
-          evidence,
-          durationMs: secondary.ms,
-          endpoint: foEndpoint,
-        }
-      : {
-          outcome: 'fail',
-          message: `${ctx.host}:${ctx.port} failed (${primary.reason}) and the failover to ${fo} failed too (${secondary.reason})`,
-          evidence,
-          durationMs: secondary.ms,
-          endpoint: foEndpoint,
-        },
-  );
-  // The agent ended up on the failover port: the later checks are about that port.
-  for (const c of LATER) {
-    const v = secondary.out.get(c);
-    if (v) out.set(c, { ...v, endpoint: foEndpoint });
-  }
   return out;
 }

@@ -14,6 +14,7 @@ function streamKind(id: 'tls-stream' | 'tcp-stream'): ExchangeKind {
   const tls = id === 'tls-stream';
   return {
     id,
+    options: { messages: { $ref: '#/$defs/messages' }, messageBytes: { $ref: '#/$defs/messageBytes' } },
     checks: () => (tls ? ['connect', 'tls-interception', 'pinning', 'payload'] : ['connect', 'payload']),
     lab: (x) => [{ port: x.port, transport: tls ? 'tls' : 'tcp', service: 'echo' }],
     run: (ctx) => runStream(ctx, tls),

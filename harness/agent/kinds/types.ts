@@ -3,10 +3,11 @@
  * MQTT, a CIRA tunnel, ...). Each kind says which checks it reports, what the lab origin must
  * serve for it, and how to replay it through a proxy. The runner knows nothing else about them.
  */
-import type { Verdict } from '../../checks/definitions.ts';
+import type { TrustPolicy } from '../../checks/tls-judgement.ts';
+import type { Verdict } from '../../checks/types.ts';
 import type { LabPortSpec } from '../../lab/lab.ts';
-import type { CatalogEndpoint, ExchangeKindId, ProfileExchange } from '../../scenarios.ts';
-import type { ProxyAddress } from '../tunnel.ts';
+import type { Route } from '../../route/route.ts';
+import type { CatalogEndpoint, ProfileExchange } from '../../scenarios.ts';
 
 export interface Timeouts {
   connectMs: number;
@@ -16,7 +17,8 @@ export interface Timeouts {
 }
 
 export interface KindContext {
-  proxy: ProxyAddress;
+  /** The agent's way out: through the proxy, or the auto-detect route (harness/route/). */
+  route: Route;
   /** Resolved host (tenant and parameters replaced). */
   host: string;
   port: number;
@@ -24,12 +26,11 @@ export interface KindContext {
   /** Catalog row of another port of the same host (the failover port, say). */
   rowFor(port: number): CatalogEndpoint | undefined;
   exchange: ProfileExchange;
-  /** The agent's trust store (PEM): the lab root, plus the corporate CA if the enterprise deployed it. */
-  trust: string[];
-  /** Subject CN of the issuer the origin's certificate really has. */
-  originIssuerCN: string;
-  /** base64 SHA-256 SPKI of the origin's real key: what a pinned agent pins. */
-  originPins: string[];
+  /**
+   * How the agent tells the origin's certificate from a substitute: its trust store (the lab root,
+   * plus the corporate CA if the enterprise deployed it) and, in the lab, the origin's real key.
+   */
+  trust: TrustPolicy;
   /** The device certificate an agent presents for mutual TLS (issued by the lab device CA). */
   clientCert: { certPem: string; keyPem: string; subjectCN: string };
   timeouts: Timeouts;
@@ -49,28 +50,31 @@ export type KindVerdict = Verdict & { endpoint?: string };
 export type KindVerdicts = Map<string, KindVerdict>;
 
 export interface ExchangeKind {
-  id: ExchangeKindId;
-  /** The checks this kind reports for an exchange, in report order. */
+  id: string;
+  /**
+   * JSON-schema properties of the exchange options this kind takes, besides the common ones
+   * (catalog, host, port, name, kind, userAgent, instances): an option not listed is a scenario error.
+   */
+  options: Record<string, object>;
+  /** Options the exchange must give. */
+  required?: string[];
+  /** The checks this kind reports for an exchange, in report order (route policies add theirs). */
   checks(x: ProfileExchange): string[];
-  /** What the lab origin must serve on each port this exchange reaches. */
+  /** What the lab origin must serve on a port this exchange reaches. */
   lab(x: ProfileExchange, row: CatalogEndpoint): LabPortSpec[];
+  /** Plain HTTP forwarded by the proxy (absolute form), not tunnelled: checks phrase themselves so. */
+  forwarded?: boolean;
+  /**
+   * Replays the exchange and judges what the agent saw. A check the kind could not get to is left
+   * out, or marked notRun() with the reason when no failed check explains it; the runner derives
+   * `dependency_fail` from each check's dependsOn (harness/runner/dependencies.ts).
+   */
   run(ctx: KindContext): Promise<KindVerdicts>;
 }
 
 export const since = (t0: number): number => Math.round(performance.now() - t0);
 
-export function notRun(reason: string, dependsOn: string, durationMs = 0): Verdict {
-  return { outcome: 'dependency_fail', message: `not run: ${reason}`, evidence: { dependsOn }, durationMs };
-}
-
-export function notApplicable(message: string): Verdict {
-  return { outcome: 'skip', message, evidence: {}, durationMs: 0, notApplicable: true };
-}
-
-/** Marks every check in `checks` not yet judged as not run because of `by`. */
-export function fillNotRun(out: KindVerdicts, checks: string[], reason: string, by: string): void {
-  for (const c of checks) if (!out.has(c)) out.set(c, notRun(reason, by));
-}
+export { notApplicable, notRun } from '../../checks/types.ts';
 
 /** Scaled milliseconds for a profile duration in seconds. */
 export function scaledMs(seconds: number, timeScale: number): number {

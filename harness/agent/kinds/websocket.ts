@@ -18,36 +18,20 @@ import type { TLSSocket } from 'node:tls';
 import { errorMessage } from '../../errors.ts';
 import { sha256 } from '../../lab/lab.ts';
 import { SESSION_SUBPROTOCOL, type SessionAck } from '../../lab/services/ws-session.ts';
-import type { ProfileExchange } from '../../scenarios.ts';
 import { openChannel } from '../channel.ts';
-import { directChannel, proxyUnreachable } from '../direct.ts';
 import { answerHead, openWebSocket, type WsOpenResult } from '../wsclient.ts';
-import {
-  type ExchangeKind,
-  fillNotRun,
-  type KindContext,
-  type KindVerdicts,
-  notApplicable,
-  notRun,
-  scaledMs,
-  since,
-} from './types.ts';
+import { type ExchangeKind, type KindContext, type KindVerdicts, scaledMs, since } from './types.ts';
 
 const AFTER_CHANNEL = ['protocol', 'payload', 'tunnel-keepalive'];
 
-function checksFor(x: ProfileExchange): string[] {
-  return [
-    'connect',
-    ...(x.fallbackDirect ? ['fallback'] : []),
-    'tls-interception',
-    'pinning',
-    ...AFTER_CHANNEL,
-  ];
-}
-
 export const websocketKind: ExchangeKind = {
   id: 'websocket',
-  checks: checksFor,
+  options: {
+    path: { type: 'string', pattern: '^/' },
+    session: { $ref: '#/$defs/session' },
+    fallbackDirect: { type: 'boolean' },
+  },
+  checks: () => ['connect', 'tls-interception', 'pinning', ...AFTER_CHANNEL],
   lab: (x) => [{ port: x.port, transport: 'https' }],
   run: runWebsocket,
 };
@@ -389,8 +373,6 @@ function judgeSession(ctx: KindContext, s: SessionRun, out: KindVerdicts): void 
       },
       durationMs: open.ms,
     });
-    for (const c of ['payload', 'tunnel-keepalive'])
-      out.set(c, notRun('the WebSocket session did not open', 'protocol', 0));
     return;
   }
   out.set('protocol', {
@@ -505,68 +487,12 @@ function urlOf(ctx: KindContext): string {
 
 async function runWebsocket(ctx: KindContext): Promise<KindVerdicts> {
   const out: KindVerdicts = new Map();
-  const x = ctx.exchange;
   const dialledAt = performance.now();
   const channel = await openChannel(ctx, out, { dependents: AFTER_CHANNEL });
-  if (channel) {
-    if (x.fallbackDirect)
-      out.set('fallback', notApplicable('the proxy was reachable; the session went through it'));
-    const s = await runSession(ctx, channel.socket, { route: 'proxy' }, dialledAt);
-    judgeSession(ctx, s, out);
-    return out;
-  }
-  if (!x.fallbackDirect) return out;
-  const reach = proxyUnreachable(out, ctx.proxy);
-  if (!reach.unreachable) {
-    out.set(
-      'fallback',
-      notApplicable(
-        `the proxy was reachable (${reach.why}); the agent falls back to auto detect only when its proxy cannot be reached`,
-      ),
-    );
-    return out;
-  }
-  // The proxy is not there: "auto detect", straight to the host. The channel's not-run verdicts go.
-  const proxyAt = `${ctx.proxy.host}:${ctx.proxy.port}`;
-  for (const c of ['tls-interception', 'pinning', ...AFTER_CHANNEL]) out.delete(c);
-  const t0 = performance.now();
-  const direct = await directChannel(ctx, out);
-  const target = `${ctx.host}:${ctx.port}`;
-  if (!direct.ok) {
-    out.set('fallback', {
-      outcome: 'fail',
-      message: `proxy unreachable (${reach.why}); the auto-detect route to ${target} failed too: ${direct.error}`,
-      evidence: {
-        proxy: proxyAt,
-        proxyError: reach.why,
-        route: 'direct (auto detect)',
-        directError: direct.error,
-      },
-      durationMs: since(t0),
-    });
-    fillNotRun(out, checksFor(x), `the auto-detect route failed (${direct.error})`, 'fallback');
-    return out;
-  }
-  const route = { route: 'direct (auto detect)', address: `${direct.address}:${ctx.port}`, proxy: proxyAt };
-  const s = await runSession(ctx, direct.socket, route, t0);
+  if (!channel) return out;
+  const route =
+    ctx.route.via === 'proxy' ? { route: 'proxy' } : { route: ctx.route.label, ...channel.tlsEvidence };
+  const s = await runSession(ctx, channel.socket, route, dialledAt);
   judgeSession(ctx, s, out);
-  const worked = ['protocol', 'payload', 'tunnel-keepalive'].every((c) => out.get(c)?.outcome === 'pass');
-  const sessionSays = !s.open.ok
-    ? `but the WebSocket session did not open: ${s.open.error}`
-    : worked
-      ? `and the session worked (${s.lastedMs} ms, ${s.bursts.length} bursts, ${s.pongs} pings answered)`
-      : `and the session opened (${out.get('tunnel-keepalive')?.message ?? ''})`;
-  out.set('fallback', {
-    outcome: s.open.ok ? 'pass' : 'fail',
-    message: `proxy unreachable (${reach.why}); auto-detect route reached ${target} at ${direct.address} ${sessionSays}`,
-    evidence: {
-      ...route,
-      proxyError: reach.why,
-      tcpConnectMs: direct.tcpConnectMs,
-      sessionOpened: s.open.ok,
-      sessionWorked: worked,
-    },
-    durationMs: since(t0),
-  });
   return out;
 }

@@ -19,7 +19,13 @@ import { loadScenarios, type ScenarioSet } from '../../scenarios.ts';
 import { ADDRESS_IN_USE, withPortRetry } from '../toolkit/ports.ts';
 import { waitForListening } from '../toolkit/ready.ts';
 import type { ConcreteRuntime, Runtime } from '../toolkit/runtime.ts';
-import type { ProxyContext, ProxyCredentials, ProxyUnderTest, StartedProxy } from '../types.ts';
+import {
+  type ProxyContext,
+  type ProxyCredentials,
+  type ProxyUnderTest,
+  requireLab,
+  type StartedProxy,
+} from '../types.ts';
 import { catalogPorts, type SquidFlavour, type SquidPaths, spliceHostsOf, squidConfig } from './config.ts';
 import { startSquidContainer } from './container.ts';
 import { htpasswdLine } from './htpasswd.ts';
@@ -138,7 +144,8 @@ export class SquidProxy implements ProxyUnderTest {
   }
 
   private prepare(ctx: ProxyContext, port: number): SquidLaunch {
-    const { lab, runDir } = ctx;
+    const lab = requireLab(ctx, this.id);
+    const { runDir } = ctx;
     const flavour = this.opts.flavour;
     const set = ctx.scenarios ?? this.opts.scenarios ?? loadScenarios();
     const dir = join(runDir.path, `${this.id}-${++instances}`);

@@ -1,0 +1,75 @@
+/** `connect`: the proxy opens a CONNECT tunnel and answers 2xx. Judged from the tunnel the route opened. */
+import type { ConnectAnswer, TunnelResult } from '../agent/tunnel.ts';
+import { parseEndpoint } from '../model.ts';
+import { type CheckDefinition, isConnectResult, PROXY_CREDENTIALS_REMEDY, type Verdict } from './types.ts';
+
+export const connect: CheckDefinition = {
+  id: 'connect',
+  title: 'CONNECT tunnel',
+  dependsOn: [],
+  blocks: 'the CONNECT tunnel was not established',
+  explain: (c) => `The proxy opens a CONNECT tunnel to ${c.host}:${c.port} and answers with a 2xx status.`,
+  remediation(ctx, v) {
+    const status = Number(v.evidence.statusCode ?? 0);
+    if (status === 407) return PROXY_CREDENTIALS_REMEDY;
+    if (status === 403) {
+      return `Allow CONNECT to ${ctx.host} on port ${ctx.port}. In squid: add the port to the SSL_ports ACL (acl SSL_ports port ${ctx.port}) so "http_access deny CONNECT !SSL_ports" lets it through.`;
+    }
+    if (v.evidence.errorCode === 'ECONNREFUSED' || v.evidence.errorCode === 'PC_DEADLINE') {
+      return 'The proxy could not be reached: check its address and port, and that the agent host may connect to it.';
+    }
+    return `Make the proxy tunnel CONNECT ${ctx.host}:${ctx.port} to the origin and answer "HTTP/1.1 200".`;
+  },
+  // 407: credentials; 403 on a port where nothing went through: the port; else the host
+  collectRemedy(results, facts) {
+    const portOf = (endpoint: string) => parseEndpoint(endpoint).port;
+    const passedPorts = new Set(
+      results.filter((r) => isConnectResult(r) && r.outcome === 'pass').map((r) => portOf(r.endpoint)),
+    );
+    const refused = new Map<number, string[]>();
+    for (const r of results.filter((x) => x.outcome === 'fail' && isConnectResult(x))) {
+      const status = Number(r.evidence.statusCode ?? 0);
+      if (status === 407) facts.credentials.push(r.endpoint);
+      if (status !== 403) continue;
+      const port = portOf(r.endpoint);
+      if (passedPorts.has(port)) facts.refusedEndpoints.push(r.endpoint);
+      else refused.set(port, [...(refused.get(port) ?? []), r.endpoint]);
+    }
+    facts.connectPorts = [...refused]
+      .sort(([a], [b]) => a - b)
+      .map(([port, endpoints]) => ({ port, endpoints: [...new Set(endpoints)] }));
+  },
+};
+
+/** The proxy's CONNECT answer as evidence: status, the exact head, bytes glued after it. */
+export function answerEvidence(answer: ConnectAnswer | undefined): Record<string, unknown> {
+  return answer
+    ? {
+        statusLine: answer.statusLine,
+        statusCode: answer.statusCode,
+        answerHead: answer.raw.toString('latin1'),
+        gluedBytes: answer.extra.length,
+      }
+    : {};
+}
+
+/** The `connect` verdict for one CONNECT attempt. */
+export function judgeConnect(target: string, tunnel: TunnelResult, durationMs: number): Verdict {
+  const common = { request: tunnel.requestHead, timings: tunnel.timings, ...answerEvidence(tunnel.answer) };
+  if (!tunnel.ok) {
+    return {
+      outcome: 'fail',
+      message: tunnel.answer
+        ? `CONNECT ${target} answered "${tunnel.answer.statusLine}", not 200`
+        : `CONNECT ${target} failed: ${tunnel.error}`,
+      evidence: { ...common, ...(tunnel.errorCode ? { errorCode: tunnel.errorCode } : {}) },
+      durationMs,
+    };
+  }
+  return {
+    outcome: 'pass',
+    message: `CONNECT ${target} answered "${tunnel.answer.statusLine}"`,
+    evidence: common,
+    durationMs,
+  };
+}
