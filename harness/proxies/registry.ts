@@ -38,6 +38,19 @@ export const PROXY_KINDS: ProxyKindInfo[] = [
 
 export const DEFAULT_PROXIES = ['chain-plain', 'chain-auth', 'chain-mitm'];
 
+/**
+ * Registers a proxy product defined elsewhere (an adapter plus its config renderer, see
+ * docs/extending.md); its id must be new. Returns its removal.
+ */
+export function registerProxyKind(info: ProxyKindInfo): () => void {
+  if (PROXY_KINDS.some((k) => k.id === info.id)) throw new Error(`proxy ${info.id} is already registered`);
+  PROXY_KINDS.push(info);
+  return () => {
+    const i = PROXY_KINDS.indexOf(info);
+    if (i >= 0) PROXY_KINDS.splice(i, 1);
+  };
+}
+
 export function proxyById(id: string, opts: { runtime?: Runtime } = {}): ProxyUnderTest {
   const kind = PROXY_KINDS.find((k) => k.id === id);
   if (!kind)
