@@ -12,7 +12,8 @@
 import tls from 'node:tls';
 import { reportBody } from '../harness/agent/bodies.ts';
 import { TunnelHttpClient } from '../harness/agent/http.ts';
-import { openTunnel, startTls } from '../harness/agent/tunnel.ts';
+import { startTls } from '../harness/agent/tls.ts';
+import { openTunnel } from '../harness/agent/tunnel.ts';
 import { labAddress } from '../harness/lab/addresses.ts';
 import { Lab } from '../harness/lab/lab.ts';
 import { createLabPki } from '../harness/lab/pki.ts';

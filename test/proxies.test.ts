@@ -1,5 +1,6 @@
 import t from 'tap';
-import { openTunnel, startTls } from '../harness/agent/tunnel.ts';
+import { startTls } from '../harness/agent/tls.ts';
+import { openTunnel } from '../harness/agent/tunnel.ts';
 import { CORPORATE_CA_CN } from '../harness/lab/pki.ts';
 import { ChainProxy } from '../harness/proxies/chain.ts';
 import { basicAuth, proxyAuthFor } from '../harness/route/auth.ts';

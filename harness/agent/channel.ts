@@ -15,7 +15,8 @@ import { judgeTls } from '../checks/tls-judgement.ts';
 import type { Verdict } from '../checks/types.ts';
 import { dial } from '../route/route.ts';
 import { type KindContext, type KindVerdicts, notRun, since } from './kinds/types.ts';
-import { type ChainCert, startTls, type TunnelResult } from './tunnel.ts';
+import { type ChainCert, startTls } from './tls.ts';
+import type { TunnelResult } from './tunnel.ts';
 
 export interface ChannelOptions {
   /** Checks after the channel that cannot run without it. */

@@ -5,7 +5,7 @@
  * what a pinned agent would accept). Used by the tunnelled channel, the auto-detect route and live
  * probes alike.
  */
-import type { ChainCert, TlsResult } from '../agent/tunnel.ts';
+import type { ChainCert, TlsResult } from '../agent/tls.ts';
 import type { CatalogEndpoint } from '../scenarios.ts';
 import { notApplicable, type Verdict } from './types.ts';
 

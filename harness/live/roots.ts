@@ -7,7 +7,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import type { ChainCert } from '../agent/tunnel.ts';
+import { type ChainCert, commonName } from '../agent/tls.ts';
 import { UsageError } from '../errors.ts';
 
 export const PUBLIC_ROOTS_ENV = 'PROXYCHECK_PUBLIC_ROOTS';
@@ -17,7 +17,7 @@ export interface RootStore {
   label: string;
   pems: string[];
   fingerprints: Set<string>;
-  /** Subject DNs as `describeChain` writes them (`CN=…, O=…`). */
+  /** Subject DNs as `describeChain` (agent/tls.ts) writes them (`CN=…, O=…`). */
   subjects: Set<string>;
   /** Subject CN per fingerprint. */
   names: Map<string, string>;
@@ -43,7 +43,7 @@ export function rootStore(pems: string[], label: string): RootStore {
     }
     store.fingerprints.add(x.fingerprint256);
     store.subjects.add(x.subject.replace(/\n/g, ', '));
-    store.names.set(x.fingerprint256, /(?:^|\n)CN=([^\n]*)/.exec(x.subject)?.[1] ?? x.subject);
+    store.names.set(x.fingerprint256, commonName(x.subject));
   }
   return store;
 }
