@@ -12,7 +12,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { CORPORATE_CA_CN } from '../harness/lab/pki.ts';
-import { type ApfMessage, decodeApf, encodeApf } from '../harness/lab/services/apf.ts';
+import { type ApfMessage, decodeApf, encodeApf } from '../harness/lab/services/apf-codec.ts';
 import type { CheckResult, RunReport } from '../harness/model.ts';
 import { ChainProxy } from '../harness/proxies/chain.ts';
 import { SquidProxy } from '../harness/proxies/squid/squid.ts';

@@ -11,24 +11,20 @@
  *  4. the tunnel held for the session with a KEEPALIVE_REQUEST every keepaliveSeconds, each
  *     answered with its 4-byte cookie (tunnel-keepalive).
  * Durations are scaled by ctx.timeScale; ctx.idleSeconds (real seconds) replaces the session length.
+ * The firmware's APF connection (client, message log, message names) is agent/apf-client.ts.
  */
 import { randomBytes, X509Certificate } from 'node:crypto';
-import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import type { Verdict } from '../../checks/types.ts';
 import { errorMessage } from '../../errors.ts';
 import {
   APF_AUTH_SERVICE,
-  APF_DISCONNECT,
   APF_PFWD_SERVICE,
   APF_TRIGGER,
-  ApfError,
   type ApfMessage,
-  decodeApf,
-  encodeApf,
-  type OriginInfo,
-} from '../../lab/services/apf.ts';
+} from '../../lab/services/apf-codec.ts';
+import { ApfClient, describeApf, hexCookie, StepError } from '../apf-client.ts';
 import { openChannel } from '../channel.ts';
+import { commonName } from '../tls.ts';
 import { type ExchangeKind, type KindContext, type KindVerdicts, notRun, scaledMs, since } from './types.ts';
 
 /** The AMT port a CIRA session forwards first (WS-Management over TLS). */
@@ -65,175 +61,9 @@ export const ciraKind: ExchangeKind = {
   run: runCira,
 };
 
-interface Closed {
-  atMs: number;
-  /** `end` (the peer's FIN), `error`, or `agent` (we ended it). */
-  how: 'end' | 'error' | 'agent';
-  error?: string;
-}
-
-class StepError extends Error {}
-
-/** The firmware's side of one APF connection over the TLS socket. */
-class ApfClient {
-  private buf = Buffer.alloc(0);
-  private readonly queue: ApfMessage[] = [];
-  private readonly waiters = new Set<() => void>();
-  readonly t0 = performance.now();
-  closed: Closed | undefined;
-  originInfo: OriginInfo | undefined;
-  /** Reason code of the APF DISCONNECT the origin sent, if it sent one. */
-  disconnectReason: number | undefined;
-  /** Set while waiting for a tcpip-forward answer (REQUEST_SUCCESS then carries the port). */
-  expectPort = false;
-  onKeepaliveReply: ((cookie: number) => void) | undefined;
-  onClosed: (() => void) | undefined;
-  readonly log: Array<{ atMs: number; dir: 'sent' | 'received'; message: string }> = [];
-
-  constructor(private readonly socket: Socket | TLSSocket) {
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('end', () => this.close('end'));
-    socket.on('error', (err) => this.close('error', errorMessage(err)));
-    socket.on('close', () => this.close('end'));
-    socket.resume();
-  }
-
-  private close(how: Closed['how'], error?: string): void {
-    if (!this.closed) this.closed = { atMs: since(this.t0), how, ...(error ? { error } : {}) };
-    else if (error && !this.closed.error) this.closed.error = error;
-    this.onClosed?.();
-    this.wake();
-  }
-
-  private wake(): void {
-    for (const w of [...this.waiters]) w();
-  }
-
-  private onData(chunk: Buffer): void {
-    this.buf = Buffer.concat([this.buf, chunk]);
-    for (;;) {
-      let decoded: ReturnType<typeof decodeApf>;
-      try {
-        decoded = decodeApf(this.buf, { requestSuccessWithPort: this.expectPort });
-      } catch (err) {
-        const msg = err instanceof ApfError ? err.message : errorMessage(err);
-        this.close('error', `undecodable APF from the origin: ${msg}`);
-        this.socket.destroy();
-        return;
-      }
-      if (!decoded) break;
-      this.buf = this.buf.subarray(decoded.bytes);
-      const m = decoded.message;
-      this.log.push({ atMs: since(this.t0), dir: 'received', message: describe(m) });
-      if (m.type === 'keepalive-request') this.send({ type: 'keepalive-reply', cookie: m.cookie });
-      else if (m.type === 'keepalive-options-request') this.send({ ...m, type: 'keepalive-options-reply' });
-      else if (m.type === 'origin-info') this.originInfo = m.info;
-      else if (m.type === 'disconnect') this.disconnectReason = m.reason;
-      else if (m.type === 'keepalive-reply') this.onKeepaliveReply?.(m.cookie);
-      else this.queue.push(m);
-    }
-    this.wake();
-  }
-
-  send(m: ApfMessage): void {
-    if (this.closed || !this.socket.writable) return;
-    this.log.push({ atMs: since(this.t0), dir: 'sent', message: describe(m) });
-    this.socket.write(encodeApf(m));
-  }
-
-  /** Resolves with `test()`'s value once defined; rejects on close or after `ms`, naming `what`. */
-  waitUntil<T>(test: () => T | undefined, ms: number, what: string): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const check = () => {
-        const v = test();
-        if (v !== undefined) return finish(() => resolve(v));
-        if (this.closed) {
-          const why =
-            this.disconnectReason !== undefined
-              ? `the origin sent APF DISCONNECT (reason ${this.disconnectReason}) and closed`
-              : `the connection closed${this.closed.error ? ` (${this.closed.error})` : ''}`;
-          finish(() => reject(new StepError(`${what}: ${why} ${this.closed?.atMs} ms after the handshake`)));
-        }
-      };
-      const timer = setTimeout(
-        () => finish(() => reject(new StepError(`${what}: no answer within ${ms} ms`))),
-        ms,
-      );
-      const finish = (f: () => void) => {
-        clearTimeout(timer);
-        this.waiters.delete(check);
-        f();
-      };
-      this.waiters.add(check);
-      check();
-    });
-  }
-
-  /** The next protocol message of any type (the caller judges it). */
-  next(ms: number, what: string): Promise<ApfMessage> {
-    return this.waitUntil(() => this.queue.shift(), ms, what);
-  }
-
-  /** The next protocol message, which must be of `type`. */
-  async expect<K extends ApfMessage['type']>(
-    type: K,
-    ms: number,
-    what: string,
-  ): Promise<Extract<ApfMessage, { type: K }>> {
-    const m = await this.next(ms, what);
-    if (m.type !== type) throw new StepError(`${what}: the origin answered ${describe(m)}`);
-    return m as Extract<ApfMessage, { type: K }>;
-  }
-
-  /** APF DISCONNECT (by application), then close the connection. */
-  end(): void {
-    this.send({ type: 'disconnect', reason: APF_DISCONNECT.BY_APPLICATION });
-    if (!this.closed) this.closed = { atMs: since(this.t0), how: 'agent' };
-    this.socket.end();
-  }
-}
-
-function describe(m: ApfMessage): string {
-  switch (m.type) {
-    case 'protocol-version':
-      return `PROTOCOLVERSION ${m.major}.${m.minor} (trigger ${m.triggerReason})`;
-    case 'service-request':
-      return `SERVICE_REQUEST ${m.service}`;
-    case 'service-accept':
-      return `SERVICE_ACCEPT ${m.service}`;
-    case 'userauth-request':
-      return `USERAUTH_REQUEST ${m.username} ${m.service} ${m.method}`;
-    case 'userauth-failure':
-      return `USERAUTH_FAILURE (${m.methods})`;
-    case 'userauth-success':
-      return 'USERAUTH_SUCCESS';
-    case 'global-request':
-      return `GLOBAL_REQUEST ${m.name} ${m.address ?? ''}:${m.port ?? ''}`;
-    case 'request-success':
-      return `REQUEST_SUCCESS${m.port !== undefined ? ` ${m.port}` : ''}`;
-    case 'request-failure':
-      return 'REQUEST_FAILURE';
-    case 'keepalive-request':
-      return `KEEPALIVE_REQUEST ${hex(m.cookie)}`;
-    case 'keepalive-reply':
-      return `KEEPALIVE_REPLY ${hex(m.cookie)}`;
-    case 'keepalive-options-request':
-      return `KEEPALIVE_OPTIONS_REQUEST ${m.intervalSeconds}s/${m.timeoutSeconds}s`;
-    case 'keepalive-options-reply':
-      return `KEEPALIVE_OPTIONS_REPLY ${m.intervalSeconds}s/${m.timeoutSeconds}s`;
-    case 'disconnect':
-      return `DISCONNECT reason ${m.reason}`;
-    case 'origin-info':
-      return `ORIGIN_INFO (lab) ${JSON.stringify(m.info)}`;
-  }
-}
-
-const hex = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
-
 function issuerCN(certPem: string): string {
   try {
-    const issuer = new X509Certificate(certPem).issuer;
-    return /(?:^|\n)CN=([^\n]*)/.exec(issuer)?.[1] ?? issuer;
+    return commonName(new X509Certificate(certPem).issuer);
   } catch {
     return 'unknown';
   }
@@ -321,7 +151,7 @@ async function runCira(ctx: KindContext): Promise<KindVerdicts> {
       });
       const auth = await client.next(answerMs, 'USERAUTH_REQUEST');
       if (auth.type !== 'userauth-success')
-        throw new StepError(`USERAUTH_REQUEST: the origin answered ${describe(auth)}`);
+        throw new StepError(`USERAUTH_REQUEST: the origin answered ${describeApf(auth)}`);
       client.send({ type: 'service-request', service: APF_PFWD_SERVICE });
       await client.expect('service-accept', answerMs, `SERVICE_REQUEST ${APF_PFWD_SERVICE}`);
       client.expectPort = true;
@@ -336,7 +166,7 @@ async function runCira(ctx: KindContext): Promise<KindVerdicts> {
       client.expectPort = false;
       if (fwd.type !== 'request-success')
         throw new StepError(
-          `GLOBAL_REQUEST tcpip-forward ${FORWARDED_PORT}: the origin answered ${describe(fwd)}`,
+          `GLOBAL_REQUEST tcpip-forward ${FORWARDED_PORT}: the origin answered ${describeApf(fwd)}`,
         );
       forwardPort = fwd.port;
       if (fwd.port !== FORWARDED_PORT)
@@ -476,7 +306,7 @@ async function holdTunnel(
       client.send({ type: 'keepalive-request', cookie });
       later(replyDeadlineMs, () => {
         if (pending.has(cookie)) {
-          overdue = `keep-alive #${k} (cookie ${hex(cookie)}) was not answered within ${replyDeadlineMs} ms`;
+          overdue = `keep-alive #${k} (cookie ${hexCookie(cookie)}) was not answered within ${replyDeadlineMs} ms`;
           finish('overdue');
         }
       });
@@ -526,7 +356,7 @@ async function holdTunnel(
       sent,
       answered,
       ...(rtts.length ? { maxRoundTripMs: Math.max(...rtts) } : {}),
-      ...(strangers.length ? { unknownCookies: strangers.map(hex) } : {}),
+      ...(strangers.length ? { unknownCookies: strangers.map(hexCookie) } : {}),
     },
     closedBy,
     closeDetail,
@@ -552,7 +382,7 @@ async function holdTunnel(
   if (strangers.length) {
     return {
       outcome: 'fail',
-      message: `a keep-alive reply carried cookie ${hex(strangers[0] ?? 0)}, which the agent never sent; ${summary}`,
+      message: `a keep-alive reply carried cookie ${hexCookie(strangers[0] ?? 0)}, which the agent never sent; ${summary}`,
       evidence,
       durationMs: lastedMs,
     };
