@@ -110,7 +110,10 @@ t.test('a proxy that closes the connection between rounds breaks the dance: the 
 });
 
 t.test('a rejected answer ends the dance with the 407; Basic is one preemptive round', async (t) => {
-  const wrong: ProxyAuth = { ...tokenAuth, answer: (_challenges, round) => (round === 1 ? 'Token wrong' : undefined) };
+  const wrong: ProxyAuth = {
+    ...tokenAuth,
+    answer: (_challenges, round) => (round === 1 ? 'Token wrong' : undefined),
+  };
   const { p } = await twoRoundProxy(t, await echoServer(t));
   const tun = await openTunnel({
     proxy: { host: p.host, port: p.port, auth: wrong },

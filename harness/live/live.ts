@@ -103,10 +103,10 @@ export function liveTrustPolicy(publicRoots: RootStore, trusted: RootStore): Tru
             reSignedByCN: anchor.kind === 'trusted-ca' ? anchor.name : (chain[0]?.issuerCN ?? 'unknown'),
           };
     },
-    describeSubstitute: (leaf, by, accepted, refused) =>
+    describeSubstitute: (leaf, _by, accepted, refused) =>
       `issued by "${leaf.issuerCN}", not a public CA; ${
         accepted
-          ? `the agents trust it (--trust-ca, "${by}")`
+          ? 'the agents trust it (--trust-ca)'
           : `the agents do not trust it, so they refuse the session (${refused})`
       }`,
     refusalFailsHere: true,
