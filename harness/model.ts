@@ -89,8 +89,12 @@ export interface ProxyRemediation {
   nonTls?: string[];
   /** Ports other than 443 where TLS was re-signed (squid may be hiding an SSL_ports denial). */
   bumpedPorts?: number[];
-  /** Long-lived tunnels were closed before this many idle seconds. */
+  /** Long-lived tunnels were closed by an idle timer: they must survive this many silent seconds. */
   idleSeconds?: number;
+  /** Long-lived tunnels were closed by a lifetime cap: they must live this many seconds. */
+  lifetimeSeconds?: number;
+  /** Inspected (bumped) connections were closed by an idle timer: they must survive this much silence. */
+  idleInspectedSeconds?: number;
   /** squid.conf lines (squid or unknown product), directives only. */
   squidConf: string[];
   /** One sentence per fix, product-neutral. */

@@ -262,42 +262,57 @@ t.test('an unknown product gets both; squid is recognised from its answers', asy
 });
 
 t.test(
-  'a failed tunnel-keepalive asks for read_timeout (squid closes idle tunnels after it)',
+  'tunnel-keepalive remedies follow the measured timer: idle (tunnelled or inspected) or a lifetime cap',
   opts,
   async (t) => {
-    // The lab kinds keep their tunnels busy, so a real squid does not fail this check yet: the result
-    // is built by hand in the shape the tunnel-keepalive check reports (requiredSeconds).
-    const closed = {
-      id: 'external/remote-assistance/ras.flexxible.com:443/tunnel-keepalive',
+    // results in the shape tunnel-keepalive reports (evidence.timers); the real squid that produces
+    // them is in test/squid-selective-bump.test.ts
+    const result = (timers: Record<string, unknown>) => ({
+      id: 'external/vpro-cira/iagent.flexxible.com:443/tunnel-keepalive',
       proxy: 'external',
-      profile: 'remote-assistance',
-      endpoint: 'ras.flexxible.com:443',
+      profile: 'vpro-cira',
+      endpoint: 'iagent.flexxible.com:443',
       check: 'tunnel-keepalive',
       outcome: 'fail' as const,
       expected: 'pass' as const,
       matched: false,
-      message: 'the tunnel closed after 600 s of the required 1800 s',
-      evidence: { requiredSeconds: 1800, lastedMs: 600_000 },
+      message: 'idle timer: the proxy closed a silent tunnel after 8 s without traffic',
+      evidence: { timers: { agentGapSeconds: 30, sessionSeconds: 300, waitedSeconds: 10, ...timers } },
       remediation: '',
-      durationMs: 600_000,
-    };
+      durationMs: 10_000,
+    });
     const proxy = { id: 'external', kind: 'external', runtime: 'external', version: 'squid/5.7' };
-    const r = buildRemediation({
-      schema: 'proxycheck/result@1',
-      startedAt: '',
-      finishedAt: '',
-      tool: { name: 'proxycheck', version: '0' },
-      proxies: [proxy],
-      results: [closed],
-      summary: {} as RunReport['summary'],
-    })[0];
-    t.equal(r?.idleSeconds, 1800);
-    t.same(r?.squidConf, ['read_timeout 1860 seconds']);
-    t.match(r?.text.join('\n'), 'Let CONNECT tunnels stay open while idle for at least 1800 s');
-    const p = await parses('default', r?.squidConf ?? []);
+    const remedy = (timers: Record<string, unknown>) =>
+      buildRemediation({
+        schema: 'proxycheck/result@1',
+        startedAt: '',
+        finishedAt: '',
+        tool: { name: 'proxycheck', version: '0' },
+        proxies: [proxy],
+        results: [result(timers)],
+        summary: {} as RunReport['summary'],
+      })[0];
+
+    const idle = remedy({ timer: 'idle', state: 'tunnelled', idleTimerSeconds: 8 });
+    t.equal(idle?.idleSeconds, 30);
+    t.same(idle?.squidConf, ['read_timeout 900 seconds'], "at least squid's default, above the 30 s gap");
+    t.match(idle?.text.join('\n'), 'stay open while silent for more than 30 s');
+    t.match(idle?.text.join('\n'), 'This opens no port and no host');
+    let p = await parses('default', idle?.squidConf ?? []);
     t.equal(p.status, 0, 'squid -k parse exits 0');
-    if (p.status !== 0) t.comment(p.out);
-    t.match(p.out, /Processing: read_timeout 1860 seconds/);
+    t.match(p.out, /Processing: read_timeout 900 seconds/);
+
+    // a bumped connection is timed by request_timeout / client_idle_pconn_timeout, not read_timeout
+    const bumped = remedy({ timer: 'idle', state: 'inspected', idleTimerSeconds: 8 });
+    t.same(bumped?.squidConf, ['request_timeout 300 seconds', 'client_idle_pconn_timeout 120 seconds']);
+    p = await parses('bump', bumped?.squidConf ?? []);
+    t.equal(p.status, 0, 'squid -k parse exits 0');
+
+    // a lifetime cap: squid has none on tunnels, so no squid.conf line pretends to fix it
+    const life = remedy({ timer: 'lifetime', state: 'tunnelled', lifetimeCapSeconds: 5 });
+    t.equal(life?.lifetimeSeconds, 300);
+    t.same(life?.squidConf, []);
+    t.match(life?.text.join('\n'), /live at least 300 s.*lifetime cap.*client_lifetime does not apply/);
   },
 );
 

@@ -6,11 +6,16 @@
  * wait for the next protocol message with a deadline. The kind (agent/kinds/cira.ts) drives the
  * session and judges it.
  */
+
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { errorMessage } from '../errors.ts';
 import {
+  APF_AUTH_SERVICE,
   APF_DISCONNECT,
+  APF_PFWD_SERVICE,
+  APF_TRIGGER,
   ApfError,
   type ApfMessage,
   decodeApf,
@@ -146,6 +151,66 @@ export class ApfClient {
     if (!this.closed) this.closed = { atMs: since(this.t0), how: 'agent' };
     this.socket.end();
   }
+
+  /**
+   * The firmware's set-up: PROTOCOLVERSION, (the lab's ORIGIN_INFO when mutual TLS is checked),
+   * auth and pfwd services, USERAUTH, tcpip-forward. Never throws: a broken step is `protocolError`.
+   */
+  async setUp(o: { waitForOriginInfo: boolean; answerMs: number; forwardPort: number }): Promise<ApfSetup> {
+    const out: ApfSetup = {};
+    const { answerMs } = o;
+    try {
+      this.send({
+        type: 'protocol-version',
+        major: 1,
+        minor: 0,
+        triggerReason: APF_TRIGGER.PERIODIC,
+        uuid: randomBytes(16),
+      });
+      out.versionReply = await this.expect('protocol-version', answerMs, 'APF PROTOCOLVERSION reply');
+      if (o.waitForOriginInfo) {
+        await this.waitUntil(
+          () => this.originInfo,
+          answerMs,
+          "the origin's report of the device certificate it verified (lab ORIGIN_INFO)",
+        );
+      }
+      this.send({ type: 'service-request', service: APF_AUTH_SERVICE });
+      await this.expect('service-accept', answerMs, `SERVICE_REQUEST ${APF_AUTH_SERVICE}`);
+      this.send({
+        type: 'userauth-request',
+        username: 'proxycheck',
+        service: APF_PFWD_SERVICE,
+        method: 'password',
+        password: 'lab',
+      });
+      const auth = await this.next(answerMs, 'USERAUTH_REQUEST');
+      if (auth.type !== 'userauth-success')
+        throw new StepError(`USERAUTH_REQUEST: the origin answered ${describeApf(auth)}`);
+      this.send({ type: 'service-request', service: APF_PFWD_SERVICE });
+      await this.expect('service-accept', answerMs, `SERVICE_REQUEST ${APF_PFWD_SERVICE}`);
+      this.expectPort = true;
+      this.send({
+        type: 'global-request',
+        name: 'tcpip-forward',
+        wantReply: true,
+        address: '',
+        port: o.forwardPort,
+      });
+      const fwd = await this.next(answerMs, `GLOBAL_REQUEST tcpip-forward ${o.forwardPort}`);
+      this.expectPort = false;
+      if (fwd.type !== 'request-success')
+        throw new StepError(
+          `GLOBAL_REQUEST tcpip-forward ${o.forwardPort}: the origin answered ${describeApf(fwd)}`,
+        );
+      out.forwardPort = fwd.port;
+      if (fwd.port !== o.forwardPort)
+        throw new StepError(`tcpip-forward ${o.forwardPort}: the origin bound port ${fwd.port} instead`);
+    } catch (err) {
+      out.protocolError = errorMessage(err);
+    }
+    return out;
+  }
 }
 
 /** One APF message as the evidence and messages name it (`SERVICE_ACCEPT pfwd@amt.intel.com`). */
@@ -186,3 +251,11 @@ export function describeApf(m: ApfMessage): string {
 
 /** A 4-byte keep-alive cookie as written in evidence (`0x0000abcd`). */
 export const hexCookie = (n: number) => `0x${n.toString(16).padStart(8, '0')}`;
+
+export interface ApfSetup {
+  /** Why the set-up broke, if it did. */
+  protocolError?: string;
+  versionReply?: Extract<ApfMessage, { type: 'protocol-version' }>;
+  /** The port the origin bound for tcpip-forward. */
+  forwardPort?: number;
+}

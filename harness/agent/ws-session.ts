@@ -16,7 +16,7 @@ import { SESSION_SUBPROTOCOL, type SessionAck } from '../lab/services/ws-session
 import { type KindContext, scaledMs, since } from './kinds/types.ts';
 import { openWebSocket, type WsOpenResult } from './wsclient.ts';
 
-const DEFAULTS = { seconds: 60, intervalSeconds: 5, bursts: 4, burstBytes: 16 * 1024 };
+export const DEFAULTS = { seconds: 60, intervalSeconds: 5, bursts: 4, burstBytes: 16 * 1024 };
 
 export interface SessionPlan {
   /** The session length the agent needs, in real (profile or --idle-seconds) seconds. */

@@ -17,6 +17,11 @@ export interface Verdict {
    * agent pins): then `skip`, not `pass`, is what to expect when no expectation rule says otherwise.
    */
   notApplicable?: boolean;
+  /**
+   * The run did not observe enough to know (it did not wait long enough in real time): `skip`,
+   * expected as such by default, never a pass.
+   */
+  notKnown?: boolean;
 }
 
 export interface CheckContext {

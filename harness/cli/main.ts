@@ -23,7 +23,7 @@ import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
 import { loadScenarios, resolveHost } from '../scenarios.ts';
 import { baselineOption, quietOption, shardOption, startCiRun, updateBaselineOption } from './ci-options.ts';
-import { parseTimeScale, timeScaleOption } from './options.ts';
+import { parseSeconds, parseTimeScale, timerWaitOption, timeScaleOption } from './options.ts';
 import { registerSquidCommands } from './squid-commands.ts';
 import { registerValidateCommand } from './validate-command.ts';
 
@@ -92,6 +92,7 @@ function buildProgram(out: { code: number }): Command {
     )
     .addOption(labNetOption())
     .addOption(timeScaleOption())
+    .addOption(timerWaitOption())
     .addOption(baselineOption())
     .addOption(updateBaselineOption())
     .addOption(shardOption())
@@ -115,6 +116,7 @@ function buildProgram(out: { code: number }): Command {
           tenant: o.tenant,
           trustCorporateCa: Boolean(o.trustCorporateCa),
           timeScale: parseTimeScale(o.timeScale),
+          ...(o.timerWait !== undefined ? { timerWait: parseSeconds(o.timerWait, '--timer-wait') } : {}),
           ...ci.runOptions,
         });
       } finally {

@@ -18,17 +18,9 @@ import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { runMatrix } from '../runner/run.ts';
 import { loadScenarios } from '../scenarios.ts';
 import { printQuietSummary, quietOption, withProgress } from './ci-options.ts';
-import { parseTimeScale, timeScaleOption } from './options.ts';
+import { parseSeconds, parseTimeScale, timerWaitOption, timeScaleOption } from './options.ts';
 
 export const PASSWORD_ENV = 'PROXYCHECK_PROXY_PASSWORD';
-
-function parseIdleSeconds(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!/^\s*\d+(\.\d+)?\s*$/.test(value) || !(n > 0) || !Number.isFinite(n))
-    throw new UsageError(`--idle-seconds must be a positive number of seconds, not "${value}"`);
-  return n;
-}
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -65,7 +57,8 @@ export function registerValidateCommand(program: Command, out: { code: number })
       collect,
       [],
     )
-    .option('--idle-seconds <n>', 'lab: how long long-lived tunnels must survive while idle')
+    .addOption(timerWaitOption())
+    .option('--idle-seconds <n>', 'lab: the same as --timer-wait (kept for existing scripts)')
     .option(
       '--scenarios <dir>',
       'scenario directory (catalogs/, profiles/, expectations/) instead of the built-in one',
@@ -88,10 +81,12 @@ export function registerValidateCommand(program: Command, out: { code: number })
         throw new UsageError('--profiles replays lab exchanges; with --origins live choose --catalogs');
       if (!live && given('catalogs'))
         throw new UsageError('--catalogs is for --origins live; lab mode uses --profiles');
-      const idleSeconds = parseIdleSeconds(o.idleSeconds);
-      if (live && idleSeconds !== undefined)
+      const timerWait =
+        parseSeconds(o.timerWait, '--timer-wait') ?? parseSeconds(o.idleSeconds, '--idle-seconds');
+      const timerFlag = o.timerWait !== undefined ? '--timer-wait' : '--idle-seconds';
+      if (live && timerWait !== undefined)
         throw new UsageError(
-          '--idle-seconds needs the lab origins (a real endpoint may close an idle tunnel itself): use it without --origins live',
+          `${timerFlag} needs the lab origins (a real endpoint may close an idle tunnel itself): use it without --origins live`,
         );
       if (!live && o.param.length)
         throw new UsageError(
@@ -152,12 +147,12 @@ export function registerValidateCommand(program: Command, out: { code: number })
                 profiles: ids(o.profiles),
                 labNet: parseLabNet(o.labNet),
                 extraTrust,
-                ...(idleSeconds !== undefined ? { idleSeconds } : {}),
+                ...(timerWait !== undefined ? { timerWait } : {}),
                 timeScale: parseTimeScale(o.timeScale),
                 ...hooks,
               }),
           );
-      withRemediation(report, { scenarios, ...(idleSeconds !== undefined ? { idleSeconds } : {}) });
+      withRemediation(report, { scenarios });
       if (o.quiet) printQuietSummary(report, reports.stdout);
       else if (!reports.stdout) {
         process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));

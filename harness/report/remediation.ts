@@ -53,6 +53,9 @@ const SQUID_SAFE_PORTS = (p: number) =>
   [80, 21, 443, 70, 210, 280, 488, 591, 777].includes(p) || (p >= 1025 && p <= 65535);
 /** squid's default read_timeout (15 minutes), which also bounds idle CONNECT tunnels. */
 const SQUID_DEFAULT_READ_TIMEOUT_S = 900;
+/** squid's request_timeout and client_idle_pconn_timeout defaults (5 and 2 minutes). */
+const SQUID_DEFAULT_REQUEST_TIMEOUT_S = 300;
+const SQUID_DEFAULT_CLIENT_IDLE_PCONN_S = 120;
 
 const SQUID_MARKER = /^(?:Server: squid[^\r\n]*|X-Squid-Error: [^\r\n]*|Via: [^\r\n]*\(squid[^\r\n)]*\))$/im;
 
@@ -182,9 +185,20 @@ function genericText(r: ProxyRemediation): string[] {
       `Give the agents proxy credentials: the proxy answered 407 for ${list(r.credentials)}. Opening the proxy to unauthenticated clients (e.g. an extra "http_access allow") is not the fix; configure the agents' proxy user and password (proxycheck: --proxy-user and PROXYCHECK_PROXY_PASSWORD).`,
     );
   }
+  if (r.lifetimeSeconds !== undefined) {
+    out.push(
+      `Let CONNECT tunnels live at least ${Math.ceil(r.lifetimeSeconds)} s: something ends them after a fixed time even while traffic flows (a lifetime cap), shorter than the agents' sessions: the proxy's maximum connection or session time, or a firewall's session limit on the way${r.product === 'squid' ? ' (squid itself has no lifetime cap on tunnels: client_lifetime does not apply to them)' : ''}. This opens no port and no host; it only stops cutting sessions short.`,
+    );
+  }
+  if (r.idleInspectedSeconds !== undefined) {
+    out.push(
+      `Let inspected (TLS-intercepted) connections stay open while silent for more than ${Math.ceil(r.idleInspectedSeconds)} s: the agents are silent that long between keep-alives. This opens no port and no host.`,
+    );
+  }
+
   if (r.idleSeconds !== undefined) {
     out.push(
-      `Let CONNECT tunnels stay open while idle for at least ${Math.ceil(r.idleSeconds)} s: the proxy closed the agents' long-lived tunnels earlier.`,
+      `Let CONNECT tunnels stay open while silent for more than ${Math.ceil(r.idleSeconds)} s: the agents are silent that long between keep-alives and the proxy's idle timer closed their tunnels earlier. This opens no port and no host.`,
     );
   }
   return out;
@@ -216,6 +230,15 @@ function squidLines(r: ProxyRemediation): string[] {
   if (r.idleSeconds !== undefined) {
     out.push(`read_timeout ${Math.max(Math.ceil(r.idleSeconds) + 60, SQUID_DEFAULT_READ_TIMEOUT_S)} seconds`);
   }
+  if (r.idleInspectedSeconds !== undefined) {
+    // a bumped connection is an HTTP client connection to squid: its silence is timed by these,
+    // not by read_timeout (squid 5.7: request_timeout before the first request, then
+    // client_idle_pconn_timeout between requests)
+    const n = Math.ceil(r.idleInspectedSeconds) + 60;
+    out.push(`request_timeout ${Math.max(n, SQUID_DEFAULT_REQUEST_TIMEOUT_S)} seconds`);
+    out.push(`client_idle_pconn_timeout ${Math.max(n, SQUID_DEFAULT_CLIENT_IDLE_PCONN_S)} seconds`);
+  }
+
   return out;
 }
 

@@ -67,7 +67,7 @@ export function toResult(set: ScenarioSet, k: ResultKey, v: KindVerdict): CheckR
       mustNotInspect: k.row.mustNotInspect,
       pinned: k.row.pinned,
     },
-    v.notApplicable ? 'skip' : 'pass',
+    v.notApplicable || v.notKnown ? 'skip' : 'pass',
   );
   const needsRemedy = v.outcome === 'fail' || v.outcome === 'warn';
   return {

@@ -16,7 +16,8 @@ import type { Runtime } from '../proxies/toolkit/runtime.ts';
 import type { ProxyUnderTest, StartedProxy } from '../proxies/types.ts';
 import { proxyAuthFor } from '../route/auth.ts';
 import { exchangeChecks, runWithPolicies } from '../route/policies.ts';
-import { proxyRoute } from '../route/route.ts';
+import { proxyRoute, type Route } from '../route/route.ts';
+import { measureTimers, type TimerMeasurement } from '../route/timers.ts';
 import {
   catalogRow,
   checkExpectationProxies,
@@ -61,8 +62,13 @@ export interface RunOptions {
   timeouts?: Partial<Timeouts>;
   /** Multiplies every duration in the profiles (1 = real time; default DEFAULT_TIME_SCALE). */
   timeScale?: number;
-  /** Long-lived tunnels must survive this many real seconds (validate --idle-seconds). */
-  idleSeconds?: number;
+  /**
+   * Real seconds to wait when measuring the proxy's tunnel timers (`--timer-wait`; default: as long
+   * as the replayed session lasts here, at least 10 s). Never compressed by the time scale.
+   */
+  timerWait?: number;
+  /** The option a user gives to wait longer, named in `tunnel-keepalive` skips (default --timer-wait). */
+  timerWaitOption?: string;
   scenarios?: ScenarioSet;
   /** The host an exchange talks to (default: its catalog host with the run's values filled in). */
   hostOf?: (x: ProfileExchange) => string;
@@ -162,6 +168,25 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
     });
   const results: CheckResult[] = [];
   const proxies: ProxyInfo[] = [];
+  const contextFor = (x: ProfileExchange, route: Route, o: StartedOrigins): KindContext => {
+    const host = hostOf(x);
+    return {
+      route,
+      host,
+      port: x.port,
+      row: catalogRow(set, x),
+      rowFor: (port: number) => catalogRow(set, { ...x, port }),
+      exchange: x,
+      trust: o.trust(host),
+      // only mutual-TLS exchanges (CIRA) ask for it
+      get clientCert() {
+        return o.clientCert(host);
+      },
+      timeouts,
+      timeScale,
+      directAddress: (h: string) => o.directAddress(h),
+    };
+  };
 
   const runDir = new RunDir();
   const unregisterDir = onCleanup('run directory', () => runDir.remove());
@@ -204,6 +229,28 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
             }
           : { id: adapter.id, kind: 'unknown', runtime: 'unknown', version: 'unknown' },
       );
+      // every exchange's context, made once; the proxy's timers are measured from now on, in real
+      // time, beside the work items (harness/route/timers.ts)
+      const contexts = new Map<ProfileExchange, KindContext>();
+      const measurements = new Map<ProfileExchange, TimerMeasurement | undefined>();
+      if (started) {
+        const route = proxyRoute({
+          host: started.host,
+          port: started.port,
+          ...(started.credentials ? { auth: proxyAuthFor(started.credentials) } : {}),
+        });
+        for (const x of itsProfiles.flatMap((p) => p.exchanges)) {
+          const ctx = contextFor(x, route, origins);
+          contexts.set(x, ctx);
+          measurements.set(
+            x,
+            measureTimers(kindOf(x), ctx, {
+              ...(opts.timerWait !== undefined ? { waitSeconds: opts.timerWait } : {}),
+              waitOption: opts.timerWaitOption ?? '--timer-wait',
+            }),
+          );
+        }
+      }
       try {
         for (const profile of itsProfiles) {
           opts.onWorkItem?.('start', adapter.id, profile.id);
@@ -224,35 +271,13 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
               });
             } else {
               try {
-                const o = started0;
-                const ctx: KindContext = {
-                  route: proxyRoute({
-                    host: started.host,
-                    port: started.port,
-                    ...(started.credentials ? { auth: proxyAuthFor(started.credentials) } : {}),
-                  }),
-                  host,
-                  port: x.port,
-                  row,
-                  rowFor: (port: number) => catalogRow(set, { ...x, port }),
-                  exchange: x,
-                  trust: o.trust(host),
-                  get clientCert() {
-                    return o.clientCert(host);
-                  },
-                  timeouts,
-                  timeScale,
-                  ...(opts.idleSeconds !== undefined ? { idleSeconds: opts.idleSeconds } : {}),
-                  directAddress: (h: string) => o.directAddress(h),
-                };
+                const ctx = contexts.get(x) as KindContext;
                 const n = x.instances ?? 1;
-                verdicts = applyDependencies(
-                  kind.id,
-                  checks,
-                  mergeInstances(
-                    await Promise.all(Array.from({ length: n }, () => runWithPolicies(kind, ctx))),
-                  ),
+                const merged = mergeInstances(
+                  await Promise.all(Array.from({ length: n }, () => runWithPolicies(kind, ctx))),
                 );
+                await measurements.get(x)?.judge(merged);
+                verdicts = applyDependencies(kind.id, checks, merged);
               } catch (err) {
                 verdicts = failAll(checks, {
                   outcome: 'harness_fail',

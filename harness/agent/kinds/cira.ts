@@ -16,13 +16,8 @@
 import { randomBytes, X509Certificate } from 'node:crypto';
 import type { Verdict } from '../../checks/types.ts';
 import { errorMessage } from '../../errors.ts';
-import {
-  APF_AUTH_SERVICE,
-  APF_PFWD_SERVICE,
-  APF_TRIGGER,
-  type ApfMessage,
-} from '../../lab/services/apf-codec.ts';
-import { ApfClient, describeApf, hexCookie, StepError } from '../apf-client.ts';
+import { APF_AUTH_SERVICE, APF_PFWD_SERVICE } from '../../lab/services/apf-codec.ts';
+import { ApfClient, hexCookie } from '../apf-client.ts';
 import { openChannel } from '../channel.ts';
 import { commonName } from '../tls.ts';
 import { type ExchangeKind, type KindContext, type KindVerdicts, notRun, scaledMs, since } from './types.ts';
@@ -58,6 +53,10 @@ export const ciraKind: ExchangeKind = {
     'tunnel-keepalive',
   ],
   lab: (x) => [{ port: x.port, transport: 'tls', mtls: mutual(x), service: 'apf' }],
+  tunnelNeeds: (x) => ({
+    gapSeconds: x.session?.keepaliveSeconds ?? DEFAULT_KEEPALIVE_SECONDS,
+    sessionSeconds: x.session?.seconds ?? DEFAULT_SESSION_SECONDS,
+  }),
   run: runCira,
 };
 
@@ -85,6 +84,7 @@ function interceptionFail(
 }
 
 async function runCira(ctx: KindContext): Promise<KindVerdicts> {
+  const dialledAt = performance.now();
   const out: KindVerdicts = new Map();
   const x = ctx.exchange;
   const useMtls = mutual(x);
@@ -121,59 +121,8 @@ async function runCira(ctx: KindContext): Promise<KindVerdicts> {
   const timers = new Set<NodeJS.Timeout>();
   try {
     // --- protocol (and mtls, from what the origin reports) ---
-    let protocolError: string | undefined;
-    let versionReply: Extract<ApfMessage, { type: 'protocol-version' }> | undefined;
-    let forwardPort: number | undefined;
-    try {
-      client.send({
-        type: 'protocol-version',
-        major: 1,
-        minor: 0,
-        triggerReason: APF_TRIGGER.PERIODIC,
-        uuid: randomBytes(16),
-      });
-      versionReply = await client.expect('protocol-version', answerMs, 'APF PROTOCOLVERSION reply');
-      if (useMtls) {
-        await client.waitUntil(
-          () => client.originInfo,
-          answerMs,
-          "the origin's report of the device certificate it verified (lab ORIGIN_INFO)",
-        );
-      }
-      client.send({ type: 'service-request', service: APF_AUTH_SERVICE });
-      await client.expect('service-accept', answerMs, `SERVICE_REQUEST ${APF_AUTH_SERVICE}`);
-      client.send({
-        type: 'userauth-request',
-        username: 'proxycheck',
-        service: APF_PFWD_SERVICE,
-        method: 'password',
-        password: 'lab',
-      });
-      const auth = await client.next(answerMs, 'USERAUTH_REQUEST');
-      if (auth.type !== 'userauth-success')
-        throw new StepError(`USERAUTH_REQUEST: the origin answered ${describeApf(auth)}`);
-      client.send({ type: 'service-request', service: APF_PFWD_SERVICE });
-      await client.expect('service-accept', answerMs, `SERVICE_REQUEST ${APF_PFWD_SERVICE}`);
-      client.expectPort = true;
-      client.send({
-        type: 'global-request',
-        name: 'tcpip-forward',
-        wantReply: true,
-        address: '',
-        port: FORWARDED_PORT,
-      });
-      const fwd = await client.next(answerMs, `GLOBAL_REQUEST tcpip-forward ${FORWARDED_PORT}`);
-      client.expectPort = false;
-      if (fwd.type !== 'request-success')
-        throw new StepError(
-          `GLOBAL_REQUEST tcpip-forward ${FORWARDED_PORT}: the origin answered ${describeApf(fwd)}`,
-        );
-      forwardPort = fwd.port;
-      if (fwd.port !== FORWARDED_PORT)
-        throw new StepError(`tcpip-forward ${FORWARDED_PORT}: the origin bound port ${fwd.port} instead`);
-    } catch (err) {
-      protocolError = errorMessage(err);
-    }
+    const setup = await client.setUp({ waitForOriginInfo: useMtls, answerMs, forwardPort: FORWARDED_PORT });
+    const { protocolError, versionReply, forwardPort } = setup;
     const setupMs = since(client.t0);
 
     if (useMtls) out.set('mtls', judgeMtls(ctx, client, interceptedBy, protocolError, setupMs));
@@ -195,7 +144,7 @@ async function runCira(ctx: KindContext): Promise<KindVerdicts> {
     });
 
     // --- tunnel-keepalive ---
-    out.set('tunnel-keepalive', await holdTunnel(ctx, client, timers));
+    out.set('tunnel-keepalive', await holdTunnel(ctx, client, timers, dialledAt));
     return out;
   } finally {
     for (const t of timers) clearTimeout(t);
@@ -255,6 +204,7 @@ async function holdTunnel(
   ctx: KindContext,
   client: ApfClient,
   timers: Set<NodeJS.Timeout>,
+  dialledAt: number,
 ): Promise<Verdict> {
   const s = ctx.exchange.session ?? {};
   const requiredMs =
@@ -360,7 +310,18 @@ async function holdTunnel(
     },
     closedBy,
     closeDetail,
-    ...(closedEarly && closedAtMs !== undefined ? { closedAtMs } : {}),
+    ...(closedEarly && closedAtMs !== undefined
+      ? {
+          closedAtMs,
+          // when and after what silence it ended (hold-relative), for the proxy's timers
+          ending: {
+            atMs: closedAtMs,
+            lastTrafficAtMs: Math.max(0, Math.round((client.log.at(-1)?.atMs ?? 0) - (start - client.t0))),
+            sinceDialMs: Math.round(closedAtMs + start - dialledAt),
+            how: closeDetail,
+          },
+        }
+      : {}),
   };
   const summary = `${answered} of ${sent} keep-alives answered (one every ${intervalMs} ms)`;
   if (closedEarly) {

@@ -154,7 +154,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function sessionUploads(ctx: KindContext): Array<ProfileRequest & { waitMs?: number }> {
   const s = ctx.exchange.session;
   if (!s?.uploadEverySeconds || !s.uploadBytes?.length) return [];
-  const seconds = ctx.idleSeconds ?? s.seconds ?? s.uploadEverySeconds;
+  const seconds = s.seconds ?? s.uploadEverySeconds;
   const count = Math.max(1, Math.floor(seconds / s.uploadEverySeconds));
   return Array.from({ length: count }, (_, i) => ({
     name: `upload-${i + 1}`,

@@ -4,6 +4,7 @@
  * serve for it, and how to replay it through a proxy. The runner knows nothing else about them.
  */
 import type { TrustPolicy } from '../../checks/tls-judgement.ts';
+import type { TunnelNeeds } from '../../checks/tunnel-keepalive.ts';
 import type { Verdict } from '../../checks/types.ts';
 import type { LabPortSpec } from '../../lab/lab.ts';
 import type { Route } from '../../route/route.ts';
@@ -62,6 +63,13 @@ export interface ExchangeKind {
   checks(x: ProfileExchange): string[];
   /** What the lab origin must serve on a port this exchange reaches. */
   lab(x: ProfileExchange, row: CatalogEndpoint): LabPortSpec[];
+  /**
+   * For kinds that hold long-lived tunnels (they report `tunnel-keepalive`): the agent's longest
+   * silence between keep-alives and its session length, in real seconds, from the profile. The
+   * proxy's timers are measured against them in real time (harness/route/timers.ts); the kind's
+   * session must honour `ctx.idleSeconds` as its length and `ctx.timeScale` for its cadence.
+   */
+  tunnelNeeds?(x: ProfileExchange): TunnelNeeds;
   /** Plain HTTP forwarded by the proxy (absolute form), not tunnelled: checks phrase themselves so. */
   forwarded?: boolean;
   /**

@@ -17,7 +17,7 @@
  */
 import { SESSION_SUBPROTOCOL } from '../../lab/services/ws-session.ts';
 import { openChannel } from '../channel.ts';
-import { runSession, type SessionRun } from '../ws-session.ts';
+import { DEFAULTS, runSession, type SessionRun } from '../ws-session.ts';
 import { answerHead } from '../wsclient.ts';
 import type { ExchangeKind, KindContext, KindVerdicts } from './types.ts';
 
@@ -32,6 +32,11 @@ export const websocketKind: ExchangeKind = {
   },
   checks: () => ['connect', 'tls-interception', 'pinning', ...AFTER_CHANNEL],
   lab: (x) => [{ port: x.port, transport: 'https' }],
+  // the agent is silent between its ticks (a burst or a ping each interval)
+  tunnelNeeds: (x) => ({
+    gapSeconds: x.session?.intervalSeconds ?? x.session?.keepaliveSeconds ?? DEFAULTS.intervalSeconds,
+    sessionSeconds: x.session?.seconds ?? DEFAULTS.seconds,
+  }),
   run: runWebsocket,
 };
 
