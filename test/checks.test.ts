@@ -55,7 +55,7 @@ t.test('connect fails with a quoted 403 and the squid line that fixes it', async
   t.equal(r.connect?.outcome, 'fail');
   t.equal(
     r.connect?.message,
-    'CONNECT odd-port.proxycheck.test:13000 answered "HTTP/1.1 403 Forbidden", not 200',
+    'CONNECT odd-port.proxycheck.test:13000 answered "HTTP/1.1 403 Forbidden", not 200 (X-Squid-Error: ERR_ACCESS_DENIED 0)',
   );
   t.match(r.connect?.evidence, { statusCode: 403, answerHead: /X-Squid-Error: ERR_ACCESS_DENIED/ });
   t.match(r.connect?.remediation, 'acl SSL_ports port 13000');

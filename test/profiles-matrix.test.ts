@@ -107,8 +107,9 @@ t.test(
     t.equal(failover[0]?.outcome, 'pass', String(failover[0]?.message));
     t.match(failover[0]?.message, /8883/);
     // 443 and 80 work
+    // CIRA's 30 s gap and 300 s session are not waited for in a default run: not known, not a pass
     for (const r of find('squid-default', /^iagent\.flexxible\.com:443$/, 'tunnel-keepalive'))
-      t.equal(r.outcome, 'pass');
+      t.equal(r.outcome, 'skip', r.message);
     for (const r of find('squid-default', /:80$/, 'forward')) t.equal(r.outcome, 'pass', r.id);
 
     // squid-bump breaks pinned hosts and CIRA mTLS; squid-splice does not
@@ -128,6 +129,6 @@ t.test(
     const spliced = find('squid-splice', 'iagent.flexxible.com:443', 'mtls')[0];
     t.equal(spliced?.outcome, 'pass', 'splice carries CIRA mTLS');
     t.match(spliced?.message, /device\.iagent\.flexxible\.com/);
-    t.equal(find('squid-splice', 'iagent.flexxible.com:443', 'tunnel-keepalive')[0]?.outcome, 'pass');
+    t.equal(find('squid-splice', 'iagent.flexxible.com:443', 'tunnel-keepalive')[0]?.outcome, 'skip');
   },
 );

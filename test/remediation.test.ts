@@ -10,7 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { LAB_ID_HEADER, Lab } from '../harness/lab/lab.ts';
 import { createLabPki } from '../harness/lab/pki.ts';
+import { RunDir } from '../harness/lab/rundir.ts';
 import type { ProxyRemediation, RunReport } from '../harness/model.ts';
 import { chainMitm } from '../harness/proxies/chain.ts';
 import { type SquidFlavour, squidConfig } from '../harness/proxies/squid/config.ts';
@@ -23,6 +25,8 @@ import {
   renderRemediation,
   withRemediation,
 } from '../harness/report/remediation.ts';
+import { diagnoseReach } from '../harness/route/reach.ts';
+import { proxyRoute } from '../harness/route/route.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
 import { withCredentials } from './helpers/adapters.ts';
@@ -130,11 +134,10 @@ t.test(
       { host: 'pinned.proxycheck.test', pinned: true, reSignedBy: 'proxycheck Corporate Inspection CA' },
     ]);
     // squid answers 200 to a denied CONNECT on an ssl-bump port and delivers the 403 inside the
-    // bumped session, so the refused 13000 shows up as interception there: not a refused port, but
-    // a re-signed one outside 443, which the advice adds to SSL_ports
-    t.same(r?.connectPorts, []);
-    t.same(r?.bumpedPorts, [13000]);
-    t.match(r?.text.join('\n'), /make sure port\(s\) 13000 are in SSL_ports/);
+    // bumped session; connect looks behind the 200, so 13000 is the refused port it is
+    t.same(r?.connectPorts, [{ port: 13000, endpoints: ['odd-port.proxycheck.test:13000'] }]);
+    t.equal(r?.bumpedPorts, undefined, 'no guessing from interception on a port known to be refused');
+    t.match(r?.text.join('\n'), /Allow CONNECT to port 13000: the proxy refused it with 403/);
     t.same(r?.squidConf, [
       'acl SSL_ports port 13000',
       'acl proxycheck_nobump ssl::server_name pinned.proxycheck.test',
@@ -357,80 +360,105 @@ t.test('an intercepting proxy: untrusted re-signing and broken non-TLS tunnels a
   t.equal(unknown?.product, 'unknown');
   t.same(
     unknown?.squidConf.filter((l) => /nontls/.test(l)),
-    [
-      'acl proxycheck_nontls dstdomain agent.proxycheck.test',
-      'on_unsupported_protocol tunnel proxycheck_nontls',
-    ],
-    'squid lines for non-TLS tunnels, limited to those hosts',
+    ['acl proxycheck_nontls dstdomain agent.proxycheck.test', 'ssl_bump splice proxycheck_nontls'],
+    'squid lines for non-TLS tunnels, limited to those hosts (spliced at step 1, never on_unsupported_protocol)',
   );
 });
 
 t.test(
-  'squid-bump: the printed lines really let the TLS and non-TLS agent protocols through',
+  'squid-bump: the printed lines let the agent protocols through and open nothing they do not name',
   { ...opts, timeout: 240_000 },
   async (t) => {
     const scenarios = loadScenarios({
       dir: fileURLToPath(new URL('../fixtures/scenarios-streams/', import.meta.url)),
     });
-    const payload = (r: RunReport, port: number) =>
-      r.results.find((x) => x.endpoint === `agent.proxycheck.test:${port}` && x.check === 'payload');
+    const net = await labNet(t);
+    const result = (r: RunReport, port: number, check: string) =>
+      r.results.find((x) => x.endpoint === `agent.proxycheck.test:${port}` && x.check === check);
     const before = await runMatrix({
       proxies: [new SquidProxy({ flavour: 'bump', runtime: 'process' })],
       profiles: ['streams'],
       scenarios,
-      labNet: await labNet(t),
+      labNet: net,
     });
-    for (const port of [2222, 443])
-      t.equal(payload(before, port)?.outcome, 'fail', `${port} broken by the bump`);
-    t.equal(
-      payload(before, 13000)?.outcome,
-      'dependency_fail',
-      '13000: the agent refused the bumped session',
-    );
+    // squid answers 200 to the CONNECTs its policy denies; connect looks behind it
+    for (const port of [13000, 2222]) {
+      const c = result(before, port, 'connect');
+      t.equal(c?.outcome, 'fail', `${port} refused: ${c?.message}`);
+      t.match(
+        c?.message,
+        /refused inside the inspected session: "HTTP\/1\.1 403 Forbidden" \(X-Squid-Error: ERR_ACCESS_DENIED 0\)/,
+      );
+      t.equal(result(before, port, 'payload')?.outcome, 'dependency_fail');
+    }
+    t.equal(result(before, 443, 'connect')?.outcome, 'pass', '443 is allowed');
+    t.equal(result(before, 443, 'payload')?.outcome, 'fail', 'raw TCP on 443 broken by the bump');
     const [rem] = buildRemediation(before, { scenarios });
     t.equal(rem?.product, 'squid');
     const lines = rem?.squidConf ?? [];
     t.same(
       lines,
       [
-        'acl SSL_ports port 13000',
+        'acl SSL_ports port 2222 13000',
         'acl proxycheck_nobump ssl::server_name agent.proxycheck.test',
         'ssl_bump splice proxycheck_nobump',
         'acl proxycheck_nontls dstdomain agent.proxycheck.test',
-        'on_unsupported_protocol tunnel proxycheck_nontls',
+        'ssl_bump splice proxycheck_nontls',
       ],
-      'SSL_ports for the hidden denial, a splice for the TLS protocol, a tunnel for the non-TLS ones',
+      'SSL_ports for the refused ports, a splice for the TLS protocol and one for the non-TLS ones',
+    );
+    t.notOk(
+      lines.some((l) => /on_unsupported_protocol/.test(l)),
+      'no line that tunnels bytes through a CONNECT the policy denies',
     );
     let conf = '';
-    const after = await runMatrix({
-      proxies: [
-        new SquidProxy({
-          flavour: 'bump',
-          runtime: 'process',
-          amendConfig: (c) => {
-            conf = insertSquidLines(c, lines);
-            return conf;
-          },
-        }),
-      ],
-      profiles: ['streams'],
-      scenarios,
-      labNet: await labNet(t),
+    const fixed = new SquidProxy({
+      flavour: 'bump',
+      runtime: 'process',
+      amendConfig: (c) => {
+        conf = insertSquidLines(c, lines);
+        return conf;
+      },
     });
-    t.match(
-      conf,
-      /^on_unsupported_protocol tunnel proxycheck_nontls$/m,
-      'the lines are in the config squid ran',
+    const after = await runMatrix({ proxies: [fixed], profiles: ['streams'], scenarios, labNet: net });
+    t.match(conf, /^ssl_bump splice proxycheck_nontls$/m, 'the lines are in the config squid ran');
+    t.ok(
+      conf.indexOf('ssl_bump splice proxycheck_nontls') < conf.indexOf('ssl_bump peek'),
+      'the splice comes before squid peeks for a ClientHello',
     );
     for (const port of [13000, 2222, 443]) {
-      const p = payload(after, port);
+      const p = result(after, port, 'payload');
       t.equal(p?.outcome, 'pass', `${port} works after the fix: ${p?.message}`);
     }
-    const tls = after.results.find(
-      (x) => x.endpoint === 'agent.proxycheck.test:13000' && x.check === 'tls-interception',
-    );
+    const tls = result(after, 13000, 'tls-interception');
     t.equal(tls?.outcome, 'pass', "13000 is spliced: the origin's own certificate");
     t.same(buildRemediation(after, { scenarios }), [], 'nothing left to fix');
+
+    // and the fixed squid still refuses what the lines do not name: another port, another host
+    const lab = await Lab.start({
+      pki: await createLabPki(t.testdir()),
+      hosts: [{ host: 'agent.proxycheck.test', ports: [{ port: 14000, transport: 'tcp', service: 'echo' }] }],
+      net,
+    });
+    t.teardown(() => lab.stop());
+    const runDir = new RunDir('proxycheck-test-');
+    t.teardown(() => runDir.remove());
+    const started = await fixed.start({ lab, runDir });
+    t.teardown(() => started.stop());
+    const route = proxyRoute({ host: started.host, port: started.port });
+    for (const port of [14000, 9999]) {
+      const reach = await diagnoseReach(route, { host: 'agent.proxycheck.test', port }, false, {
+        labId: lab.id,
+        labHeader: LAB_ID_HEADER,
+        timeoutMs: 5_000,
+      });
+      t.equal(
+        reach.reached,
+        false,
+        `CONNECT to ${port}, not named by the fix, is still refused: ${reach.how}`,
+      );
+      t.equal(reach.insideStatusCode, 403);
+    }
   },
 );
 

@@ -33,7 +33,7 @@ t.test(
     t.equal(refused?.outcome, 'fail');
     t.equal(
       refused?.message,
-      'CONNECT odd-port.proxycheck.test:13000 answered "HTTP/1.1 403 Forbidden", not 200',
+      'CONNECT odd-port.proxycheck.test:13000 answered "HTTP/1.1 403 Forbidden", not 200 (X-Squid-Error: ERR_ACCESS_DENIED 0)',
     );
     t.match(refused?.evidence, { answerHead: /X-Squid-Error: ERR_ACCESS_DENIED/ });
     t.match(refused?.remediation, 'acl SSL_ports port 13000');

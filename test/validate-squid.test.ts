@@ -1,11 +1,4 @@
-/**
- * `proxycheck validate` against a squid configured by hand here, as a customer runs one: our own
- * squid.conf lines, `/usr/sbin/squid -N` started directly (not through the squid adapters), lab
- * hosts given to squid in a hosts_file. The verdicts are squid's real answers; the remediation
- * printed for them is applied to the same squid.conf and the fixed squid passes.
- */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -13,12 +6,16 @@ import { labAddress } from '../harness/lab/addresses.ts';
 import type { RunReport } from '../harness/model.ts';
 import { htpasswdLine } from '../harness/proxies/squid/htpasswd.ts';
 import { SQUID_HELPER_DIR } from '../harness/proxies/squid/process.ts';
-import { pickPort } from '../harness/proxies/toolkit/ports.ts';
-import { localUser } from '../harness/proxies/toolkit/process.ts';
-import { waitForListening } from '../harness/proxies/toolkit/ready.ts';
 import { insertSquidLines } from '../harness/report/remediation.ts';
 import { cli } from './helpers/cli.ts';
 import { FIXTURE_SCENARIOS, fixtureScenarios } from './helpers/fixtures.ts';
+import {
+  baseConf,
+  gone,
+  STOCK_POLICY,
+  startSquid as startHandSquid,
+  stopSquid,
+} from './helpers/hand-squid.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
@@ -26,8 +23,6 @@ import { requireComponent, squidProblem } from './helpers/requirements.ts';
 t.setTimeout(400_000);
 
 const opts = requireComponent(t, 'squid', squidProblem());
-const READY_MS = 20_000;
-const STOP_MS = 10_000;
 
 /** Every fixture host at its address on lab net `net` (the scheme `proxycheck lab hosts` prints). */
 function hostsFile(net: number): string {
@@ -37,117 +32,8 @@ function hostsFile(net: number): string {
   return [...lines].join('\n') + '\n';
 }
 
-interface HandSquid {
-  url: string;
-  port: number;
-  dir: string;
-  conf: string;
-  child: ChildProcess;
-}
-
-function baseConf(dir: string, port: number, policy: string[]): string {
-  return [
-    `http_port 127.0.0.1:${port}`,
-    `pid_filename ${dir}/run/squid.pid`,
-    `cache_log ${dir}/logs/cache.log`,
-    `access_log stdio:${dir}/logs/access.log`,
-    `coredump_dir ${dir}/run`,
-    'cache deny all',
-    'pinger_enable off',
-    'visible_hostname validate-squid-test',
-    'shutdown_lifetime 1 seconds',
-    `hosts_file ${dir}/hosts`,
-    'dns_nameservers 127.0.0.1',
-    'dns_timeout 3 seconds',
-    ...policy,
-  ].join('\n');
-}
-
-const STOCK_POLICY = [
-  'acl SSL_ports port 443',
-  'acl Safe_ports port 80 443 1025-65535',
-  'http_access deny !Safe_ports',
-  'http_access deny CONNECT !SSL_ports',
-];
-
-/**
- * Writes squid.conf (from `make(dir, port)`) and a hosts file for lab net `net`, and starts
- * squid -N on them; always killed in teardown.
- */
-async function startSquid(
-  t: Test,
-  net: number,
-  make: (dir: string, port: number) => string,
-): Promise<HandSquid> {
-  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-handsquid-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  chmodSync(dir, 0o755);
-  for (const d of ['run', 'logs']) mkdirSync(join(dir, d));
-  const proxyUser = process.getuid?.() === 0 ? localUser('proxy') : undefined;
-  if (proxyUser) for (const d of ['run', 'logs']) chownSync(join(dir, d), proxyUser.uid, proxyUser.gid);
-  writeFileSync(join(dir, 'hosts'), hostsFile(net));
-  const port = await pickPort();
-  const conf = make(dir, port) + '\n';
-  writeFileSync(join(dir, 'squid.conf'), conf);
-  const child = spawn('/usr/sbin/squid', ['-N', '-d1', '-f', join(dir, 'squid.conf')], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  t.teardown(() => stopSquid(child));
-  let output = '';
-  child.stdout?.on('data', (d) => (output += d));
-  child.stderr?.on('data', (d) => (output += d));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () =>
-        reject(
-          new Error(`hand-configured squid: no "Accepting HTTP Socket connections" within ${READY_MS} ms`),
-        ),
-      READY_MS,
-    );
-    const check = () => {
-      if (/Accepting HTTP Socket connections/.test(output)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stderr?.on('data', check);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`hand-configured squid exited (${code}) before it was ready:\n${output}`));
-    });
-  });
-  await waitForListening(port, READY_MS, 'hand-configured squid');
-  return { url: `http://127.0.0.1:${port}`, port, dir, conf, child };
-}
-
-async function stopSquid(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGINT');
-  let timer: NodeJS.Timeout | undefined;
-  const late = await Promise.race([
-    exited.then(() => false),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), STOP_MS);
-    }),
-  ]);
-  clearTimeout(timer);
-  if (late) {
-    child.kill('SIGKILL');
-    await exited;
-  }
-}
-
-function gone(pid: number | undefined): boolean {
-  if (pid === undefined) return true;
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-}
-
+const startSquid = (t: Test, net: number, make: (dir: string, port: number) => string) =>
+  startHandSquid(t, hostsFile(net), make);
 /** `proxycheck validate` of the fixture scenarios, its lab on net `net`. */
 async function validate(t: Test, net: number, args: string[]) {
   const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-vsquid-'));
@@ -183,7 +69,7 @@ t.test(
     t.equal(refused?.outcome, 'fail');
     t.equal(
       refused?.message,
-      'CONNECT odd-port.proxycheck.test:13000 answered "HTTP/1.1 403 Forbidden", not 200',
+      'CONNECT odd-port.proxycheck.test:13000 answered "HTTP/1.1 403 Forbidden", not 200 (X-Squid-Error: ERR_ACCESS_DENIED 0)',
     );
     t.match(refused?.evidence, {
       answerHead: /^HTTP\/1\.1 403 Forbidden\r\n[\s\S]*X-Squid-Error: ERR_ACCESS_DENIED/,

@@ -13,6 +13,7 @@ import { judgeConnect } from '../checks/connect.ts';
 import { judgeConnectResponse } from '../checks/connect-response.ts';
 import { judgeTls } from '../checks/tls-judgement.ts';
 import type { Verdict } from '../checks/types.ts';
+import { diagnoseReach, type Reach } from '../route/reach.ts';
 import { dial } from '../route/route.ts';
 import { type KindContext, type KindVerdicts, notRun, since } from './kinds/types.ts';
 import { type ChainCert, startTls } from './tls.ts';
@@ -44,6 +45,52 @@ export interface Channel {
   tlsEvidence?: Record<string, unknown>;
 }
 
+/**
+ * Through a proxy, when the agent's own session cannot tell: did the tunnel reach the origin
+ * (harness/route/reach.ts)? Amends the `connect` verdict with the answer; false when it did not.
+ */
+function diagnose(ctx: KindContext, speaksTls: boolean): Promise<Reach> | undefined {
+  if (ctx.route.via !== 'proxy' || !ctx.reachMarker) return undefined;
+  return diagnoseReach(ctx.route, { host: ctx.host, port: ctx.port }, speaksTls, {
+    ...ctx.reachMarker,
+    timeoutMs: ctx.timeouts.answerMs,
+    ...(ctx.exchange.userAgent ? { userAgent: ctx.exchange.userAgent } : {}),
+  });
+}
+
+async function reachedOrigin(out: KindVerdicts, pending: Promise<Reach> | undefined): Promise<boolean> {
+  const connect = out.get('connect');
+  if (!pending || connect?.outcome !== 'pass') return true;
+  const reach = await pending;
+  const evidence = {
+    ...connect.evidence,
+    reach: { reached: reach.reached ?? 'unknown', how: reach.how, ...reach.evidence },
+    ...(reach.insideStatusCode !== undefined ? { insideStatusCode: reach.insideStatusCode } : {}),
+  };
+  if (reach.reached === false) {
+    out.set('connect', {
+      ...connect,
+      outcome: 'fail',
+      message: `${connect.message}, but the tunnel did not reach the origin: ${reach.how}`,
+      evidence,
+    });
+    return false;
+  }
+  out.set(
+    'connect',
+    reach.reached === true
+      ? { ...connect, message: `${connect.message}; the tunnel reached the origin (${reach.how})`, evidence }
+      : {
+          ...connect,
+          // a 2xx alone is not the tunnel the check names: not a pass
+          outcome: 'warn',
+          message: `${connect.message}, but whether the tunnel reached the origin could not be confirmed: ${reach.how}`,
+          evidence,
+        },
+  );
+  return true;
+}
+
 export async function openChannel(
   ctx: KindContext,
   out: KindVerdicts,
@@ -53,6 +100,10 @@ export async function openChannel(
   const route = ctx.route;
   const set = (check: string, v: Verdict) => out.set(check, v);
 
+  // raw bytes carry no proof of where they went: look behind the proxy first, so the agent's own
+  // connection is never left unattended while the harness looks
+  const early = opts.tls === false ? diagnose(ctx, false) : undefined;
+  await early;
   let t0 = performance.now();
   const d = await dial(
     route,
@@ -79,7 +130,14 @@ export async function openChannel(
       return undefined;
     }
   }
-  if (opts.tls === false) return { socket: d.socket, ...(d.tunnel ? { tunnel: d.tunnel } : {}) };
+  if (opts.tls === false) {
+    // raw bytes: nothing yet says the tunnel reached the origin
+    if (!(await reachedOrigin(out, early))) {
+      d.socket.destroy();
+      return undefined;
+    }
+    return { socket: d.socket, ...(d.tunnel ? { tunnel: d.tunnel } : {}) };
+  }
 
   t0 = performance.now();
   const pinned = opts.pin ?? (ctx.row.pinned || ctx.row.mustNotInspect);
@@ -105,6 +163,12 @@ export async function openChannel(
   });
   set('tls-interception', judged.interception);
   if (judged.pinning) set('pinning', judged.pinning);
+  // an agent that has its session shows where it goes (the origin's certificate, or the answers its
+  // protocol gets through the inspection); one that has none cannot tell: look behind the proxy
+  if (!tls.socket && !(await reachedOrigin(out, diagnose(ctx, true)))) {
+    d.socket.destroy();
+    return undefined;
+  }
   if (!tls.socket) {
     d.socket.destroy();
     if (judged.leaf) {

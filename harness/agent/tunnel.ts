@@ -25,6 +25,43 @@ export interface ConnectAnswer {
   headers: Array<[string, string]>;
   /** Bytes that arrived after the head in the same reads (a strict client sees these as a violation). */
   extra: Buffer;
+  /** The head's line endings: CRLF as HTTP says, or bare LF (which lenient clients accept). */
+  lineEndings: 'CRLF' | 'LF' | 'mixed';
+  /** The head ended before its blank line (the proxy closed): what came is quoted as it is. */
+  truncated?: boolean;
+}
+
+/** Where an answer head ends (after its blank line, CRLF or bare LF), or -1 while it has not. */
+export function headEnd(buf: Buffer): number {
+  const crlf = buf.indexOf('\r\n\r\n');
+  const lf = buf.indexOf('\n\n');
+  const mixed = buf.indexOf('\n\r\n');
+  const ends = [crlf >= 0 ? crlf + 4 : -1, lf >= 0 ? lf + 2 : -1, mixed >= 0 ? mixed + 3 : -1].filter(
+    (e) => e >= 0,
+  );
+  return ends.length ? Math.min(...ends) : -1;
+}
+
+/** The refusal's body is all here (its Content-Length, or as much as is kept). */
+function bodyComplete(a: ConnectAnswer): boolean {
+  const length = a.headers.find(([k]) => /^content-length$/i.test(k));
+  return a.extra.length >= MAX_REFUSAL_BODY || (length !== undefined && a.extra.length >= Number(length[1]));
+}
+
+/** What a refusal says about itself: the proxy's error header, or the title / first line of its page. */
+export function refusalDetail(answer: ConnectAnswer): string | undefined {
+  const marker = answer.headers.find(([k]) =>
+    /^(x-squid-error|proxy-status|x-error|x-proxy-error)$/i.test(k),
+  );
+  if (marker) return `${marker[0]}: ${marker[1]}`;
+  const body = answer.extra.toString('latin1');
+  const title = /<title[^>]*>([^<]{1,160})<\/title>/i.exec(body)?.[1]?.trim();
+  if (title) return `page: "${title}"`;
+  const line = body
+    .split(/\r?\n/)
+    .find((l) => l.trim())
+    ?.trim();
+  return line ? `body: "${line.slice(0, 160)}"` : undefined;
 }
 
 export interface TunnelTimings {
@@ -72,10 +109,15 @@ export interface TunnelOptions {
 }
 
 const MAX_ANSWER_HEAD = 32 * 1024;
+/** How much of a refusal's body is kept for its quote, and how long it is waited for. */
+const MAX_REFUSAL_BODY = 4 * 1024;
+const REFUSAL_BODY_WAIT_MS = 200;
 
 export function parseAnswerHead(raw: Buffer, extra: Buffer): ConnectAnswer {
   const text = raw.toString('latin1');
-  const lines = text.split('\r\n');
+  const lines = text.split(/\r?\n/);
+  const lf = (text.match(/(?<!\r)\n/g) ?? []).length;
+  const crlf = (text.match(/\r\n/g) ?? []).length;
   const statusLine = lines[0] ?? '';
   const m = /^HTTP\/(\d\.\d) (\d{3})(?: (.*))?$/.exec(statusLine);
   const headers: Array<[string, string]> = [];
@@ -92,6 +134,7 @@ export function parseAnswerHead(raw: Buffer, extra: Buffer): ConnectAnswer {
     reason: m?.[3] ?? '',
     headers,
     extra,
+    lineEndings: lf && crlf ? 'mixed' : lf ? 'LF' : 'CRLF',
   };
 }
 
@@ -165,6 +208,7 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
     const timings: TunnelTimings = {};
     let settled = false;
     let buf = Buffer.alloc(0);
+    let refusal: ConnectAnswer | undefined;
     const socket = net.connect({ host: opts.proxy.host, port: opts.proxy.port });
     let timer = setTimeout(
       () =>
@@ -230,16 +274,19 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
         buf = buf.subarray(n);
         if (!buf.length) return;
       }
-      const idx = buf.indexOf('\r\n\r\n');
-      if (idx < 0) {
+      if (refusal) {
+        // the body of a refusal, for its quote
+        refusal.extra = Buffer.concat([refusal.extra, chunk]).subarray(0, MAX_REFUSAL_BODY);
+        if (bodyComplete(refusal)) refuse();
+        return;
+      }
+      const end = headEnd(buf);
+      if (end < 0) {
         if (buf.length > MAX_ANSWER_HEAD) fail(`proxy answer head exceeds ${MAX_ANSWER_HEAD} bytes`);
         return;
       }
       timings.connectAnswerMs = Math.round(performance.now() - t0 - (timings.tcpConnectMs ?? 0));
-      const answer = parseAnswerHead(
-        Buffer.from(buf.subarray(0, idx + 4)),
-        Buffer.from(buf.subarray(idx + 4)),
-      );
+      const answer = parseAnswerHead(Buffer.from(buf.subarray(0, end)), Buffer.from(buf.subarray(end)));
       if (answer.statusCode >= 200 && answer.statusCode < 300) {
         socket.pause();
         // Give glued bytes back to the stream; the strict-client check reads them from `answer.extra`.
@@ -249,8 +296,16 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
         buf = Buffer.from(answer.extra);
         if (buf.length) onData(Buffer.alloc(0));
       } else {
-        fail(`proxy answered "${answer.statusLine}"`, `HTTP_${answer.statusCode}`, answer);
+        // a refusal: wait a moment for its body (the error page says why), then fail quoting it
+        refusal = answer;
+        clearTimeout(timer);
+        if (bodyComplete(answer)) refuse();
+        else timer = setTimeout(refuse, REFUSAL_BODY_WAIT_MS);
       }
+    }
+    function refuse(): void {
+      const a = refusal as ConnectAnswer;
+      fail(`proxy answered "${a.statusLine}"`, `HTTP_${a.statusCode}`, a);
     }
     socket.once('connect', () => {
       timings.tcpConnectMs = Math.round(performance.now() - t0);
@@ -268,7 +323,22 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
       );
     }
     function onClose(): void {
-      fail(`proxy closed the connection before answering CONNECT ${authority}`, 'PC_CLOSED');
+      if (refusal) return refuse();
+      // an answer cut short is still an answer: quote what came
+      if (/^HTTP\/\d\.\d \d{3}/.test(buf.toString('latin1'))) {
+        const a = { ...parseAnswerHead(Buffer.from(buf), Buffer.alloc(0)), truncated: true };
+        return fail(
+          `proxy answered "${a.statusLine}" and closed before the end of its head`,
+          `HTTP_${a.statusCode}`,
+          a,
+        );
+      }
+      fail(
+        buf.length
+          ? `proxy closed the connection after ${buf.length} byte(s) that are not an HTTP answer: ${JSON.stringify(buf.subarray(0, 64).toString('latin1'))}`
+          : `proxy closed the connection before answering CONNECT ${authority}`,
+        'PC_CLOSED',
+      );
     }
     socket.on('data', onData);
     socket.on('error', onError);

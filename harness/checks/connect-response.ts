@@ -21,6 +21,8 @@ export function strictAnswerProblems(answer: ConnectAnswer): string[] {
   const problems: string[] = [];
   if (answer.httpVersion !== '1.1') problems.push(`answered HTTP/${answer.httpVersion}, not HTTP/1.1`);
   if (answer.statusCode !== 200) problems.push(`status ${answer.statusCode}, not 200`);
+  if (answer.lineEndings !== 'CRLF')
+    problems.push(`${answer.lineEndings === 'LF' ? 'bare LF' : 'mixed'} line endings, not CRLF`);
   if (answer.headers.length) {
     problems.push(
       `${answer.headers.length} header line(s) after the status line: ${answer.headers.map(([k, v]) => `${k}: ${v}`).join(' | ')}`,

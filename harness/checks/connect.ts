@@ -1,5 +1,5 @@
 /** `connect`: the proxy opens a CONNECT tunnel and answers 2xx. Judged from the tunnel the route opened. */
-import type { ConnectAnswer, TunnelResult } from '../agent/tunnel.ts';
+import { type ConnectAnswer, refusalDetail, type TunnelResult } from '../agent/tunnel.ts';
 import { parseEndpoint } from '../model.ts';
 import { type CheckDefinition, isConnectResult, PROXY_CREDENTIALS_REMEDY, type Verdict } from './types.ts';
 
@@ -10,7 +10,8 @@ export const connect: CheckDefinition = {
   blocks: 'the CONNECT tunnel was not established',
   explain: (c) => `The proxy opens a CONNECT tunnel to ${c.host}:${c.port} and answers with a 2xx status.`,
   remediation(ctx, v) {
-    const status = Number(v.evidence.statusCode ?? 0);
+    // a refusal inside an inspected session counts as the refusal it is
+    const status = Number(v.evidence.insideStatusCode ?? v.evidence.statusCode ?? 0);
     if (status === 407) return PROXY_CREDENTIALS_REMEDY;
     if (status === 403) {
       return `Allow CONNECT to ${ctx.host} on port ${ctx.port}. In squid: add the port to the SSL_ports ACL (acl SSL_ports port ${ctx.port}) so "http_access deny CONNECT !SSL_ports" lets it through.`;
@@ -28,7 +29,7 @@ export const connect: CheckDefinition = {
     );
     const refused = new Map<number, string[]>();
     for (const r of results.filter((x) => x.outcome === 'fail' && isConnectResult(x))) {
-      const status = Number(r.evidence.statusCode ?? 0);
+      const status = Number(r.evidence.insideStatusCode ?? r.evidence.statusCode ?? 0);
       if (status === 407) facts.credentials.push(r.endpoint);
       if (status !== 403) continue;
       const port = portOf(r.endpoint);
@@ -43,14 +44,28 @@ export const connect: CheckDefinition = {
 
 /** The proxy's CONNECT answer as evidence: status, the exact head, bytes glued after it. */
 export function answerEvidence(answer: ConnectAnswer | undefined): Record<string, unknown> {
-  return answer
-    ? {
-        statusLine: answer.statusLine,
-        statusCode: answer.statusCode,
-        answerHead: answer.raw.toString('latin1'),
-        gluedBytes: answer.extra.length,
-      }
-    : {};
+  if (!answer) return {};
+  const refused = answer.statusCode < 200 || answer.statusCode >= 300;
+  return {
+    statusLine: answer.statusLine,
+    statusCode: answer.statusCode,
+    answerHead: answer.raw.toString('latin1'),
+    ...(refused
+      ? { answerBody: answer.extra.subarray(0, 1024).toString('latin1') }
+      : { gluedBytes: answer.extra.length }),
+    ...(answer.lineEndings !== 'CRLF' ? { lineEndings: answer.lineEndings } : {}),
+    ...(answer.truncated ? { truncated: true } : {}),
+  };
+}
+
+/** `CONNECT h:p answered "HTTP/1.1 403 Forbidden", not 200 (X-Squid-Error: ERR_ACCESS_DENIED 0)` */
+export function refusedMessage(target: string, answer: ConnectAnswer): string {
+  const detail = refusalDetail(answer);
+  const how = [
+    ...(answer.lineEndings === 'LF' ? ['with bare LF line endings'] : []),
+    ...(answer.truncated ? ['cut short before the end of its head'] : []),
+  ];
+  return `CONNECT ${target} answered "${answer.statusLine}"${how.length ? ` (${how.join(', ')})` : ''}, not 200${detail ? ` (${detail})` : ''}`;
 }
 
 /** The `connect` verdict for one CONNECT attempt. */
@@ -60,7 +75,7 @@ export function judgeConnect(target: string, tunnel: TunnelResult, durationMs: n
     return {
       outcome: 'fail',
       message: tunnel.answer
-        ? `CONNECT ${target} answered "${tunnel.answer.statusLine}", not 200`
+        ? refusedMessage(target, tunnel.answer)
         : `CONNECT ${target} failed: ${tunnel.error}`,
       evidence: { ...common, ...(tunnel.errorCode ? { errorCode: tunnel.errorCode } : {}) },
       durationMs,

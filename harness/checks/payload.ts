@@ -11,7 +11,7 @@ export const payload: CheckDefinition = {
   remediation: () =>
     'Something between the agent and the origin rewrites bodies: disable content rewriting, compression or scanning that alters payloads for these hosts.',
   // a proxy that intercepts TLS and breaks the tunnels of agents that do not speak TLS on them
-  collectRemedy(results, facts) {
+  collectRemedy(results, facts, env) {
     const intercepts = results.some((r) => r.check === 'tls-interception' && str(r.evidence.reSignedBy));
     if (!intercepts) return;
     const nonTls = results
@@ -23,6 +23,14 @@ export const payload: CheckDefinition = {
       )
       .filter((r) => !results.some((x) => x.endpoint === r.endpoint && x.check === 'tls-interception'))
       .map((r) => r.endpoint);
+    // a non-TLS agent refused inside the inspected session: once its port is allowed, the
+    // inspection still closes its tunnel, so it needs the same exemption
+    for (const r of results) {
+      if (r.check !== 'connect' || r.outcome !== 'fail' || r.evidence.insideStatusCode === undefined)
+        continue;
+      if (env.rows.get(r.endpoint.split('#')[0]?.toLowerCase() ?? '')?.transport === 'tcp')
+        nonTls.push(r.endpoint);
+    }
     if (nonTls.length) facts.nonTls = nonTls;
   },
 };

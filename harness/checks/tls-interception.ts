@@ -87,7 +87,8 @@ function collectInterception(results: CheckResult[], facts: RemedyFacts, env: Re
       results
         .filter((r) => r.check === 'tls-interception' && str(r.evidence.reSignedBy))
         .map((r) => parseEndpoint(r.endpoint).port)
-        .filter((p) => p !== 443),
+        // a port already refused openly is in connectPorts (the connect hook runs first)
+        .filter((p) => p !== 443 && !facts.connectPorts.some((c) => c.port === p)),
     ),
   ].sort((a, b) => a - b);
   if (bumped.length) facts.bumpedPorts = bumped;

@@ -73,6 +73,14 @@ export function detectProduct(
   for (const r of results) {
     const m = SQUID_MARKER.exec(str(r.evidence.answerHead));
     if (m) return { product: 'squid', evidence: `"${m[0]}" in the answer for ${r.endpoint}` };
+    // what the proxy said inside a tunnel it intercepted (connect's look behind a 200)
+    const reach = (r.evidence.reach ?? {}) as { insideHead?: unknown };
+    const inside = SQUID_MARKER.exec(str(reach.insideHead));
+    if (inside)
+      return {
+        product: 'squid',
+        evidence: `"${inside[0]}" in its answer inside the tunnel to ${r.endpoint}`,
+      };
   }
   if (proxy.version && proxy.version !== 'unknown') {
     return { product: 'other', evidence: `the proxy reports "${proxy.version}"` };
@@ -134,7 +142,7 @@ function genericText(r: ProxyRemediation): string[] {
   const ports = r.connectPorts.map((p) => p.port);
   if (ports.length) {
     out.push(
-      `Allow CONNECT to port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}: the proxy refused it with 403 for ${list(r.connectPorts.flatMap((p) => p.endpoints))} (many proxies allow CONNECT to 443 only).`,
+      `Allow CONNECT to port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}: the proxy refused it with 403 for ${list(r.connectPorts.flatMap((p) => p.endpoints))} (many proxies allow CONNECT to 443 only). This opens CONNECT to ${ports.length > 1 ? 'these ports' : 'this port'} for the destinations your other rules allow; no other port.`,
     );
   }
   if (ports.includes(443)) {
@@ -144,12 +152,12 @@ function genericText(r: ProxyRemediation): string[] {
   }
   if (r.refusedEndpoints.length) {
     out.push(
-      `Allow CONNECT to ${list(r.refusedEndpoints)}: refused with 403 while other hosts on the same port went through (a host or category rule).`,
+      `Allow CONNECT to ${list(r.refusedEndpoints)}: refused with 403 while other hosts on the same port went through (a host or category rule). This opens these hosts only.`,
     );
   }
   if (r.httpRefused?.length) {
     out.push(
-      `Allow plain HTTP (forwarded requests) to ${list(r.httpRefused)}: the proxy refused them with 403 (squid: an http_access allow rule for these hosts above the final deny).`,
+      `Allow plain HTTP (forwarded requests) to ${list(r.httpRefused)}: the proxy refused them with 403 (squid: an http_access allow rule for these hosts above the final deny). This opens plain HTTP to these hosts only.`,
     );
   }
   if (r.noInspect.length) {
@@ -161,13 +169,13 @@ function genericText(r: ProxyRemediation): string[] {
             `${n.host}${n.pinned ? ' (pinned)' : n.notHttp ? ' (not HTTP inside TLS: a proxy that decrypts and parses HTTP, like squid bump, breaks it even with its CA deployed)' : ' (vendor: must not be inspected)'}`,
         ),
         12,
-      )}: they were re-signed by ${by}${r.noInspect.some((n) => n.pinned) ? '; a pinned agent refuses any substitute key, even from a trusted CA' : ''}.`,
+      )}: they were re-signed by ${by}${r.noInspect.some((n) => n.pinned) ? '; a pinned agent refuses any substitute key, even from a trusted CA' : ''}. This opens no port; only these hosts go uninspected.`,
     );
   }
   if (r.untrustedInspection.length) {
     const by = [...new Set(r.untrustedInspection.map((n) => n.reSignedBy))].map((b) => `"${b}"`).join(', ');
     out.push(
-      `Deploy the inspection CA ${by} to the agents' trust store (then re-check with --trust-ca FILE), or exclude ${list(r.untrustedInspection.map((n) => n.host))} from inspection: the agents refuse these re-signed certificates.`,
+      `Deploy the inspection CA ${by} to the agents' trust store (then re-check with --trust-ca FILE), or exclude ${list(r.untrustedInspection.map((n) => n.host))} from inspection: the agents refuse these re-signed certificates. Deploying the CA opens nothing.`,
     );
   }
   if (r.bumpedPorts?.length && r.product !== 'other') {
@@ -177,7 +185,7 @@ function genericText(r: ProxyRemediation): string[] {
   }
   if (r.nonTls?.length) {
     out.push(
-      `Let CONNECT tunnels to ${list(r.nonTls)} carry traffic that is not TLS: the proxy inspects TLS and closed these tunnels when the agent spoke its own protocol (exclude them from TLS inspection / protocol enforcement).`,
+      `Let CONNECT tunnels to ${list(r.nonTls)} carry traffic that is not TLS: the proxy inspects TLS and closed these tunnels when the agent spoke its own protocol. Exclude these hosts from TLS inspection and protocol enforcement before the proxy looks at the first bytes (squid: splice them at step 1). This opens no port; these hosts' tunnels are no longer inspected.`,
     );
   }
   if (r.credentials.length) {
@@ -221,11 +229,13 @@ function squidLines(r: ProxyRemediation): string[] {
     out.push('ssl_bump splice proxycheck_nobump');
   }
   if (r.nonTls?.length) {
-    // only these hosts' non-TLS bytes are tunnelled (the bare "all" would tunnel any non-TLS CONNECT,
-    // even one http_access denied: squid defers that denial on ssl-bump ports)
+    // spliced at step 1, before squid peeks for a ClientHello, these hosts' tunnels carry any bytes.
+    // Never "on_unsupported_protocol tunnel": squid re-checks the tunnelled bytes as a request with
+    // no method, so "deny CONNECT !SSL_ports" no longer applies and ports the policy denies open up
+    // (squid 5.7, measured).
     for (const group of chunk([...new Set(r.nonTls.map(hostOf))], 8))
       out.push(`acl proxycheck_nontls dstdomain ${group.join(' ')}`);
-    out.push('on_unsupported_protocol tunnel proxycheck_nontls');
+    out.push('ssl_bump splice proxycheck_nontls');
   }
   if (r.idleSeconds !== undefined) {
     out.push(`read_timeout ${Math.max(Math.ceil(r.idleSeconds) + 60, SQUID_DEFAULT_READ_TIMEOUT_S)} seconds`);

@@ -5,7 +5,7 @@
  * auto-detect route goes and what mutual TLS presents; a recorded capture could be a third.
  */
 import { labTrustPolicy, type TrustPolicy } from '../checks/tls-judgement.ts';
-import { Lab, type LabHostSpec } from '../lab/lab.ts';
+import { LAB_ID_HEADER, Lab, type LabHostSpec } from '../lab/lab.ts';
 import { createLabPki } from '../lab/pki.ts';
 import type { RunDir } from '../lab/rundir.ts';
 
@@ -18,6 +18,8 @@ export interface DeviceCert {
 export interface StartedOrigins {
   /** The lab, when the origins are ours (proxies we start are configured from it). */
   lab?: Lab;
+  /** How the origins' own answers are recognised behind a proxy (the lab's id header). */
+  reachMarker?: { labId: string; labHeader: string };
   /** The agent's trust policy for `host`. */
   trust(host: string): TrustPolicy;
   /** The address the agent's own network gives `host` (the auto-detect route). */
@@ -53,6 +55,7 @@ export function labOrigins(o: LabOriginsOptions = {}): OriginsStrategy {
       ];
       return {
         lab,
+        reachMarker: { labId: lab.id, labHeader: LAB_ID_HEADER },
         trust: (host) =>
           labTrustPolicy({
             ca,

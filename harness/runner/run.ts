@@ -178,6 +178,7 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
       rowFor: (port: number) => catalogRow(set, { ...x, port }),
       exchange: x,
       trust: o.trust(host),
+      ...(o.reachMarker ? { reachMarker: o.reachMarker } : {}),
       // only mutual-TLS exchanges (CIRA) ask for it
       get clientCert() {
         return o.clientCert(host);

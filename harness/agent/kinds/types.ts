@@ -32,6 +32,11 @@ export interface KindContext {
    * plus the corporate CA if the enterprise deployed it) and, in the lab, the origin's real key.
    */
   trust: TrustPolicy;
+  /**
+   * How to recognise the origin's answers behind a proxy (the lab's id header), so a 2xx to
+   * CONNECT can be checked against what really answered; absent for live hosts.
+   */
+  reachMarker?: { labId: string; labHeader: string };
   /** The device certificate an agent presents for mutual TLS (issued by the lab device CA). */
   clientCert: { certPem: string; keyPem: string; subjectCN: string };
   timeouts: Timeouts;
