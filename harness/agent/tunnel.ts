@@ -323,15 +323,19 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
       );
     }
     function onClose(): void {
-      if (refusal) return refuse();
+      if (refusal) {
+        refuse();
+        return;
+      }
       // an answer cut short is still an answer: quote what came
       if (/^HTTP\/\d\.\d \d{3}/.test(buf.toString('latin1'))) {
         const a = { ...parseAnswerHead(Buffer.from(buf), Buffer.alloc(0)), truncated: true };
-        return fail(
+        fail(
           `proxy answered "${a.statusLine}" and closed before the end of its head`,
           `HTTP_${a.statusCode}`,
           a,
         );
+        return;
       }
       fail(
         buf.length
