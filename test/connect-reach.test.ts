@@ -12,7 +12,7 @@ import { runMatrix } from '../harness/runner/run.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
 import { fixtureScenarios } from './helpers/fixtures.ts';
 import { labNet } from './helpers/lab-net.ts';
-import { EagerProxy, LfRefusingProxy, StagedTimerProxy } from './helpers/shape-proxies.ts';
+import { EagerProxy, LfRefusingProxy, SplitAnswerProxy, StagedTimerProxy } from './helpers/shape-proxies.ts';
 
 const find = (results: CheckResult[], proxy: string, check: string, endpoint?: string) =>
   results.filter((r) => r.proxy === proxy && r.check === check && (!endpoint || r.endpoint === endpoint));
@@ -99,3 +99,16 @@ t.test(
     );
   },
 );
+
+t.test('an HTTP/1.0 answer written in pieces is read whole: a lenient agent goes through', async (t) => {
+  const report = await runMatrix({
+    proxies: [new SplitAnswerProxy()],
+    profiles: ['unpinned'],
+    scenarios: fixtureScenarios(),
+    labNet: await labNet(t),
+  });
+  const [c] = find(report.results, 'split-answer', 'connect');
+  t.equal(c?.outcome, 'pass', c?.message ?? 'no result');
+  t.equal(c?.evidence.answerHead, 'HTTP/1.0 200 Connection established\r\nProxy-agent: split/1\r\n\r\n');
+  t.equal(find(report.results, 'split-answer', 'payload')[0]?.outcome, 'pass');
+});

@@ -106,3 +106,34 @@ export class StagedTimerProxy implements ProxyUnderTest {
     );
   }
 }
+
+/** Tunnels like a plain proxy, but answers `HTTP/1.0 200` in pieces: status line, headers, blank line. */
+export class SplitAnswerProxy implements ProxyUnderTest {
+  readonly id = 'split-answer';
+  describe(): string {
+    return 'test proxy: an HTTP/1.0 CONNECT answer written in three pieces';
+  }
+  start(ctx: ProxyContext): Promise<StartedProxy> {
+    return startRawProxy(this.id, (client, raw) => {
+      readHead(client, (head) => {
+        const m = parseConnect(head);
+        const address = m ? ctx.lab?.addressOf(m.host) : undefined;
+        if (!m || !address) return client.end('HTTP/1.0 400 Bad Request\r\n\r\n');
+        const upstream = raw.dial(address, Number(m.port), () => {
+          const pieces = ['HTTP/1.0 200 Connection established\r\n', 'Proxy-agent: split/1\r\n', '\r\n'];
+          const next = () => {
+            const p = pieces.shift();
+            if (p === undefined) {
+              client.pipe(upstream).pipe(client);
+              client.resume();
+              return;
+            }
+            client.write(p);
+            setTimeout(next, 30);
+          };
+          next();
+        });
+      });
+    });
+  }
+}
