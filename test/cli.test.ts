@@ -22,11 +22,34 @@ t.test(
     const dir = mkdtempSync(join(tmpdir(), 'proxycheck-cli-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const json = join(dir, 'report.json');
-    const r = await cli(['run', '--lab-net', String(await labNet(t)), '--json', json]);
+    // the main job is timed in `npm run bench`; here only its output matters
+    const r = await cli(['run', '--lab-net', String(await labNet(t)), '--json', json], {
+      timeoutMs: 240_000,
+    });
     t.equal(r.code, 0, r.stderr);
-    t.match(r.stdout, /PROXY\s+PROFILE\s+ENDPOINT\s+CHECK\s+OUTCOME/);
+    // a green run fits a screen: the verdict first, a profile x proxy matrix, no per-result table
+    const lines = r.stdout.trimEnd().split('\n');
+    t.ok(lines.length <= 40, `${lines.length} lines on stdout`);
+    t.match(lines[0], /^OK: all \d+ results as expected$/, 'the verdict comes first');
+    t.ok(
+      lines.every((l) => l.length <= 120),
+      'no line wider than 120 characters',
+    );
+    t.match(r.stdout, /^profile\s+chain-plain\s+chain-auth\s+chain-mitm$/m);
+    t.match(r.stdout, /^flexxagent\s+35\/0\/0\s+35\/0\/0\s+7\/14\/14$/m, 'pass/fail/other per cell');
+    t.notMatch(r.stdout, /PROXY\s+PROFILE\s+ENDPOINT/, 'no full table without --details');
+    t.notOk(r.stdout.includes('\x1b['), 'no colour when stdout is not a terminal');
+    const details = await cli([
+      'run',
+      '--lab-net',
+      String(await labNet(t)),
+      '--profiles',
+      'flexxagent',
+      '--details',
+    ]);
+    t.match(details.stdout, /PROXY\s+PROFILE\s+ENDPOINT\s+CHECK\s+OUTCOME/);
     t.match(
-      r.stdout,
+      details.stdout,
       /chain-mitm\s+flexxagent\s+west-eu\.agent-api\.analyzer\.flexxible\.com:443\s+pinning\s+FAIL\s+yes/,
     );
     // the main job: every profile through the three in-process proxies
@@ -90,8 +113,10 @@ t.test('a run that does not match its expectations exits 1 and says which result
     String(await labNet(t)),
     '--scenarios',
     dir,
+    '--details',
   ]);
   t.equal(r.code, 1);
+  t.match(r.stdout.split('\n')[0], /^NOT AS EXPECTED: \d+ of \d+ results$/, 'the verdict comes first');
   t.match(r.stdout, /payload\s+PASS\s+NO \(expected fail\)/);
   t.match(
     r.stdout,

@@ -130,16 +130,19 @@ t.test('squid-default (process) tunnels 443: the session passes', squid, async (
 });
 
 t.test(
-  'a proxy that ends tunnels after 500 ms fails tunnel-keepalive with when and after what',
+  'a proxy that ends tunnels after 900 ms fails tunnel-keepalive as a lifetime cap, with when and after what',
   async (t) => {
-    const proxy = new KillingProxy('lifetime-500', { lifetimeMs: 500 });
+    const proxy = new KillingProxy('lifetime-900', { lifetimeMs: 900 });
     const get = await run([proxy], ['ras'], await labNet(t));
-    const keep = get('lifetime-500', RAS, 'tunnel-keepalive');
+    const keep = get('lifetime-900', RAS, 'tunnel-keepalive');
     t.equal(keep?.outcome, 'fail');
-    // a cap, not an idle timer: a busy tunnel died 0.5 s after it was opened
+    // a cap, not an idle timer: a busy tunnel died 0.9 s after it was opened, while a silent one had
+    // been granted more silence than the busy one had when it died (900 ms leaves room for a slow
+    // set-up on a loaded machine; a cap shorter than set-up plus one keep-alive cannot be told from
+    // an idle timer)
     t.match(
       keep?.message,
-      /^lifetime cap: the proxy closed a busy tunnel 0\.[4-6] s after it was opened, traffic flowing/,
+      /^lifetime cap: the proxy closed a busy tunnel (0\.[89]|1\.[01]) s after it was opened, traffic flowing/,
     );
     t.match(keep?.evidence, { timers: { timer: 'lifetime', sessionSeconds: 60 } });
     // the replayed session's own account of the close stays in the evidence
@@ -149,19 +152,19 @@ t.test(
     const ending = keep?.evidence.ending as { atMs: number; wsCloseCode: number };
     t.equal(ending.wsCloseCode, 1006);
     t.ok(
-      ending.atMs >= 400 && ending.atMs < 1200,
+      ending.atMs >= 300 && ending.atMs < 1200,
       `closed at ${ending.atMs} ms of the session (the proxy killed it ${kill?.afterMs} ms after CONNECT)`,
     );
     t.match(keep?.remediation, /lifetime cap/);
-    t.match(keep?.remediation, /client_lifetime/);
+    t.match(keep?.remediation, /maximum connection or session time/);
     t.match(keep?.remediation, /at least 60 s/);
-    const payload = get('lifetime-500', RAS, 'payload');
+    const payload = get('lifetime-900', RAS, 'payload');
     t.equal(payload?.outcome, 'dependency_fail', payload?.message ?? '');
     t.match(
       payload?.message,
       /^not run in full: the tunnel closed after [1-5] of 6 bursts \(every one done was intact both ways\)$/,
     );
-    t.equal(get('lifetime-500', RAS, 'protocol')?.outcome, 'pass', 'the upgrade itself worked');
+    t.equal(get('lifetime-900', RAS, 'protocol')?.outcome, 'pass', 'the upgrade itself worked');
   },
 );
 

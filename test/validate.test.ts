@@ -46,6 +46,7 @@ t.test('a proxy fed the lab hosts passes the FlexxAgent slice', async (t) => {
     net,
     '--profiles',
     'flexxagent',
+    '--details',
   ]);
   t.equal(r.code, 0, r.stderr);
   t.match(
@@ -96,6 +97,7 @@ t.test('credentials in the URL, in flags or in the environment; never printed', 
     'corp',
     '--proxy-password',
     'nope-nope',
+    '--details',
     '--lab-net',
     net,
     '--profiles',

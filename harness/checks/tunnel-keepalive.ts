@@ -19,7 +19,7 @@ export const tunnelKeepalive: CheckDefinition = {
   remediation(c, v) {
     const t = (v.evidence.timers ?? {}) as Partial<TimerEvidence>;
     if (t.timer === 'lifetime')
-      return `The proxy ends CONNECT tunnels to ${c.host}:${c.port} after ${t.lifetimeCapSeconds} s even while traffic flows (a lifetime cap): allow tunnels to live at least ${t.sessionSeconds} s, the agent's session (squid: client_lifetime; other products: maximum session/connection time).`;
+      return `The proxy ends CONNECT tunnels to ${c.host}:${c.port} after ${t.lifetimeCapSeconds} s even while traffic flows (a lifetime cap): allow tunnels to live at least ${t.sessionSeconds} s, the agent's session (the proxy's maximum connection or session time, or a firewall's session limit on the way; squid has no such cap on tunnels).`;
     if (t.timer === 'idle')
       return `The proxy closes CONNECT tunnels to ${c.host}:${c.port} after ${t.idleTimerSeconds} s of silence (an idle timer): the agent is silent up to ${t.agentGapSeconds} s between keep-alives, so raise the idle timeout for tunnels above that (squid: read_timeout; other products: idle/inactivity timeout).`;
     return `The proxy closed the tunnel to ${c.host}:${c.port} early: allow long-lived CONNECT tunnels (idle timeout above the agent's keep-alive interval, no lifetime cap below its session).`;

@@ -18,6 +18,7 @@ import { cleanupAll, installSignalHandlers, onCleanup } from '../lifecycle.ts';
 import { DEFAULT_PROXIES, PROXY_KINDS } from '../proxies/registry.ts';
 import type { Runtime } from '../proxies/toolkit/runtime.ts';
 import { renderRemediation, withRemediation } from '../report/remediation.ts';
+import { renderRunOutput, wantColor } from '../report/summary.ts';
 import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
@@ -84,7 +85,11 @@ function buildProgram(out: { code: number }): Command {
       'agents trust the corporate inspection CA (as an enterprise that deployed it)',
     )
     .option('--tenant <id>', 'value for the "***" tenant part of catalog hosts', 'lab01')
-    .option('-v, --verbose', 'print remediation for every fail and warn, not only unexpected ones')
+    .option(
+      '-v, --verbose',
+      'print the remediation in full (also printed whenever a result is not as expected)',
+    )
+    .option('--details', 'print every result in a table instead of the profile x proxy summary')
     .option('--runtime <auto|container|process>', 'where squid proxies run', 'auto')
     .option(
       '--scenarios <dir>',
@@ -124,8 +129,19 @@ function buildProgram(out: { code: number }): Command {
       }
       withRemediation(report, { scenarios });
       if (!reports.stdout && !o.quiet) {
-        process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
-        process.stdout.write(renderRemediation(report.remediation));
+        process.stdout.write(
+          renderRunOutput(
+            report,
+            {
+              details: Boolean(o.details),
+              verbose: Boolean(o.verbose),
+              color: wantColor(process.stdout),
+              ...(process.stdout.columns ? { width: Math.min(process.stdout.columns, 160) } : {}),
+            },
+            renderTable,
+            renderRemediation,
+          ),
+        );
       }
       writeReports(reports, report);
       out.code = ci.finish(report, { stdoutTaken: reports.stdout });

@@ -13,6 +13,7 @@ import { parseParams } from '../live/params.ts';
 import { publicRootStore, splitPem } from '../live/roots.ts';
 import { ExternalProxy, parseProxyUrl } from '../proxies/external.ts';
 import { renderRemediation, withRemediation } from '../report/remediation.ts';
+import { renderRunOutput, wantColor } from '../report/summary.ts';
 import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { runMatrix } from '../runner/run.ts';
@@ -68,7 +69,11 @@ export function registerValidateCommand(program: Command, out: { code: number })
       'second octet of the lab addresses 127.N.x.y',
       process.env.PROXYCHECK_LAB_NET ?? '77',
     )
-    .option('-v, --verbose', 'print remediation for every fail and warn')
+    .option(
+      '-v, --verbose',
+      'print the remediation in full (also printed whenever a result is not as expected)',
+    )
+    .option('--details', 'print every result in a table instead of the profile x proxy summary')
     .addOption(timeScaleOption())
     .addOption(quietOption())
     .action(async (o, cmd: Command) => {
@@ -155,8 +160,19 @@ export function registerValidateCommand(program: Command, out: { code: number })
       withRemediation(report, { scenarios });
       if (o.quiet) printQuietSummary(report, reports.stdout);
       else if (!reports.stdout) {
-        process.stdout.write(renderTable(report, { verbose: Boolean(o.verbose) }));
-        process.stdout.write(renderRemediation(report.remediation));
+        process.stdout.write(
+          renderRunOutput(
+            report,
+            {
+              details: Boolean(o.details),
+              verbose: Boolean(o.verbose),
+              color: wantColor(process.stdout),
+              ...(process.stdout.columns ? { width: Math.min(process.stdout.columns, 160) } : {}),
+            },
+            renderTable,
+            renderRemediation,
+          ),
+        );
       }
       writeReports(reports, report);
       out.code = report.summary.unmatched === 0 ? 0 : 1;

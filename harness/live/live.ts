@@ -140,7 +140,7 @@ function liveProxy(p: LiveOptions['proxy'], timeoutMs: number): ProxyUnderTest {
       } catch (err) {
         const e = err as TcpConnectError;
         throw new PreflightError(
-          `proxy ${where} unreachable: ${e.timedOut ? 'TCP connect: ' : ''}${e.message}`,
+          `proxy ${where} unreachable: ${e.timedOut ? 'TCP connect: ' : ''}${e.message.replace(` ${where}`, '')}`,
         );
       }
       return {

@@ -106,7 +106,9 @@ async function preflight(
   });
   if (!tun.ok) {
     if (!tun.answer && tun.timings.tcpConnectMs === undefined) {
-      throw new PreflightError(`proxy ${where} unreachable: ${tun.error}`);
+      // the tunnel's error names the proxy already: say it once
+      const why = (tun.error ?? '').replace(`proxy ${where}: `, '').replace(` ${where}`, '');
+      throw new PreflightError(`proxy ${where} unreachable: ${why}`);
     }
     if (!tun.answer) {
       throw new PreflightError(

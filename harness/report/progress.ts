@@ -7,7 +7,7 @@
  * - quiet: nothing.
  */
 import type { CheckResult, RunReport } from '../model.ts';
-import { renderTable } from './table.ts';
+import { totalsLine } from './summary.ts';
 
 export type ProgressMode = 'tty' | 'plain' | 'quiet';
 
@@ -186,5 +186,5 @@ export class Progress {
 
 /** The final summary line of the verdict table ("N results: …; M as expected, K not"). */
 export function summaryLine(report: RunReport): string {
-  return renderTable(report).trimEnd().split('\n').at(-1) ?? '';
+  return totalsLine(report);
 }

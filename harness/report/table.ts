@@ -1,5 +1,6 @@
 /** The readable verdict table printed on stdout. Glyphs and colours live here only. */
 import type { CheckResult, RunReport } from '../model.ts';
+import { totalsLine } from './summary.ts';
 
 function pad(s: string, n: number): string {
   return s.length >= n ? s : s + ' '.repeat(n - s.length);
@@ -34,12 +35,8 @@ export function renderTable(report: RunReport, opts: { verbose?: boolean } = {})
     for (const r of opts.verbose ? report.results.filter((x) => x.remediation) : unmatched)
       lines.push(...detail(r));
   }
-  const s = report.summary;
   lines.push('');
-  lines.push(
-    `${s.total} results: ${s.pass} pass, ${s.fail} fail, ${s.warn} warn, ${s.skip} skip, ${s.dependency_fail} dependency_fail, ${s.setup_fail} setup_fail, ${s.harness_fail} harness_fail; ` +
-      `${s.matched} as expected, ${s.unmatched} not`,
-  );
+  lines.push(totalsLine(report));
   return lines.join('\n') + '\n';
 }
 
