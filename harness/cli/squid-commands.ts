@@ -3,16 +3,22 @@
  *
  *  - images build: builds containers/squid/Dockerfile as `proxycheck/squid:<hash of the build
  *    context>` unless that tag exists (idempotent); without a registry, on the debootstrap base.
- *  - clean: removes every container labelled `proxycheck=1` and stops every squid process
- *    recorded in a pid file of ours (`<tmp>/proxycheck-*` run directories).
+ *  - clean: removes what dead runs left (a run killed by SIGKILL cleans nothing up): their
+ *    containers (labelled `proxycheck=1` and with an owner pid that is gone, on this host), their
+ *    squid processes (from the pid files in their run directories) and their run directories
+ *    (`<tmp>/proxycheck-*pid<owner>.*`, harness/lab/rundir.ts). A live run's are never touched:
+ *    other proxychecks may be running. `clean --all` also removes every container labelled
+ *    `proxycheck=1` and stops every squid of our pid files, live runs' included (their run
+ *    directories stay: their runs remove them).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { errorMessage } from '../errors.ts';
+import { ownerAlive, ownerOf, sweepDeadRunDirs } from '../lab/rundir.ts';
 import { buildSquidImage, squidImageTag } from '../proxies/squid/image.ts';
-import { OUR_LABEL, removeContainersLabelled } from '../proxies/toolkit/container.ts';
+import { OUR_LABEL, removeContainersLabelled, sweepDeadContainers } from '../proxies/toolkit/container.ts';
 import { engineProblem } from '../proxies/toolkit/runtime.ts';
 
 export interface SquidPidFile {
@@ -63,10 +69,20 @@ function alive(pid: number): boolean {
   }
 }
 
-/** Stops the squid processes of our pid files; returns their pids. */
-export async function stopOurSquids(deadlineMs = 10_000): Promise<number[]> {
+/** True when `file` lies in the run directory of a run whose owner is gone. */
+function ofDeadRun(file: string, tmp = tmpdir()): boolean {
+  const run = file.slice(tmp.length + 1).split('/')[0] ?? '';
+  const owner = ownerOf(run);
+  return owner !== undefined && !ownerAlive(owner);
+}
+
+/**
+ * Stops the squid processes of our pid files, of dead runs only unless `all`; returns their pids.
+ */
+export async function stopOurSquids(deadlineMs = 10_000, opts: { all?: boolean } = {}): Promise<number[]> {
   const stopped: number[] = [];
   for (const { file, pid } of ourSquidPidFiles()) {
+    if (!opts.all && !ofDeadRun(file)) continue;
     const instDir = join(file, '..', '..');
     if (!isOurSquid(pid, instDir)) continue;
     process.kill(pid, 'SIGINT');
@@ -101,22 +117,33 @@ export function registerSquidCommands(program: Command): void {
 
   program
     .command('clean')
-    .description(`remove containers labelled ${OUR_LABEL}=1 and stop squid processes from our pid files`)
-    .action(async () => {
+    .description('remove what dead runs left behind: their containers, squid processes and run directories')
+    .option(
+      '--all',
+      `also remove every container labelled ${OUR_LABEL}=1 and stop every squid of ours, live runs' too`,
+    )
+    .action(async (o) => {
+      const all = Boolean(o.all);
       const engine = await engineProblem();
       if (engine) {
         process.stdout.write(`containers: skipped (${engine})\n`);
       } else {
         try {
-          const n = await removeContainersLabelled({ [OUR_LABEL]: '1' });
+          const n = all
+            ? await removeContainersLabelled({ [OUR_LABEL]: '1' })
+            : (await sweepDeadContainers()).length;
           process.stdout.write(`containers: removed ${n}\n`);
         } catch (err) {
           process.stdout.write(`containers: ${errorMessage(err)}\n`);
         }
       }
-      const pids = await stopOurSquids();
+      const pids = await stopOurSquids(10_000, { all });
+      // what is left in dead runs' directories (helpers, a squid without a pid file) is killed
+      const swept = sweepDeadRunDirs();
+      const stopped = [...new Set([...pids, ...swept.pids])];
       process.stdout.write(
-        `squid processes: stopped ${pids.length}${pids.length ? ` (${pids.join(', ')})` : ''}\n`,
+        `squid processes: stopped ${stopped.length}${stopped.length ? ` (${stopped.join(', ')})` : ''}\n`,
       );
+      process.stdout.write(`run directories: removed ${swept.dirs.length}\n`);
     });
 }

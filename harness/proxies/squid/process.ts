@@ -4,11 +4,12 @@
  * lines (start-up, the readiness line, FATALs) to stderr, which we watch and keep for evidence.
  * Launching, watching and stopping the process is the toolkit's (../toolkit/process.ts).
  *
- * As root, squid drops to user `proxy` before it opens its logs and runs its helpers as `proxy`:
- * the run directory gets search permission for others (0711; its keys stay 0600), and the log, run and certdb
- * directories belong to `proxy`. The signing key is read by squid while still root.
+ * As root, squid runs as user `proxy` from its start (the toolkit's `runAs`: squid dropping to
+ * `proxy` itself would clear the parent-death signal that makes it die with us): the run directory
+ * gets search permission for others (0711; its keys stay 0600), and the log, run and certdb
+ * directories and the signing key (0600) belong to `proxy`.
  */
-import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SetupError } from '../../errors.ts';
 import { runCommand } from '../toolkit/command.ts';
@@ -58,6 +59,7 @@ export async function startSquidProcess(l: SquidLaunch): Promise<SquidRunning> {
       });
     }
   }
+  let runAs: { uid: number; gid: number } | undefined;
   if (process.getuid?.() === 0) {
     const proxy = localUser('proxy');
     if (!proxy)
@@ -66,6 +68,9 @@ export async function startSquidProcess(l: SquidLaunch): Promise<SquidRunning> {
     const runDirMode = statSync(l.runDirPath).mode & 0o7777;
     chmodSync(l.runDirPath, runDirMode | 0o011);
     for (const d of [runPath, logPath, ...(bumping ? [sslDb] : [])]) chownTree(d, proxy.uid, proxy.gid);
+    const key = join(l.etcDir, 'signing-ca.key');
+    if (bumping && existsSync(key)) chownSync(key, proxy.uid, proxy.gid);
+    runAs = proxy;
   }
   const cacheLog = join(logPath, 'cache.log');
   const config = l.writeConfig(
@@ -89,6 +94,7 @@ export async function startSquidProcess(l: SquidLaunch): Promise<SquidRunning> {
     // SIGINT: squid's fast shutdown (does not wait shutdown_lifetime for clients)
     stopSignal: 'SIGINT',
     stopDeadlineMs: STOP_DEADLINE_MS,
+    ...(runAs ? { runAs } : {}),
   });
   const evidence = () => ({
     command: squid.command,

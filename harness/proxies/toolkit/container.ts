@@ -4,15 +4,24 @@
  * attached to setup_fail evidence.
  *
  * Every container carries the labels `proxycheck=1`, `proxycheck.run=<run dir>`,
- * `proxycheck.proxy=<id>`, `proxycheck.pid=<our pid>` and `proxycheck.instance=<uuid>`: the stop
- * registered with onCleanup() before the container exists removes it by that label even if a
- * signal arrives while it is still starting; `proxycheck clean` removes anything labelled
+ * `proxycheck.proxy=<id>`, `proxycheck.pid=<our pid>`, `proxycheck.pidstart=<our start time>`,
+ * `proxycheck.host=<our hostname>` and `proxycheck.instance=<uuid>`: the stop registered with
+ * onCleanup() before the container exists removes it by that label even if a signal arrives while
+ * it is still starting.
+ *
+ * A run killed by SIGKILL stops nothing (and Ryuk, testcontainers' reaper, may be disabled), so
+ * the first container a process starts is preceded by a sweep: containers whose owner (pid and
+ * start time, as for run directories: harness/lab/rundir.ts) is gone are removed. Only containers
+ * labelled with this host's name are judged; another host's (a shared engine) are left alone.
+ * `proxycheck clean` runs the same sweep; `proxycheck clean --all` removes anything labelled
  * `proxycheck=1`.
  */
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Readable } from 'node:stream';
 import type { StartedTestContainer } from 'testcontainers';
 import { errorMessage, SetupError } from '../../errors.ts';
+import { ownerAlive, selfOwner } from '../../lab/rundir.ts';
 import { onCleanup, refuseIfStopping } from '../../lifecycle.ts';
 import { testcontainers } from './runtime.ts';
 
@@ -40,6 +49,33 @@ export async function removeContainersLabelled(labels: Record<string, string>): 
   );
   return found.length;
 }
+
+/** The containers of dead owners on this host (see the top), removed; returns their ids. */
+export async function sweepDeadContainers(): Promise<string[]> {
+  const { getContainerRuntimeClient } = await testcontainers();
+  const client = await getContainerRuntimeClient();
+  const docker = client.container.dockerode;
+  const found = await docker.listContainers({
+    all: true,
+    filters: { label: [`${OUR_LABEL}=1`, `${OUR_LABEL}.host=${hostname()}`] },
+  });
+  const dead = found.filter((c) => {
+    const pid = Number(c.Labels[`${OUR_LABEL}.pid`]);
+    if (!Number.isInteger(pid) || pid < 1) return false;
+    return !ownerAlive({ pid, start: c.Labels[`${OUR_LABEL}.pidstart`] ?? '0' });
+  });
+  await Promise.all(
+    dead.map((c) =>
+      docker
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch(() => {}),
+    ),
+  );
+  return dead.map((c) => c.Id);
+}
+
+let swept: Promise<unknown> | undefined;
 
 export interface ContainerSpec {
   /** Names the container in messages, e.g. `squid-default (container)`. */
@@ -77,6 +113,9 @@ export interface RunningContainer {
 export async function startContainer(spec: ContainerSpec): Promise<RunningContainer> {
   const { what, image } = spec;
   const { GenericContainer, Wait } = await testcontainers();
+  // dead runs' containers, once per process (they hold ports and memory; nothing else removes them)
+  swept ??= sweepDeadContainers().catch(() => []);
+  await swept;
   const instance = randomUUID();
   const logs: string[] = [];
   const container = new GenericContainer(image)
@@ -88,6 +127,8 @@ export async function startContainer(spec: ContainerSpec): Promise<RunningContai
       [`${OUR_LABEL}.run`]: spec.runId,
       [`${OUR_LABEL}.proxy`]: spec.proxyId,
       [`${OUR_LABEL}.pid`]: String(process.pid),
+      [`${OUR_LABEL}.pidstart`]: selfOwner().start,
+      [`${OUR_LABEL}.host`]: hostname(),
       [`${OUR_LABEL}.instance`]: instance,
     })
     .withWaitStrategy(Wait.forLogMessage(spec.ready))

@@ -2,10 +2,19 @@
  * A proxy as a plain child process: spawn with stdout and stderr piped and their tail kept for
  * evidence, a cleanup registered at once (a signal to us stops it too), readiness from a log line
  * with a named deadline, and a stop that asks politely and kills after a deadline.
+ *
+ * It dies with us, even when we are killed by SIGKILL and no cleanup runs: it is started as
+ * `setpriv --pdeathsig KILL -- <cmd> <args>` (util-linux), so the kernel kills it the moment the
+ * thread that forked it (Node's main thread) is gone. setpriv execs the command: the child's pid,
+ * signals, stdout and stderr are the command's own. The kernel clears the parent-death signal
+ * when a process changes its effective uid or gid, so a child that would drop privileges itself
+ * (squid as root) is started as that user instead (`runAs`). Without setpriv it is spawned as
+ * before and survives a SIGKILL of ours; then the next run's start (or `proxycheck clean`) sweeps
+ * it with its run directory (harness/lab/rundir.ts, harness/cli/squid-commands.ts).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chownSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { accessSync, chownSync, constants, readdirSync, readFileSync, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { SetupError } from '../../errors.ts';
 import { onCleanup, refuseIfStopping } from '../../lifecycle.ts';
 import { waitForLine } from './ready.ts';
@@ -46,6 +55,49 @@ export function readTail(file: string): string {
   }
 }
 
+/** The absolute path of executable `cmd` (a path, or a name looked up in PATH), or undefined. */
+export function which(cmd: string): string | undefined {
+  const executable = (f: string) => {
+    try {
+      accessSync(f, constants.X_OK);
+      return statSync(f).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (cmd.includes('/')) return executable(cmd) ? cmd : undefined;
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(delimiter)) {
+    if (dir && executable(join(dir, cmd))) return join(dir, cmd);
+  }
+  return undefined;
+}
+
+/**
+ * setpriv (util-linux), or undefined when it is missing or PROXYCHECK_NO_SETPRIV is set (to try
+ * the fallback).
+ */
+export function setprivBinary(): string | undefined {
+  if (process.env.PROXYCHECK_NO_SETPRIV) return undefined;
+  return which('setpriv');
+}
+
+/**
+ * What to spawn for `cmd args`: through setpriv with a parent-death SIGKILL (and the user switch)
+ * when setpriv is there and `cmd` can be run; as it is otherwise (a missing `cmd` then fails the
+ * way it always did, with spawn's 'error').
+ */
+export function deathBound(
+  cmd: string,
+  args: string[],
+  runAs?: { uid: number; gid: number },
+): { file: string; argv: string[]; bound: boolean; uidGid?: { uid: number; gid: number } } {
+  const setpriv = setprivBinary();
+  if (!setpriv || !which(cmd))
+    return { file: cmd, argv: args, bound: false, ...(runAs ? { uidGid: runAs } : {}) };
+  const user = runAs ? ['--regid', String(runAs.gid), '--reuid', String(runAs.uid), '--clear-groups'] : [];
+  return { file: setpriv, argv: [...user, '--pdeathsig', 'KILL', '--', cmd, ...args], bound: true };
+}
+
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
@@ -62,6 +114,12 @@ export interface ProcessSpec {
   stopSignal?: NodeJS.Signals;
   /** How long it gets to exit after `stopSignal` before SIGKILL. */
   stopDeadlineMs?: number;
+  /**
+   * Runs it as this user from its start (setpriv --reuid/--regid --clear-groups; spawn's uid/gid
+   * without setpriv), for a command that would otherwise switch to it itself and so lose its
+   * parent-death signal.
+   */
+  runAs?: { uid: number; gid: number };
 }
 
 export interface ReadyWait {
@@ -74,8 +132,10 @@ export interface ReadyWait {
 
 export interface LaunchedProcess {
   readonly child: ChildProcess;
-  /** `cmd args...` on one line, for evidence. */
+  /** `cmd args...` on one line, for evidence (without the setpriv in front). */
   readonly command: string;
+  /** True when it dies with us (started through setpriv --pdeathsig KILL). */
+  readonly deathBound: boolean;
   /** The kept tail (64 KiB) of its stdout and stderr, as they arrived. */
   output(): string;
   /**
@@ -92,7 +152,8 @@ export interface LaunchedProcess {
 export function launchProcess(spec: ProcessSpec): LaunchedProcess {
   const { what, cmd, args } = spec;
   refuseIfStopping(what); // no await from here to onCleanup(): a signal cannot slip in between
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const how = deathBound(cmd, args, spec.runAs);
+  const child = spawn(how.file, how.argv, { stdio: ['ignore', 'pipe', 'pipe'], ...how.uidGid });
   let output = '';
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
@@ -153,5 +214,12 @@ export function launchProcess(spec: ProcessSpec): LaunchedProcess {
     }
   };
 
-  return { child, command: [cmd, ...args].join(' '), output: () => output, ready, stop };
+  return {
+    child,
+    command: [cmd, ...args].join(' '),
+    deathBound: how.bound,
+    output: () => output,
+    ready,
+    stop,
+  };
 }
