@@ -18,7 +18,7 @@ import { cleanupAll, installSignalHandlers, onCleanup } from '../lifecycle.ts';
 import { DEFAULT_PROXIES, PROXY_KINDS } from '../proxies/registry.ts';
 import type { Runtime } from '../proxies/toolkit/runtime.ts';
 import { renderRemediation, withRemediation } from '../report/remediation.ts';
-import { renderRunOutput, wantColor } from '../report/summary.ts';
+import { printRunOutput } from '../report/summary.ts';
 import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
@@ -129,19 +129,7 @@ function buildProgram(out: { code: number }): Command {
       }
       withRemediation(report, { scenarios });
       if (!reports.stdout && !o.quiet) {
-        process.stdout.write(
-          renderRunOutput(
-            report,
-            {
-              details: Boolean(o.details),
-              verbose: Boolean(o.verbose),
-              color: wantColor(process.stdout),
-              ...(process.stdout.columns ? { width: Math.min(process.stdout.columns, 160) } : {}),
-            },
-            renderTable,
-            renderRemediation,
-          ),
-        );
+        printRunOutput(report, { details: o.details, verbose: o.verbose }, renderTable, renderRemediation);
       }
       writeReports(reports, report);
       out.code = ci.finish(report, { stdoutTaken: reports.stdout });

@@ -13,7 +13,7 @@ import { parseParams } from '../live/params.ts';
 import { publicRootStore, splitPem } from '../live/roots.ts';
 import { ExternalProxy, parseProxyUrl } from '../proxies/external.ts';
 import { renderRemediation, withRemediation } from '../report/remediation.ts';
-import { renderRunOutput, wantColor } from '../report/summary.ts';
+import { printRunOutput } from '../report/summary.ts';
 import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { runMatrix } from '../runner/run.ts';
@@ -160,19 +160,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
       withRemediation(report, { scenarios });
       if (o.quiet) printQuietSummary(report, reports.stdout);
       else if (!reports.stdout) {
-        process.stdout.write(
-          renderRunOutput(
-            report,
-            {
-              details: Boolean(o.details),
-              verbose: Boolean(o.verbose),
-              color: wantColor(process.stdout),
-              ...(process.stdout.columns ? { width: Math.min(process.stdout.columns, 160) } : {}),
-            },
-            renderTable,
-            renderRemediation,
-          ),
-        );
+        printRunOutput(report, { details: o.details, verbose: o.verbose }, renderTable, renderRemediation);
       }
       writeReports(reports, report);
       out.code = report.summary.unmatched === 0 ? 0 : 1;

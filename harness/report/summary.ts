@@ -140,3 +140,26 @@ export function renderRunOutput(
         : '';
   return body + remedy;
 }
+
+/** Writes the run's stdout as renderRunOutput() makes it, for the terminal it goes to. */
+export function printRunOutput(
+  report: RunReport,
+  o: { details?: boolean; verbose?: boolean },
+  renderTable: (r: RunReport, opts: { verbose?: boolean }) => string,
+  renderRemediation: (r: RunReport['remediation']) => string,
+): void {
+  const out = process.stdout;
+  process.stdout.write(
+    renderRunOutput(
+      report,
+      {
+        details: Boolean(o.details),
+        verbose: Boolean(o.verbose),
+        color: wantColor(out),
+        ...(out.columns ? { width: Math.min(out.columns, 160) } : {}),
+      },
+      renderTable,
+      renderRemediation,
+    ),
+  );
+}

@@ -105,19 +105,25 @@ function judgeInside(bytes: Buffer, o: ReachOptions, inside: string): Reach | un
   return { reached: undefined, how: `${inside} the proxy answered ${said}, not the origin`, ...base };
 }
 
-/** Inside TLS that accepts any certificate: a GET the lab origin answers with its id. */
-async function tlsProbe(
-  route: ProxyRoute,
-  target: { host: string; port: number },
-  o: ReachOptions,
-): Promise<Reach | undefined> {
+/** The diagnostic's own CONNECT; undefined when the proxy did not open it. */
+async function probeTunnel(route: ProxyRoute, target: { host: string; port: number }, o: ReachOptions) {
   const tun = await openTunnel({
     proxy: route.proxy,
     target,
     connectTimeoutMs: o.timeoutMs,
     answerTimeoutMs: o.timeoutMs,
   });
-  if (!tun.ok) return undefined;
+  return tun.ok ? tun : undefined;
+}
+
+/** Inside TLS that accepts any certificate: a GET the lab origin answers with its id. */
+async function tlsProbe(
+  route: ProxyRoute,
+  target: { host: string; port: number },
+  o: ReachOptions,
+): Promise<Reach | undefined> {
+  const tun = await probeTunnel(route, target, o);
+  if (!tun) return undefined;
   const socket = tls.connect({ socket: tun.socket, servername: target.host, rejectUnauthorized: false });
   tun.socket.resume();
   try {
@@ -166,13 +172,8 @@ async function plainProbe(
   target: { host: string; port: number },
   o: ReachOptions,
 ): Promise<Reach | undefined> {
-  const tun = await openTunnel({
-    proxy: route.proxy,
-    target,
-    connectTimeoutMs: o.timeoutMs,
-    answerTimeoutMs: o.timeoutMs,
-  });
-  if (!tun.ok) return undefined;
+  const tun = await probeTunnel(route, target, o);
+  if (!tun) return undefined;
   try {
     const line = `PROXYCHECK-REACH ${randomBytes(6).toString('hex')}\n`;
     tun.socket.write(line);
