@@ -68,8 +68,6 @@ export type RemedyFacts = Omit<
 export interface RemedyEnv {
   /** Catalog rows by `host:port` (lowercase), hosts resolved as the run resolved them. */
   rows: Map<string, CatalogEndpoint>;
-  /** The idle time asked for (--idle-seconds), when the evidence does not carry it. */
-  idleSeconds?: number;
 }
 
 /** Helpers the remedy hooks share. */

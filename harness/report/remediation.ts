@@ -24,8 +24,6 @@ export type { ProxyRemediation };
 type Product = RemediationProduct;
 
 export interface RemediationOptions {
-  /** The idle time asked for (--idle-seconds), when the keepalive evidence does not carry it. */
-  idleSeconds?: number;
   /**
    * The run's scenario data: tells pinned rows from must-not-inspect ones where the evidence does
    * not (lab mode's pinning check also models the strictest agent for must-not-inspect hosts).
@@ -99,7 +97,6 @@ function chunk<T>(items: T[], size: number): T[][] {
 function forProxy(
   proxy: ProxyInfo,
   results: CheckResult[],
-  opts: RemediationOptions,
   rows: Map<string, CatalogEndpoint>,
 ): ProxyRemediation {
   const facts: RemedyFacts = {
@@ -110,7 +107,7 @@ function forProxy(
     credentials: [],
   };
   // every check contributes what its results say must change (its remedy hook)
-  const env = { rows, ...(opts.idleSeconds !== undefined ? { idleSeconds: opts.idleSeconds } : {}) };
+  const env = { rows };
   for (const id of CHECK_ORDER) checkDefinition(id).collectRemedy?.(results, facts, env);
   const unique = (xs: string[] | undefined) => [...new Set(xs ?? [])];
   const { product, evidence } = detectProduct(proxy, results);
@@ -264,7 +261,6 @@ export function buildRemediation(report: RunReport, opts: RemediationOptions = {
       forProxy(
         p,
         report.results.filter((r) => r.proxy === p.id),
-        opts,
         rows,
       ),
     )
