@@ -40,6 +40,10 @@ export async function startSquidContainer(l: SquidLaunch): Promise<SquidRunning>
     problem: (logs) => logs.find((x) => /FATAL|Bungled|unrecognized/.test(x))?.replace(/^.*?\|\s*/, ''),
     evidence: { config },
   });
-  const version = running.logs.map((x) => SQUID_VERSION_LINE.exec(x)?.[1]).find(Boolean);
+  // the log stream may lag the readiness wait by a moment: give it up to 2 s to bring the version line
+  const find = () => running.logs.map((x) => SQUID_VERSION_LINE.exec(x)?.[1]).find(Boolean);
+  let version = find();
+  for (const until = performance.now() + 2_000; !version && performance.now() < until; version = find())
+    await new Promise((r) => setTimeout(r, 50));
   return { runtime: 'container', version: `squid ${version ?? 'unknown'}`, stop: running.stop };
 }
