@@ -1,15 +1,21 @@
 /**
- * The one place squid configurations are written. Every squid kind is a policy on top of a
- * common, private-instance base:
+ * The one place squid configurations are written. Every squid is a policy (SquidPolicy: CONNECT
+ * ports, auth, inspection, idle timeout, Via / X-Forwarded-For) on top of a common,
+ * private-instance base. The flavours are named policies (FLAVOUR_POLICIES):
  *
  *  - squid-default: Debian's stock policy (squid.conf as shipped in bookworm): Safe_ports,
  *    `acl SSL_ports port 443` and `http_access deny CONNECT !SSL_ports`, localhost only.
- *  - squid-open:    CONNECT allowed to every port our catalogs name, nothing else denied by port.
+ *  - squid-open:    CONNECT allowed to every port our catalogs name (`acl allowed_ports`; Debian's
+ *                   Safe_ports kept, which lets every catalog port through).
  *  - squid-auth:    basic_ncsa_auth with an htpasswd generated per run (`$apr1$` hashes).
  *  - squid-bump:    `ssl_bump peek step1` + `bump all`, leaves signed by the corporate inspection
  *                   CA, re-originated TLS verified against the lab root.
  *  - squid-splice:  as bump, but `ssl_bump splice` for every catalog host that must not be inspected
  *                   (or is pinned).
+ *
+ * A port list other than the stock one replaces only `SSL_ports` (`acl allowed_ports`); `any`
+ * drops the CONNECT port rule; Debian's Safe_ports rules stay in every case. Inspection `only`
+ * bumps the listed hosts and splices the rest.
  *
  * Name resolution never leaves loopback: squid reads lab hosts from a generated `hosts_file` and
  * sends any other query to 127.0.0.1 only (`dns_nameservers 127.0.0.1`). With no resolver there a
@@ -48,19 +54,144 @@ export interface SquidPaths {
   sslDb?: string;
 }
 
-export interface SquidConfigInput {
-  flavour: SquidFlavour;
+/**
+ * What a squid instance does: the knobs of a proxy definition (../definition.ts) resolved for
+ * squid. Every flavour is a named policy (FLAVOUR_POLICIES).
+ */
+export interface SquidPolicy {
+  /**
+   * CONNECT allowed to these ports only, or 'any' (Debian's Safe_ports rules stay in both cases).
+   * 'stock' = Debian's `acl SSL_ports port 443` + `http_access deny CONNECT !SSL_ports`.
+   */
+  connectPorts: number[] | 'any' | 'stock';
+  auth: 'none' | 'basic';
+  /** `hosts`: lower-case, tenant resolved (spliced for `all-except`, the only ones bumped for `only`). */
+  inspection: { mode: 'none' | 'all' | 'all-except' | 'only'; hosts: string[] };
+  /** Close a tunnel (spliced/plain CONNECT) or a bumped connection that has been silent this long. */
+  idleTimeoutSeconds?: number;
+  /** squid's `via` (default on): false writes `via off`. */
+  via?: boolean;
+  /** squid's `forwarded_for` (default on): false writes `forwarded_for delete`. */
+  xForwardedFor?: boolean;
+}
+
+interface SquidConfigCommon {
   port: number;
   /** Listen address; always loopback. */
   host?: string;
   paths: SquidPaths;
-  /** squid-open: ports CONNECT may reach (every port in our catalogs). */
-  connectPorts?: number[];
-  /** squid-splice: hosts spliced (never bumped). */
-  spliceHosts?: string[];
   /** Seconds squid waits for clients on shutdown (short: runs stop it often). */
   shutdownLifetimeS?: number;
   dnsTimeoutS?: number;
+  /** The proxy id, for the header comment and errors (default `squid-<flavour>`, or `squid`). */
+  label?: string;
+}
+
+/**
+ * A policy, or (convenience for callers that predate policies) a flavour with the scenario-derived
+ * lists it needs: squid-open's `connectPorts`, squid-splice's `spliceHosts`.
+ */
+export type SquidConfigInput = SquidConfigCommon &
+  (
+    | { policy: SquidPolicy; flavour?: SquidFlavour }
+    | {
+        flavour: SquidFlavour;
+        policy?: undefined;
+        /** squid-open: ports CONNECT may reach (every port in our catalogs). */
+        connectPorts?: number[];
+        /** squid-splice: hosts spliced (never bumped). */
+        spliceHosts?: string[];
+      }
+  );
+
+/** A flavour's policy; the lists are asked for only by the flavours that use them. */
+function flavourPolicy(
+  flavour: SquidFlavour,
+  connectPorts: () => number[],
+  spliceHosts: () => string[],
+): SquidPolicy {
+  const none = { mode: 'none' as const, hosts: [] };
+  switch (flavour) {
+    case 'default':
+      return { connectPorts: 'stock', auth: 'none', inspection: none };
+    case 'open': {
+      const ports = connectPorts();
+      if (!ports.length) throw new Error('squid-open config needs connectPorts');
+      return { connectPorts: ports, auth: 'none', inspection: none };
+    }
+    case 'auth':
+      return { connectPorts: 'stock', auth: 'basic', inspection: none };
+    case 'bump':
+      return { connectPorts: 'stock', auth: 'none', inspection: { mode: 'all', hosts: [] } };
+    case 'splice': {
+      const hosts = spliceHosts();
+      if (!hosts.length) throw new Error('squid-splice config needs spliceHosts');
+      return { connectPorts: 'stock', auth: 'none', inspection: { mode: 'all-except', hosts } };
+    }
+  }
+}
+
+/**
+ * The flavours as named policies, given the run's scenarios: default = stock ports, no auth, no
+ * inspection; open = CONNECT to every catalog port; auth = stock + basic; bump = stock + inspect
+ * all; splice = stock + inspect all except the must-not-inspect (or pinned) catalog hosts.
+ */
+export const FLAVOUR_POLICIES = Object.fromEntries(
+  SQUID_FLAVOURS.map((f) => [
+    f,
+    (set: ScenarioSet) =>
+      flavourPolicy(
+        f,
+        () => catalogPorts(set),
+        () => spliceHostsOf(set),
+      ),
+  ]),
+) as Record<SquidFlavour, (set: ScenarioSet) => SquidPolicy>;
+
+/** The policy a config input stands for (a flavour maps with the lists it was given). */
+export function policyOf(input: SquidConfigInput): SquidPolicy {
+  if (input.policy) return input.policy;
+  return flavourPolicy(
+    input.flavour,
+    () => input.connectPorts ?? [],
+    () => input.spliceHosts ?? [],
+  );
+}
+
+/** Whether squid bumps anything under `policy` (then it needs the ssl-bump port, CA and cert db). */
+export function policyBumps(policy: SquidPolicy): boolean {
+  return policy.inspection.mode !== 'none';
+}
+
+/** Whether a launch bumps: by its policy, or (a launch without one) by its flavour (bump, splice). */
+export function launchBumps(l: { policy?: SquidPolicy; flavour?: SquidFlavour }): boolean {
+  return l.policy ? policyBumps(l.policy) : l.flavour === 'bump' || l.flavour === 'splice';
+}
+
+/** One line saying what a policy does, for a proxy without a summary of its own. */
+export function describePolicy(policy: SquidPolicy): string {
+  const parts: string[] = [];
+  const c = policy.connectPorts;
+  parts.push(
+    c === 'stock'
+      ? "Debian's stock policy (CONNECT only to port 443)"
+      : c === 'any'
+        ? 'CONNECT to any port'
+        : `CONNECT only to ${c.length === 1 ? 'port' : 'ports'} ${c.join(', ')}`,
+  );
+  if (policy.auth === 'basic') parts.push('basic_ncsa_auth');
+  const { mode, hosts } = policy.inspection;
+  if (mode === 'all') parts.push('ssl_bump: bump all');
+  if (mode === 'all-except') parts.push(`ssl_bump: bump all but ${countHosts(hosts)} (spliced)`);
+  if (mode === 'only') parts.push(`ssl_bump: bump only ${countHosts(hosts)}, splice the rest`);
+  if (policy.idleTimeoutSeconds !== undefined) parts.push(`idle timeout ${policy.idleTimeoutSeconds} s`);
+  if (policy.via === false) parts.push('no Via');
+  if (policy.xForwardedFor === false) parts.push('no X-Forwarded-For');
+  return `squid 5, ${parts.join(', ')}`;
+}
+
+function countHosts(hosts: string[]): string {
+  return hosts.length === 1 ? (hosts[0] as string) : `${hosts.length} hosts`;
 }
 
 /** Every port any catalog names, sorted (squid-open's CONNECT allow-list). */
@@ -84,8 +215,8 @@ export function spliceHostsOf(set: ScenarioSet): string[] {
   return [...hosts].sort();
 }
 
-function need(value: string | undefined, what: string, flavour: SquidFlavour): string {
-  if (!value) throw new Error(`squid-${flavour} config needs ${what}`);
+function need(value: string | undefined, what: string, label: string): string {
+  if (!value) throw new Error(`${label} config needs ${what}`);
   return value;
 }
 
@@ -101,19 +232,35 @@ function chunk<T>(items: T[], size: number): T[][] {
   return out;
 }
 
+/** Debian bookworm's stock Safe_ports (kept under every policy: `deny !Safe_ports` also applies to CONNECT). */
+const SAFE_PORTS = [
+  'acl Safe_ports port 80 # http',
+  'acl Safe_ports port 21 # ftp',
+  'acl Safe_ports port 443 # https',
+  'acl Safe_ports port 70 # gopher',
+  'acl Safe_ports port 210 # wais',
+  'acl Safe_ports port 1025-65535 # unregistered ports',
+  'acl Safe_ports port 280 # http-mgmt',
+  'acl Safe_ports port 488 # gss-http',
+  'acl Safe_ports port 591 # filemaker',
+  'acl Safe_ports port 777 # multiling http',
+];
+
 export function squidConfig(input: SquidConfigInput): string {
-  const { flavour, paths } = input;
+  const { paths } = input;
+  const policy = policyOf(input);
+  const label = input.label ?? (input.flavour ? `squid-${input.flavour}` : 'squid');
   const host = input.host ?? '127.0.0.1';
-  const bumping = flavour === 'bump' || flavour === 'splice';
-  const lines: string[] = [`# generated by proxycheck: squid-${flavour}`, ''];
+  const bumping = policyBumps(policy);
+  const lines: string[] = [`# generated by proxycheck: ${label}`, ''];
   const add = (...l: string[]) => lines.push(...l);
 
   // --- listening port --------------------------------------------------------------------------
   if (bumping) {
     add(
       `http_port ${host}:${input.port} ssl-bump` +
-        ` tls-cert=${p(need(paths.signingCert, 'signingCert', flavour))}` +
-        ` tls-key=${p(need(paths.signingKey, 'signingKey', flavour))}` +
+        ` tls-cert=${p(need(paths.signingCert, 'signingCert', label))}` +
+        ` tls-key=${p(need(paths.signingKey, 'signingKey', label))}` +
         ' generate-host-certificates=on dynamic_cert_mem_cache_size=4MB',
     );
   } else {
@@ -142,46 +289,32 @@ export function squidConfig(input: SquidConfigInput): string {
   );
 
   // --- policy ----------------------------------------------------------------------------------
-  add('', `# policy: squid-${flavour}`);
-  switch (flavour) {
-    case 'default':
-    case 'auth':
-    case 'bump':
-    case 'splice':
-      // Debian bookworm's stock squid.conf access rules (localhost, manager and CONNECT are
-      // predefined ACLs in squid 5 and must not be redeclared).
-      add(
-        'acl SSL_ports port 443',
-        'acl Safe_ports port 80 # http',
-        'acl Safe_ports port 21 # ftp',
-        'acl Safe_ports port 443 # https',
-        'acl Safe_ports port 70 # gopher',
-        'acl Safe_ports port 210 # wais',
-        'acl Safe_ports port 1025-65535 # unregistered ports',
-        'acl Safe_ports port 280 # http-mgmt',
-        'acl Safe_ports port 488 # gss-http',
-        'acl Safe_ports port 591 # filemaker',
-        'acl Safe_ports port 777 # multiling http',
-        'http_access deny !Safe_ports',
-        'http_access deny CONNECT !SSL_ports',
-        'http_access allow localhost manager',
-        'http_access deny manager',
-      );
-      break;
-    case 'open': {
-      const ports = input.connectPorts ?? [];
-      if (!ports.length) throw new Error('squid-open config needs connectPorts');
-      add('# CONNECT to every port our catalogs name');
-      for (const group of chunk(ports, 16)) add(`acl catalog_ports port ${group.join(' ')}`);
-      add('http_access deny CONNECT !catalog_ports');
-      break;
-    }
+  // Debian bookworm's stock squid.conf access rules (localhost, manager and CONNECT are
+  // predefined ACLs in squid 5 and must not be redeclared); a port list or `any` replaces only
+  // the SSL_ports rule.
+  add('', `# policy: ${label}`);
+  const ports = policy.connectPorts;
+  if (ports === 'stock') {
+    add(
+      'acl SSL_ports port 443',
+      ...SAFE_PORTS,
+      'http_access deny !Safe_ports',
+      'http_access deny CONNECT !SSL_ports',
+    );
+  } else if (ports === 'any') {
+    add(...SAFE_PORTS, '# CONNECT to any port (Safe_ports still applies)', 'http_access deny !Safe_ports');
+  } else {
+    if (!ports.length) throw new Error(`${label} config needs connectPorts (at least one port)`);
+    add(...SAFE_PORTS, '# CONNECT to these ports only');
+    for (const group of chunk(ports, 16)) add(`acl allowed_ports port ${group.join(' ')}`);
+    add('http_access deny !Safe_ports', 'http_access deny CONNECT !allowed_ports');
   }
+  add('http_access allow localhost manager', 'http_access deny manager');
 
-  if (flavour === 'auth') {
+  if (policy.auth === 'basic') {
     add(
       '',
-      `auth_param basic program ${p(paths.helperDir)}/basic_ncsa_auth ${p(need(paths.htpasswd, 'htpasswd', flavour))}`,
+      `auth_param basic program ${p(paths.helperDir)}/basic_ncsa_auth ${p(need(paths.htpasswd, 'htpasswd', label))}`,
       'auth_param basic children 2 startup=1 idle=1',
       'auth_param basic realm proxycheck',
       'auth_param basic credentialsttl 1 minute',
@@ -197,20 +330,75 @@ export function squidConfig(input: SquidConfigInput): string {
     add(
       '',
       '# TLS interception: leaves from the corporate inspection CA, origins verified against the lab root',
-      `sslcrtd_program ${p(paths.helperDir)}/security_file_certgen -s ${p(need(paths.sslDb, 'sslDb', flavour))} -M 4MB`,
+      `sslcrtd_program ${p(paths.helperDir)}/security_file_certgen -s ${p(need(paths.sslDb, 'sslDb', label))} -M 4MB`,
       'sslcrtd_children 2 startup=1 idle=1',
-      `tls_outgoing_options cafile=${p(need(paths.originCa, 'originCa', flavour))}`,
+      `tls_outgoing_options cafile=${p(need(paths.originCa, 'originCa', label))}`,
       'acl step1 at_step SslBump1',
     );
-    if (flavour === 'splice') {
-      const hosts = input.spliceHosts ?? [];
-      if (!hosts.length) throw new Error('squid-splice config needs spliceHosts');
+    const { mode, hosts } = policy.inspection;
+    if (mode === 'all-except') {
+      if (!hosts.length) throw new Error(`${label} config needs hosts to splice (inspection all-except)`);
       add('# catalog hosts that must not be inspected (or are pinned) are spliced, never bumped');
       for (const group of chunk(hosts, 8)) add(`acl no_inspect ssl::server_name ${group.join(' ')}`);
       add('ssl_bump peek step1', 'ssl_bump splice no_inspect', 'ssl_bump bump all');
+    } else if (mode === 'only') {
+      if (!hosts.length) throw new Error(`${label} config needs hosts to inspect (inspection only)`);
+      add('# only these hosts are bumped; every other one is spliced');
+      for (const group of chunk(hosts, 8)) add(`acl inspect_hosts ssl::server_name ${group.join(' ')}`);
+      add('ssl_bump peek step1', 'ssl_bump bump inspect_hosts', 'ssl_bump splice all');
     } else {
       add('ssl_bump peek step1', 'ssl_bump bump all');
     }
   }
+
+  // --- knobs -----------------------------------------------------------------------------------
+  const idle = policy.idleTimeoutSeconds;
+  if (idle !== undefined) {
+    if (!(Number.isInteger(idle) && idle > 0))
+      throw new Error(`${label} config: idleTimeoutSeconds must be a positive whole number, not ${idle}`);
+    add('', ...idleTimeoutLines(idle));
+  }
+  if (policy.via === false || policy.xForwardedFor === false) add('', '# headers on forwarded requests');
+  if (policy.via === false) add('via off');
+  if (policy.xForwardedFor === false) add('forwarded_for delete');
   return lines.join('\n') + '\n';
+}
+
+/**
+ * idleTimeoutSeconds N: four of squid's timers, each set to N + 1 (cf.data.pre / squid 5.7 source):
+ *
+ *  - `read_timeout`: after every read on either side of a tunnel (tunnel.cc keepGoingAfterRead)
+ *    both sides' timers restart; when one expires tunnelTimeout closes both. That times plain
+ *    CONNECT tunnels and spliced ones. It is also the *server-side* read timeout of every
+ *    forwarded request (http.cc), bumped ones included: an origin that takes longer than that to
+ *    answer (or stalls mid-body) is cut too (ERR_READ_TIMEOUT).
+ *  - `client_idle_pconn_timeout`: how long squid waits for the next request on a persistent client
+ *    connection (Http1Server idleTimeout) - a bumped connection after its first request.
+ *  - `request_timeout`: how long squid waits for complete request headers; it is what times a
+ *    bumped connection from its TLS handshake (client_side.cc resets it there) to its first request.
+ *  - `request_start_timeout`: how long squid waits for the first byte; what times a CONNECT whose
+ *    client has not sent its ClientHello yet on a bumping port (switchToHttps).
+ *  (`client_lifetime` does not cut tunnels: it times a tunnel's client side only until its first
+ *  read, and the server side runs on read_timeout from the start.)
+ *
+ * squid keeps time in whole seconds (squid_curtime) and a timer of T fires at the first second
+ * boundary T seconds past the whole second it was set in: after between T - 1 and T seconds of
+ * silence. Measured here with squid 5.7, each directive alone at T = 3: read_timeout cut a silent
+ * plain tunnel after 2.26 s and a silent spliced one after 2.05 s and nothing else;
+ * client_idle_pconn_timeout a bumped connection silent after one request (2.27 s); request_timeout
+ * one silent after its handshake, before any request (2.79 s); request_start_timeout a silent
+ * CONNECT on a bumping port (2.61 s). All four at T = 4 cut each of those after 3.26-4.08 s, and
+ * traffic every 250 ms (bytes on a tunnel, a request on a bumped connection) kept each open for
+ * 11 s. Writing N + 1 makes squid close after more than N and at most about N + 1 seconds of
+ * silence, never before N (test/squid-knobs.test.ts, N = 3: closed after ~3.5 s).
+ */
+function idleTimeoutLines(n: number): string[] {
+  const t = n + 1;
+  return [
+    `# idle timeout ${n} s: closes after more than ${n} s (at most ~${t} s) of silence (squid counts whole seconds)`,
+    `read_timeout ${t} seconds`,
+    `client_idle_pconn_timeout ${t} seconds`,
+    `request_timeout ${t} seconds`,
+    `request_start_timeout ${t} seconds`,
+  ];
 }

@@ -1,6 +1,7 @@
 /**
- * Real squid behind ProxyUnderTest: squid-default, squid-open, squid-auth, squid-bump and
- * squid-splice, each as a plain process (`process`) or in a container (`container`), see
+ * Real squid behind ProxyUnderTest, configured by a policy (config.ts: SquidPolicy, the knobs of a
+ * proxy definition) or by a flavour naming one (squid-default, squid-open, squid-auth, squid-bump,
+ * squid-splice), as a plain process (`process`) or in a container (`container`), see
  * process.ts and container.ts. This file prepares what both need: a port, the generated
  * squid.conf, the hosts file, the per-run htpasswd and the signing/trust PEMs, all in one
  * directory of the run directory.
@@ -26,7 +27,15 @@ import {
   requireLab,
   type StartedProxy,
 } from '../types.ts';
-import { catalogPorts, type SquidFlavour, type SquidPaths, spliceHostsOf, squidConfig } from './config.ts';
+import {
+  describePolicy,
+  FLAVOUR_POLICIES,
+  policyBumps,
+  type SquidFlavour,
+  type SquidPaths,
+  type SquidPolicy,
+  squidConfig,
+} from './config.ts';
 import { startSquidContainer } from './container.ts';
 import { htpasswdLine } from './htpasswd.ts';
 import { startSquidProcess } from './process.ts';
@@ -40,12 +49,21 @@ export const SQUID_SUMMARIES: Record<SquidFlavour, string> = {
   splice: 'squid 5 ssl_bump, splicing every catalog host that must not be inspected',
 };
 
+/** A flavour, a policy, or both (then the policy is what squid does and the flavour names it). */
 export interface SquidOptions {
-  flavour: SquidFlavour;
+  flavour?: SquidFlavour;
+  /** What squid does; without it, the flavour's policy for the run's scenarios (FLAVOUR_POLICIES). */
+  policy?: SquidPolicy;
+  /** The proxy id (default `squid-<flavour>`; required with a policy and no flavour). */
+  id?: string;
+  /** What describe() says (default: the flavour's summary, else one made from the policy). */
+  summary?: string;
+  /** Subject of the inspection CA squid signs with when it bumps (default: the corporate CA). */
+  caSubject?: string;
   runtime?: Runtime;
   /** Readiness deadline (the "Accepting ... HTTP Socket connections" line). */
   readyTimeoutMs?: number;
-  /** Scenario data for squid-open's ports and squid-splice's hosts (default: scenarios/). */
+  /** Scenario data for a flavour's policy: squid-open's ports, squid-splice's hosts (default: scenarios/). */
   scenarios?: ScenarioSet;
   /** Changes the generated squid.conf before squid reads it (tests apply remediation lines with it). */
   amendConfig?: (conf: string) => string;
@@ -56,7 +74,9 @@ export interface SquidOptions {
 /** What a runtime gets: the bundle on the host and how to write the config for its view of paths. */
 export interface SquidLaunch {
   id: string;
-  flavour: SquidFlavour;
+  /** What squid does (a launch without one is a flavour's: bump and splice bump). */
+  policy?: SquidPolicy;
+  flavour?: SquidFlavour;
   port: number;
   /** Directory in the run directory holding everything of this instance. */
   dir: string;
@@ -87,11 +107,17 @@ let instances = 0;
 export class SquidProxy implements ProxyUnderTest {
   readonly id: string;
   constructor(private readonly opts: SquidOptions) {
-    this.id = `squid-${opts.flavour}`;
+    if (!opts.flavour && !opts.policy) throw new Error('SquidProxy needs a flavour or a policy');
+    const id = opts.id ?? (opts.flavour ? `squid-${opts.flavour}` : undefined);
+    if (!id) throw new Error('SquidProxy with a policy and no flavour needs an id');
+    this.id = id;
   }
 
   describe(): string {
-    return SQUID_SUMMARIES[this.opts.flavour];
+    const { summary, flavour, policy } = this.opts;
+    return (
+      summary ?? (flavour ? SQUID_SUMMARIES[flavour] : undefined) ?? describePolicy(policy as SquidPolicy)
+    );
   }
 
   async start(ctx: ProxyContext): Promise<StartedProxy> {
@@ -125,7 +151,7 @@ export class SquidProxy implements ProxyUnderTest {
     runtime: ConcreteRuntime,
     port: number,
   ): Promise<{ launch: SquidLaunch; running: SquidRunning }> {
-    const launch = this.prepare(ctx, port);
+    const launch = await this.prepare(ctx, port);
     const running =
       runtime === 'container' ? await startSquidContainer(launch) : await startSquidProcess(launch);
     // squid logs "Accepting ... connections" before its (asynchronous) listen(): on bump ports a
@@ -143,35 +169,39 @@ export class SquidProxy implements ProxyUnderTest {
     return { launch, running };
   }
 
-  private prepare(ctx: ProxyContext, port: number): SquidLaunch {
+  private async prepare(ctx: ProxyContext, port: number): Promise<SquidLaunch> {
     const lab = requireLab(ctx, this.id);
     const { runDir } = ctx;
-    const flavour = this.opts.flavour;
-    const set = ctx.scenarios ?? this.opts.scenarios ?? loadScenarios();
+    const { flavour } = this.opts;
+    const policy =
+      this.opts.policy ??
+      FLAVOUR_POLICIES[flavour as SquidFlavour](ctx.scenarios ?? this.opts.scenarios ?? loadScenarios());
     const dir = join(runDir.path, `${this.id}-${++instances}`);
     const etcDir = join(dir, 'etc');
     mkdirSync(etcDir, { recursive: true, mode: 0o755 });
     writeFileSync(join(etcDir, 'hosts'), lab.hostsFile(), { mode: 0o644 });
 
     let credentials: ProxyCredentials | undefined;
-    if (flavour === 'auth') {
+    if (policy.auth === 'basic') {
       credentials = { username: 'agent', password: randomBytes(12).toString('base64url') };
       // read by basic_ncsa_auth, which runs as squid's unprivileged user
       writeFileSync(join(etcDir, 'htpasswd'), htpasswdLine(credentials.username, credentials.password), {
         mode: 0o644,
       });
     }
-    const bumping = flavour === 'bump' || flavour === 'splice';
+    const bumping = policyBumps(policy);
+    let inspectionCa: string | undefined;
     if (bumping) {
-      copyFileSync(lab.pki.corporate.cert.certFile, join(etcDir, 'signing-ca.crt'));
-      copyFileSync(lab.pki.corporate.cert.keyFile, join(etcDir, 'signing-ca.key')); // 0600: read by squid as root
+      const ca = await lab.pki.inspectionCa(this.opts.caSubject);
+      copyFileSync(ca.cert.certFile, join(etcDir, 'signing-ca.crt'));
+      copyFileSync(ca.cert.keyFile, join(etcDir, 'signing-ca.key')); // 0600: read by squid as root
       writeFileSync(join(etcDir, 'origin-ca.crt'), lab.pki.labRoot.cert.certPem, { mode: 0o644 });
+      inspectionCa = ca.cert.certPem;
     }
-    const connectPorts = catalogPorts(set);
-    const spliceHosts = flavour === 'splice' ? spliceHostsOf(set) : [];
     return {
       id: this.id,
-      flavour,
+      policy,
+      ...(flavour ? { flavour } : {}),
       port,
       dir,
       runDirPath: runDir.path,
@@ -179,13 +209,12 @@ export class SquidProxy implements ProxyUnderTest {
       runId: basename(runDir.path),
       readyTimeoutMs: this.opts.readyTimeoutMs ?? 30_000,
       ...(credentials ? { credentials } : {}),
-      ...(bumping ? { inspectionCa: lab.pki.corporate.cert.certPem } : {}),
+      ...(inspectionCa ? { inspectionCa } : {}),
       writeConfig: (paths, etcAs) => {
         const text = squidConfig({
-          flavour,
+          policy,
+          label: this.id,
           port,
-          connectPorts,
-          spliceHosts,
           paths: {
             ...paths,
             hostsFile: `${etcAs}/hosts`,
