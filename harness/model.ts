@@ -101,6 +101,8 @@ export interface ProxyRemediation {
   text: string[];
 }
 
+import type { StaleDeviation } from './proxies/oracle.ts';
+
 export interface RunReport {
   schema: typeof RESULT_SCHEMA_ID;
   startedAt: string;
@@ -111,6 +113,8 @@ export interface RunReport {
   summary: Record<Outcome, number> & { total: number; matched: number; unmatched: number };
   /** Per-proxy fixes, present only when some proxy has something to fix. */
   remediation?: ProxyRemediation[];
+  /** Deviations of proxy definitions that no longer happen (their results came out as the knobs predict). */
+  staleDeviations?: StaleDeviation[];
 }
 
 export function summarize(results: CheckResult[]): RunReport['summary'] {

@@ -4,7 +4,7 @@
  * naming the file and the first problem. Host parameters (`{name}` in catalog hosts, their values
  * and resolution) are scenario-hosts.ts, re-exported here.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
@@ -13,6 +13,7 @@ import { exchangeProblem, registeredKinds } from './agent/kinds/index.ts';
 import { isCheck } from './checks/index.ts';
 import { UsageError } from './errors.ts';
 import type { Outcome } from './model.ts';
+import { type ProxyDefinition, unsupportedKnob } from './proxies/definition.ts';
 import { checkParams, placeholders } from './scenario-hosts.ts';
 
 export { type HostValues, missingParams, placeholders, resolveHost } from './scenario-hosts.ts';
@@ -195,12 +196,13 @@ function checkExchanges(files: Array<{ file: string; data: Profile }>): void {
 function checkExpectations(
   files: Array<{ file: string; data: Expectations }>,
   profiles: Map<string, Profile>,
+  field = 'rules',
 ): void {
   const many = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
   const kinds = registeredKinds();
   for (const { file, data } of files) {
     data.rules.forEach((r, i) => {
-      const at = `${file}: /rules/${i}/match`;
+      const at = `${file}: /${field}/${i}/match`;
       for (const c of many(r.match.check))
         if (!isCheck(c)) throw new UsageError(`${at}/check "${c}" is not a check`);
       for (const k of many(r.match.kind))
@@ -213,9 +215,17 @@ function checkExpectations(
   }
 }
 
+/** A proxy definition with the file it came from. */
+export interface LoadedDefinition extends ProxyDefinition {
+  file: string;
+}
+
 export interface ScenarioSet {
   catalogs: Map<string, Catalog>;
   profiles: Map<string, Profile>;
+  /** Proxy definitions by id: the built-in ones, then the scenario directory's (same id wins). */
+  proxies: Map<string, LoadedDefinition>;
+  /** Expected outcomes for proxies that are not definitions (adapters registered in code). */
   expectations: Map<string, Expectations>;
   /** The file each proxy's expectations came from (for errors naming it). */
   expectationFiles?: Map<string, string>;
@@ -238,11 +248,17 @@ export function loadScenarios(
   const profileFiles = loadFiles<Profile>('profiles', 'profile', dir);
   checkExchanges(profileFiles);
   const profiles = new Map(profileFiles.map(({ data: p }) => [p.id, p]));
-  const expectationFiles = loadFiles<Expectations>('expectations', 'expectations', dir);
+  const expectationFiles = existsSync(join(dir, 'expectations'))
+    ? loadFiles<Expectations>('expectations', 'expectations', dir)
+    : [];
   checkExpectations(expectationFiles, profiles);
+  const proxies = loadDefinitions(SCENARIOS_DIR, profiles);
+  if (dir !== SCENARIOS_DIR && existsSync(join(dir, 'proxies')))
+    for (const [id, d] of loadDefinitions(dir, profiles)) proxies.set(id, d);
   const set: ScenarioSet = {
     catalogs: new Map(catalogs.map((c) => [c.id, c])),
     profiles,
+    proxies,
     expectations: new Map(expectationFiles.map(({ data: e }) => [e.proxy, e])),
     expectationFiles: new Map(expectationFiles.map(({ file, data: e }) => [e.proxy, file])),
     tenant: opts.tenant ?? DEFAULT_LAB_TENANT,
@@ -251,6 +267,40 @@ export function loadScenarios(
   };
   checkReferences(set);
   return set;
+}
+
+/** The definitions in `dir/proxies/`, each valid, honourable by its engine and named once. */
+function loadDefinitions(dir: string, profiles: Map<string, Profile>): Map<string, LoadedDefinition> {
+  const out = new Map<string, LoadedDefinition>();
+  for (const { file, data } of loadFiles<ProxyDefinition>('proxies', 'proxy', dir)) {
+    const seen = out.get(data.id);
+    if (seen) throw new UsageError(`${file}: /id "${data.id}" is already defined in ${seen.file}`);
+    out.set(data.id, checkDefinition(file, data, profiles));
+  }
+  return out;
+}
+
+function checkDefinition(file: string, d: ProxyDefinition, profiles: Map<string, Profile>): LoadedDefinition {
+  const problem = unsupportedKnob(d);
+  if (problem) throw new UsageError(`${file}: ${problem}`);
+  checkExpectations([{ file, data: { proxy: d.id, rules: d.deviations ?? [] } }], profiles, 'deviations');
+  return { ...d, file };
+}
+
+/** A definition given as a file (`--proxies ./customer-x.yaml`), checked as the scenario set's are. */
+export function loadDefinitionFile(path: string, set: ScenarioSet): LoadedDefinition {
+  let data: unknown;
+  try {
+    data = parseYaml(readFileSync(path, 'utf8'));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new UsageError(
+      e.code
+        ? `${path}: cannot read the proxy definition (${e.code})`
+        : `${path}: not valid YAML: ${e.message.split('\n')[0]}`,
+    );
+  }
+  return checkDefinition(path, validate<ProxyDefinition>('proxy', data, path), set.profiles);
 }
 
 /** Each row at most once per (host, port, TCP or UDP); hosts use only `{tenant}` or declared parameters. */
@@ -317,12 +367,6 @@ export function catalogRow(set: ScenarioSet, x: ProfileExchange): CatalogEndpoin
   return row;
 }
 
-function matches<T>(value: T | undefined, pattern: T | T[] | undefined): boolean {
-  if (pattern === undefined) return true;
-  if (value === undefined) return false;
-  return (Array.isArray(pattern) ? pattern : [pattern]).includes(value);
-}
-
 /** What an expectation rule can match on, for one result. */
 export interface ExpectationKey {
   proxy: string;
@@ -341,32 +385,16 @@ export interface ExpectationKey {
  */
 export function checkExpectationProxies(set: ScenarioSet, known: string[]): void {
   for (const proxy of set.expectations.keys()) {
+    const def = set.proxies.get(proxy);
+    if (def) {
+      const file = set.expectationFiles?.get(proxy) ?? `expectations for ${proxy}`;
+      throw new UsageError(
+        `${file}: ${proxy} is a proxy definition (${def.file}); its expectations follow from its knobs, and what its engine does otherwise goes in its deviations`,
+      );
+    }
     if (!known.includes(proxy)) {
       const file = set.expectationFiles?.get(proxy) ?? `expectations for ${proxy}`;
       throw new UsageError(`${file}: /proxy "${proxy}" is not a proxy (known: ${known.join(', ')})`);
     }
   }
-}
-
-/** The first matching rule wins; no rule means `fallback` (`pass`, or `skip` where a check does not apply). */
-export function expectationFor(
-  set: ScenarioSet,
-  key: ExpectationKey,
-  fallback: Outcome = 'pass',
-): { expect: Outcome; reason?: string } {
-  const rules = set.expectations.get(key.proxy)?.rules ?? [];
-  for (const r of rules) {
-    if (
-      matches(key.profile, r.match.profile) &&
-      matches(key.endpoint, r.match.endpoint) &&
-      matches(key.check, r.match.check) &&
-      matches(key.port, r.match.port) &&
-      matches(key.kind, r.match.kind) &&
-      matches(key.mustNotInspect, r.match.mustNotInspect) &&
-      matches(key.pinned, r.match.pinned)
-    ) {
-      return { expect: r.expect, reason: r.reason };
-    }
-  }
-  return { expect: fallback };
 }

@@ -1,13 +1,4 @@
-/**
- * proxycheck command line. Exit codes: 0 every result matched its expectation; 1 at least one did
- * not (with `run --baseline`: or a row is worse than the baseline, or missing); 2 bad usage, bad
- * scenario data or a bad baseline file (one-line error); 3 our own setup failed before any check;
- * 4 internal error; 5 (`run --baseline` only) every result matched and nothing is worse than the
- * baseline, but the baseline is stale (improved, changed or new rows); 130/143 SIGINT/SIGTERM.
- */
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { CHECKS } from '../checks/index.ts';
 import { errorMessage, SetupError, UsageError } from '../errors.ts';
 import { labAddress, parseLabNet } from '../lab/addresses.ts';
@@ -15,8 +6,7 @@ import { Lab } from '../lab/lab.ts';
 import { createLabPki } from '../lab/pki.ts';
 import { RunDir } from '../lab/rundir.ts';
 import { cleanupAll, installSignalHandlers, onCleanup } from '../lifecycle.ts';
-import { DEFAULT_PROXIES, PROXY_KINDS } from '../proxies/registry.ts';
-import type { Runtime } from '../proxies/toolkit/runtime.ts';
+import { DEFAULT_PROXIES, proxyCatalog, proxyIds } from '../proxies/registry.ts';
 import { renderRemediation, withRemediation } from '../report/remediation.ts';
 import { printRunOutput } from '../report/summary.ts';
 import { renderTable } from '../report/table.ts';
@@ -24,40 +14,19 @@ import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
 import { loadScenarios, resolveHost } from '../scenarios.ts';
 import { baselineOption, quietOption, shardOption, startCiRun, updateBaselineOption } from './ci-options.ts';
-import { parseSeconds, parseTimeScale, timerWaitOption, timeScaleOption } from './options.ts';
+import {
+  labNetOption,
+  list,
+  parseRuntime,
+  parseSeconds,
+  parseTimeScale,
+  scenarioDir,
+  timerWaitOption,
+  timeScaleOption,
+} from './options.ts';
+import { registerServeCommand } from './serve-command.ts';
 import { registerSquidCommands } from './squid-commands.ts';
 import { registerValidateCommand } from './validate-command.ts';
-
-function list(value: string): string[] {
-  const items = value
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  if (!items.length) throw new UsageError(`expected a comma-separated list, got "${value}"`);
-  return items;
-}
-
-function scenarioDir(dir: string): string {
-  for (const sub of ['catalogs', 'profiles', 'expectations']) {
-    if (!existsSync(join(dir, sub))) throw new UsageError(`--scenarios ${dir}: no ${sub}/ directory there`);
-  }
-  return dir;
-}
-
-const RUNTIMES: Runtime[] = ['auto', 'container', 'process'];
-
-function parseRuntime(value: string): Runtime {
-  if (!(RUNTIMES as string[]).includes(value)) {
-    throw new UsageError(`--runtime must be one of ${RUNTIMES.join(', ')}, not "${value}"`);
-  }
-  return value as Runtime;
-}
-
-function labNetOption(): Option {
-  return new Option('--lab-net <n>', 'second octet of the lab addresses 127.N.x.y').default(
-    process.env.PROXYCHECK_LAB_NET ?? '77',
-  );
-}
 
 function buildProgram(out: { code: number }): Command {
   const program = new Command('proxycheck')
@@ -72,7 +41,7 @@ function buildProgram(out: { code: number }): Command {
     .description('start the lab and the proxies, replay agent profiles through each, print verdicts')
     .option(
       '--proxies <ids>',
-      `proxies to test (${PROXY_KINDS.map((k) => k.id).join(', ')})`,
+      `proxies to test: definition ids (${proxyIds().join(', ')}) or definition files (.yaml)`,
       DEFAULT_PROXIES.join(','),
     )
     .option('--profiles <ids>', 'agent profiles to replay, or "all"', 'all')
@@ -93,7 +62,7 @@ function buildProgram(out: { code: number }): Command {
     .option('--runtime <auto|container|process>', 'where squid proxies run', 'auto')
     .option(
       '--scenarios <dir>',
-      'scenario directory (catalogs/, profiles/, expectations/) instead of the built-in one',
+      'scenario directory (catalogs/, profiles/, and proxies/ definitions added to the built-in ones)',
     )
     .addOption(labNetOption())
     .addOption(timeScaleOption())
@@ -136,6 +105,7 @@ function buildProgram(out: { code: number }): Command {
     });
   registerSquidCommands(program);
   registerValidateCommand(program, out);
+  registerServeCommand(program);
 
   const lab = program.command('lab').description('the lab "internet" of simulated vendor endpoints');
   lab
@@ -196,7 +166,7 @@ function buildProgram(out: { code: number }): Command {
     .action(() => {
       const set = loadScenarios();
       process.stdout.write('proxies:\n');
-      for (const k of PROXY_KINDS) process.stdout.write(`  ${k.id.padEnd(18)} ${k.summary}\n`);
+      for (const k of proxyCatalog(set)) process.stdout.write(`  ${k.id.padEnd(18)} ${k.summary}\n`);
       process.stdout.write('profiles:\n');
       for (const p of set.profiles.values()) process.stdout.write(`  ${p.id.padEnd(18)} ${p.title}\n`);
       process.stdout.write('checks:\n');

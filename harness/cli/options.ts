@@ -1,6 +1,9 @@
-/** Options shared by `run` and `validate`. */
+/** Options shared by `run`, `validate`, `serve` and `lab`. */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { Option } from 'commander';
 import { UsageError } from '../errors.ts';
+import type { Runtime } from '../proxies/toolkit/runtime.ts';
 import { DEFAULT_TIME_SCALE } from '../runner/run.ts';
 
 export function timeScaleOption(): Option {
@@ -34,4 +37,36 @@ export function parseSeconds(value: string | undefined, flag: string): number | 
   if (!/^\s*\d+(\.\d+)?\s*$/.test(value) || !(n > 0) || !Number.isFinite(n))
     throw new UsageError(`${flag} must be a positive number of seconds, not "${value}"`);
   return n;
+}
+
+export function list(value: string): string[] {
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (!items.length) throw new UsageError(`expected a comma-separated list, got "${value}"`);
+  return items;
+}
+
+/** A `--scenarios` directory: catalogs/ and profiles/ (proxies/ and expectations/ are optional). */
+export function scenarioDir(dir: string): string {
+  for (const sub of ['catalogs', 'profiles']) {
+    if (!existsSync(join(dir, sub))) throw new UsageError(`--scenarios ${dir}: no ${sub}/ directory there`);
+  }
+  return dir;
+}
+
+const RUNTIMES: Runtime[] = ['auto', 'container', 'process'];
+
+export function parseRuntime(value: string): Runtime {
+  if (!(RUNTIMES as string[]).includes(value)) {
+    throw new UsageError(`--runtime must be one of ${RUNTIMES.join(', ')}, not "${value}"`);
+  }
+  return value as Runtime;
+}
+
+export function labNetOption(): Option {
+  return new Option('--lab-net <n>', 'second octet of the lab addresses 127.N.x.y').default(
+    process.env.PROXYCHECK_LAB_NET ?? '77',
+  );
 }

@@ -3,8 +3,7 @@
  * against the lab origins (which the proxy must resolve: `proxycheck lab hosts`), or with
  * `--origins live` against the catalog endpoints on the real internet (harness/live/).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UsageError } from '../errors.ts';
 import { parseLabNet } from '../lab/addresses.ts';
@@ -19,7 +18,7 @@ import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { runMatrix } from '../runner/run.ts';
 import { loadScenarios } from '../scenarios.ts';
 import { printQuietSummary, quietOption, withProgress } from './ci-options.ts';
-import { parseSeconds, parseTimeScale, timerWaitOption, timeScaleOption } from './options.ts';
+import { parseSeconds, parseTimeScale, scenarioDir, timerWaitOption, timeScaleOption } from './options.ts';
 
 export const PASSWORD_ENV = 'PROXYCHECK_PROXY_PASSWORD';
 
@@ -62,7 +61,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
     .option('--idle-seconds <n>', 'lab: the same as --timer-wait (kept for existing scripts)')
     .option(
       '--scenarios <dir>',
-      'scenario directory (catalogs/, profiles/, expectations/) instead of the built-in one',
+      'scenario directory (catalogs/, profiles/, and proxies/ definitions added to the built-in ones)',
     )
     .option(
       '--lab-net <n>',
@@ -169,11 +168,4 @@ export function registerValidateCommand(program: Command, out: { code: number })
 
 function redactedUrl(p: { host: string; port: number }): string {
   return `http://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`;
-}
-
-function scenarioDir(dir: string): string {
-  for (const sub of ['catalogs', 'profiles', 'expectations']) {
-    if (!existsSync(join(dir, sub))) throw new UsageError(`--scenarios ${dir}: no ${sub}/ directory there`);
-  }
-  return dir;
 }

@@ -134,9 +134,18 @@ export class CertificateAuthority {
     private readonly leafKey: KeyPairPem,
   ) {}
 
-  static async create(dir: string, name: string, commonName: string): Promise<CertificateAuthority> {
+  static async create(
+    dir: string,
+    name: string,
+    commonName: string,
+    organization?: string,
+  ): Promise<CertificateAuthority> {
     const [key, leafKey] = await Promise.all([generateRsaKey(), generateRsaKey()]);
-    const certPem = buildCert({ commonName, isCa: true, validDays: 30 }, key, null);
+    const certPem = buildCert(
+      { commonName, ...(organization ? { organization } : {}), isCa: true, validDays: 30 },
+      key,
+      null,
+    );
     return new CertificateAuthority(dir, name, writeIssued(dir, name, certPem, key), leafKey);
   }
 
@@ -184,6 +193,28 @@ export interface LabPki {
   corporate: CertificateAuthority;
   /** Issues device client certificates (mutual TLS, e.g. vPro CIRA). */
   deviceCa: CertificateAuthority;
+  /**
+   * The CA an intercepting proxy re-signs with: the corporate one, or (once per subject, cached) one
+   * whose subject stands in for a named commercial inspection CA (`CN=..., O=...`).
+   */
+  inspectionCa(subject?: string): Promise<CertificateAuthority>;
+  /** Every inspection CA made so far (the corporate one first): what `--trust-corporate-ca` trusts. */
+  inspectionCas(): CertificateAuthority[];
+}
+
+/** `CN=Zscaler Root CA, O=Zscaler Inc.` → its common name and organization (other attributes refused). */
+export function parseSubject(subject: string): { commonName: string; organization?: string } {
+  const out: { commonName?: string; organization?: string } = {};
+  for (const part of subject.split(/,(?=\s*[A-Za-z]+=)/)) {
+    const m = /^\s*([A-Za-z]+)=(.+?)\s*$/.exec(part);
+    if (!m) throw new Error(`subject "${subject}": "${part.trim()}" is not NAME=value`);
+    const key = (m[1] as string).toUpperCase();
+    if (key === 'CN') out.commonName = m[2];
+    else if (key === 'O') out.organization = m[2];
+    else throw new Error(`subject "${subject}": only CN and O are supported, not ${m[1]}`);
+  }
+  if (!out.commonName) throw new Error(`subject "${subject}" has no CN`);
+  return out as { commonName: string; organization?: string };
 }
 
 /** Creates the three CAs (their keys generated in parallel) with files in `dir`. */
@@ -193,5 +224,29 @@ export async function createLabPki(dir: string): Promise<LabPki> {
     CertificateAuthority.create(dir, 'corporate-ca', CORPORATE_CA_CN),
     CertificateAuthority.create(dir, 'device-ca', LAB_CLIENT_CA_CN),
   ]);
-  return { dir, labRoot, corporate, deviceCa };
+  const bySubject = new Map<string, Promise<CertificateAuthority>>();
+  const made: CertificateAuthority[] = [corporate];
+  return {
+    dir,
+    labRoot,
+    corporate,
+    deviceCa,
+    inspectionCa(subject) {
+      if (subject === undefined) return Promise.resolve(corporate);
+      let ca = bySubject.get(subject);
+      if (!ca) {
+        const { commonName, organization } = parseSubject(subject);
+        ca = CertificateAuthority.create(
+          dir,
+          `inspection-ca-${bySubject.size + 1}`,
+          commonName,
+          organization,
+        );
+        ca.then((c) => made.push(c)).catch(() => {});
+        bySubject.set(subject, ca);
+      }
+      return ca;
+    },
+    inspectionCas: () => [...made],
+  };
 }

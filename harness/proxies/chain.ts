@@ -8,12 +8,14 @@
  *    plaintext both ways.
  */
 import { randomBytes } from 'node:crypto';
+import http, { type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
-import { Server } from 'proxy-chain';
+import { RequestError, Server } from 'proxy-chain';
 import type { Lab } from '../lab/lab.ts';
-import type { LabPki } from '../lab/pki.ts';
+import type { CertificateAuthority } from '../lab/pki.ts';
 import { packageVersion } from '../util/pkg.ts';
+import { type ConnectAnswer, type HeaderPolicy, type InspectionMode, inspects } from './definition.ts';
 import {
   type ProxyContext,
   type ProxyCredentials,
@@ -29,22 +31,52 @@ export type PlaintextTamper = (chunk: Buffer, offset: number) => Buffer;
 
 export interface ChainOptions {
   id?: string;
+  summary?: string;
+  /** Basic authentication with credentials generated per run. */
   auth?: boolean;
+  /** Shorthand for `inspection: { mode: 'all' }`. */
   mitm?: boolean;
+  /** Which CONNECTs are intercepted; `hosts` lower-case, tenant resolved. */
+  inspection?: { mode: InspectionMode; hosts?: string[] };
+  /** Subject of the inspection CA (default: the lab's corporate inspection CA). */
+  caSubject?: string;
+  /** CONNECT allowed to these ports only (403 otherwise); absent: any port. */
+  connectPorts?: number[];
+  /** A tunnel silent this long (no byte either way) is closed. */
+  idleTimeoutSeconds?: number;
+  /** A tunnel is closed this long after it opened. */
+  lifetimeSeconds?: number;
+  headers?: HeaderPolicy;
+  connectAnswer?: ConnectAnswer;
   /** Only for tests that prove a check can fail: rewrite the decrypted client→origin stream. */
   tamper?: PlaintextTamper;
   /** Deadline for the re-originated TLS connection to the origin. */
   originTimeoutMs?: number;
 }
 
+/** proxy-chain's own answer to an accepted CONNECT (direct.js, custom_connect.js). */
+const PROXY_CHAIN_CONNECT_ANSWER = 'HTTP/1.1 200 Connection Established\r\n\r\n';
+
+/** The CONNECT answer a definition asks for. */
+export function connectAnswerHead(a: ConnectAnswer): string {
+  const status = a.status ?? 200;
+  const text = a.statusText ?? 'Connection Established';
+  const lines = [`${a.version ?? 'HTTP/1.1'} ${status} ${text}`.trimEnd()];
+  for (const [k, v] of a.headers ?? []) lines.push(`${k}: ${v}`);
+  return `${lines.join('\r\n')}\r\n\r\n`;
+}
+
 export class ChainProxy implements ProxyUnderTest {
   readonly id: string;
+  private readonly mode: InspectionMode;
   constructor(private readonly opts: ChainOptions = {}) {
-    this.id = opts.id ?? (opts.mitm ? 'chain-mitm' : opts.auth ? 'chain-auth' : 'chain-plain');
+    this.mode = opts.inspection?.mode ?? (opts.mitm ? 'all' : 'none');
+    this.id = opts.id ?? (this.mode !== 'none' ? 'chain-mitm' : opts.auth ? 'chain-auth' : 'chain-plain');
   }
 
   describe(): string {
-    if (this.opts.mitm) return 'proxy-chain, TLS-intercepting with the corporate inspection CA';
+    if (this.opts.summary) return this.opts.summary;
+    if (this.mode !== 'none') return 'proxy-chain, TLS-intercepting with the corporate inspection CA';
     if (this.opts.auth) return 'proxy-chain with Basic authentication';
     return 'proxy-chain, open CONNECT to any port';
   }
@@ -52,19 +84,30 @@ export class ChainProxy implements ProxyUnderTest {
   async start(ctx: ProxyContext): Promise<StartedProxy> {
     const t0 = performance.now();
     const lab = requireLab(ctx, this.id);
-    const credentials: ProxyCredentials | undefined = this.opts.auth
+    const o = this.opts;
+    const credentials: ProxyCredentials | undefined = o.auth
       ? { username: 'agent', password: randomBytes(12).toString('base64url') }
       : undefined;
-    const mitm = this.opts.mitm ? new Interceptor(lab, lab.pki, this.opts) : undefined;
+    const inspecting = this.mode !== 'none';
+    const ca = inspecting ? await lab.pki.inspectionCa(o.caSubject) : undefined;
+    const mitm = ca ? new Interceptor(lab, ca, o) : undefined;
+    const inspectHosts = new Set((o.inspection?.hosts ?? []).map((h) => h.toLowerCase()));
+    const ports = o.connectPorts ? new Set(o.connectPorts) : undefined;
+    const tunnels = new Set<Socket>();
     const server = new Server({
       port: 0,
       host: '127.0.0.1',
       authRealm: 'proxycheck',
-      prepareRequestFunction: ({ username, password, hostname, port, isHttp }) => {
+      prepareRequestFunction: ({ username, password, hostname, port, isHttp, request }) => {
         if (credentials && (username !== credentials.username || password !== credentials.password)) {
           return { requestAuthentication: true, failMsg: 'Proxy credentials required' };
         }
-        if (mitm && !isHttp) {
+        if (isHttp) return this.forwarding(request, lab);
+        if (ports && !ports.has(port)) {
+          throw new RequestError(`CONNECT to port ${port} is not allowed by this proxy's policy`, 403);
+        }
+        this.tunnelPolicy(request.socket, tunnels);
+        if (mitm && inspects(this.mode, inspectHosts, hostname)) {
           return { customConnectServer: mitm.serverFor(hostname, port) };
         }
         return { dnsLookup: lab.lookup as never };
@@ -77,21 +120,111 @@ export class ChainProxy implements ProxyUnderTest {
     const port = server.port;
     return {
       id: this.id,
-      kind: this.opts.mitm ? 'mitm' : this.opts.auth ? 'auth' : 'plain',
+      kind: inspecting ? 'mitm' : o.auth ? 'auth' : 'plain',
       runtime: 'in-process',
       version: `proxy-chain ${PROXY_CHAIN_VERSION}`,
       url: `http://127.0.0.1:${port}`,
       host: '127.0.0.1',
       port,
       ...(credentials ? { credentials } : {}),
-      ...(mitm ? { inspectionCa: lab.pki.corporate.cert.certPem } : {}),
+      ...(ca ? { inspectionCa: ca.cert.certPem } : {}),
       startMs: Math.round(performance.now() - t0),
       stop: async () => {
         mitm?.closeAll();
+        for (const s of tunnels) s.destroy();
         await server.close(true);
       },
     };
   }
+
+  /** Timers and the CONNECT answer of an accepted tunnel, on the client's socket. */
+  private tunnelPolicy(sock: Socket, tunnels: Set<Socket>): void {
+    const { idleTimeoutSeconds: idle, lifetimeSeconds: life, connectAnswer } = this.opts;
+    tunnels.add(sock);
+    sock.once('close', () => tunnels.delete(sock));
+    if (idle !== undefined) {
+      // node's socket timeout: no byte read or written for this long
+      sock.setTimeout(idle * 1000);
+      sock.once('timeout', () => sock.destroy());
+    }
+    if (life !== undefined) {
+      const timer = setTimeout(() => sock.destroy(), life * 1000);
+      sock.once('close', () => clearTimeout(timer));
+    }
+    if (connectAnswer) {
+      // proxy-chain writes its fixed answer as the first bytes to the client; ours replaces it
+      const write = sock.write;
+      sock.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
+        sock.write = write;
+        const out = chunk === PROXY_CHAIN_CONNECT_ANSWER ? connectAnswerHead(connectAnswer) : chunk;
+        return (write as (...a: unknown[]) => boolean).call(this, out, ...rest);
+      } as typeof sock.write;
+    }
+  }
+
+  /** Forwarded plain HTTP: the header policy (proxy-chain itself adds nothing and consumes credentials). */
+  private forwarding(request: IncomingMessage, lab: Lab): Record<string, unknown> {
+    const h = this.opts.headers ?? {};
+    const added: string[] = [];
+    if (h.via) added.push('Via', '1.1 proxycheck-chain');
+    if (h.xForwardedFor) added.push('X-Forwarded-For', request.socket.remoteAddress ?? '127.0.0.1');
+    if (h.proxyAuthorization === 'forward') {
+      return { customResponseFunction: () => forwardLeaking(request, lab, added) };
+    }
+    request.rawHeaders.push(...added);
+    return { dnsLookup: lab.lookup as never };
+  }
+}
+
+/**
+ * A leaking forwarder (`headers.proxyAuthorization: forward`): proxy-chain always drops
+ * Proxy-Authorization, so this proxy forwards the request itself, credentials included.
+ */
+async function forwardLeaking(
+  request: IncomingMessage,
+  lab: Lab,
+  added: string[],
+): Promise<{ statusCode: number; headers: Record<string, string>; body: Buffer }> {
+  const chunks: Buffer[] = [];
+  for await (const c of request) chunks.push(c as Buffer);
+  const url = new URL(request.url ?? '/');
+  const headers: string[] = [];
+  for (let i = 0; i < request.rawHeaders.length; i += 2) {
+    const name = request.rawHeaders[i] as string;
+    if (/^(connection|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade)$/i.test(name))
+      continue;
+    headers.push(name, request.rawHeaders[i + 1] as string);
+  }
+  headers.push(...added);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: url.hostname,
+        port: Number(url.port || 80),
+        method: request.method,
+        path: `${url.pathname}${url.search}`,
+        headers: headers as unknown as http.OutgoingHttpHeaders,
+        lookup: lab.lookup as never,
+        timeout: 10_000,
+      },
+      (res) => {
+        const body: Buffer[] = [];
+        res.on('data', (c: Buffer) => body.push(c));
+        res.on('end', () => {
+          const out: Record<string, string> = {};
+          for (const [k, v] of Object.entries(res.headers)) {
+            if (v !== undefined && !/^(connection|keep-alive|transfer-encoding)$/i.test(k))
+              out[k] = Array.isArray(v) ? v.join(', ') : v;
+          }
+          resolve({ statusCode: res.statusCode ?? 502, headers: out, body: Buffer.concat(body) });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('origin answer deadline (10 s) passed')));
+    req.on('error', reject);
+    req.end(Buffer.concat(chunks));
+  });
 }
 
 /** The intercepting half of chain-mitm. */
@@ -99,7 +232,7 @@ class Interceptor {
   private readonly sockets = new Set<Socket>();
   constructor(
     private readonly lab: Lab,
-    private readonly pki: LabPki,
+    private readonly ca: CertificateAuthority,
     private readonly opts: ChainOptions,
   ) {}
 
@@ -129,12 +262,12 @@ class Interceptor {
     const client = new tls.TLSSocket(clientRaw, {
       isServer: true,
       SNICallback: (servername, cb) => {
-        const leaf = this.pki.corporate.issueLeaf([servername || hostname]);
+        const leaf = this.ca.issueLeaf([servername || hostname]);
         cb(null, tls.createSecureContext({ cert: leaf.certPem, key: leaf.keyPem }));
       },
       // used when the client sends no SNI
       ...(() => {
-        const leaf = this.pki.corporate.issueLeaf([hostname]);
+        const leaf = this.ca.issueLeaf([hostname]);
         return { cert: leaf.certPem, key: leaf.keyPem };
       })(),
     });
@@ -146,7 +279,7 @@ class Interceptor {
         host: hostname,
         port,
         servername,
-        ca: this.pki.labRoot.cert.certPem,
+        ca: this.lab.pki.labRoot.cert.certPem,
         lookup: this.lab.lookup as never,
         timeout: this.opts.originTimeoutMs ?? 10_000,
       });

@@ -1,7 +1,11 @@
+/**
+ * From a name on the command line to a proxy to start: a definition of the scenario set
+ * (`scenarios/proxies/<id>.yaml`), a definition file given by path, or a product registered in code
+ * (`registerProxyKind`, docs/extending.md). Definitions become an engine (engines.ts).
+ */
 import { UsageError } from '../errors.ts';
-import { ChainProxy } from './chain.ts';
-import { SQUID_FLAVOURS } from './squid/config.ts';
-import { SQUID_SUMMARIES, SquidProxy } from './squid/squid.ts';
+import { loadDefinitionFile, loadScenarios, type ScenarioSet } from '../scenarios.ts';
+import { engineFor } from './engines.ts';
 import type { Runtime } from './toolkit/runtime.ts';
 import type { ProxyUnderTest } from './types.ts';
 
@@ -11,31 +15,10 @@ export interface ProxyKindInfo {
   create(opts: { runtime: Runtime }): ProxyUnderTest;
 }
 
-export const PROXY_KINDS: ProxyKindInfo[] = [
-  {
-    id: 'chain-plain',
-    summary: 'in-process proxy-chain, open CONNECT to any port',
-    create: () => new ChainProxy(),
-  },
-  {
-    id: 'chain-auth',
-    summary: 'in-process proxy-chain with Basic auth (credentials per run)',
-    create: () => new ChainProxy({ auth: true }),
-  },
-  {
-    id: 'chain-mitm',
-    summary: 'in-process proxy-chain, TLS-intercepting with the corporate inspection CA',
-    create: () => new ChainProxy({ mitm: true }),
-  },
-  ...SQUID_FLAVOURS.map(
-    (flavour): ProxyKindInfo => ({
-      id: `squid-${flavour}`,
-      summary: SQUID_SUMMARIES[flavour],
-      create: ({ runtime }) => new SquidProxy({ flavour, runtime }),
-    }),
-  ),
-];
+/** Products registered in code, beside the definitions. */
+export const PROXY_KINDS: ProxyKindInfo[] = [];
 
+/** What `proxycheck run` starts when no --proxies is given. */
 export const DEFAULT_PROXIES = ['chain-plain', 'chain-auth', 'chain-mitm'];
 
 /**
@@ -51,9 +34,46 @@ export function registerProxyKind(info: ProxyKindInfo): () => void {
   };
 }
 
-export function proxyById(id: string, opts: { runtime?: Runtime } = {}): ProxyUnderTest {
-  const kind = PROXY_KINDS.find((k) => k.id === id);
-  if (!kind)
-    throw new UsageError(`unknown proxy "${id}" (known: ${PROXY_KINDS.map((k) => k.id).join(', ')})`);
-  return kind.create({ runtime: opts.runtime ?? 'auto' });
+/** Every proxy a name can start: the set's definitions, then products registered in code. */
+export function proxyCatalog(set: ScenarioSet = loadScenarios()): Array<{ id: string; summary: string }> {
+  return [
+    ...[...set.proxies.values()].map((d) => ({ id: d.id, summary: d.summary ?? `${d.engine} (${d.file})` })),
+    ...PROXY_KINDS.map((k) => ({ id: k.id, summary: k.summary })),
+  ];
+}
+
+/** The ids of every proxy a name can start. */
+export function proxyIds(set: ScenarioSet = loadScenarios()): string[] {
+  return proxyCatalog(set).map((p) => p.id);
+}
+
+/** `./customer-x.yaml`, `/abs/path.yml` or `dir/x.yaml`: a definition given as a file. */
+export function isDefinitionPath(ref: string): boolean {
+  return /\.ya?ml$/i.test(ref) || ref.includes('/');
+}
+
+/**
+ * The proxy a name stands for. A definition file is added to the set (so its predictions and
+ * deviations apply); its id must not be another definition's.
+ */
+export function proxyById(
+  ref: string,
+  opts: { runtime?: Runtime; scenarios?: ScenarioSet } = {},
+): ProxyUnderTest {
+  const set = opts.scenarios ?? loadScenarios();
+  const runtime = opts.runtime ?? 'auto';
+  const coded = PROXY_KINDS.find((k) => k.id === ref);
+  if (coded) return coded.create({ runtime });
+  if (isDefinitionPath(ref)) {
+    const def = loadDefinitionFile(ref, set);
+    const seen = set.proxies.get(def.id);
+    if (seen && seen.file !== def.file)
+      throw new UsageError(`${ref}: /id "${def.id}" is already defined in ${seen.file}`);
+    set.proxies.set(def.id, def);
+    return engineFor(def, set, runtime);
+  }
+  const def = set.proxies.get(ref);
+  if (!def)
+    throw new UsageError(`unknown proxy "${ref}" (known: ${proxyIds(set).join(', ')}, or a definition file)`);
+  return engineFor(def, set, runtime);
 }

@@ -138,7 +138,14 @@ export function renderRunOutput(
       : fixes
         ? `\nWhat to change: ${fixes} ${fixes === 1 ? 'proxy has' : 'proxies have'} fixes, all expected here; -v prints them.\n`
         : '';
-  return body + remedy;
+  return body + staleDeviationLines(report) + remedy;
+}
+
+/** One line per definition deviation that no longer happens (the run is red through its results). */
+export function staleDeviationLines(report: RunReport): string {
+  const stale = report.staleDeviations ?? [];
+  if (!stale.length) return '';
+  return `\n${stale.map((d) => `${d.at}: ${d.message}\n`).join('')}`;
 }
 
 /** Writes the run's stdout as renderRunOutput() makes it, for the terminal it goes to. */

@@ -48,9 +48,10 @@ export function labOrigins(o: LabOriginsOptions = {}): OriginsStrategy {
     async start({ runDir, hosts }) {
       const pki = await createLabPki(runDir.path);
       const lab = await Lab.start({ pki, hosts: hosts(), ...(o.net ? { net: o.net } : {}) });
-      const ca = [
+      // the inspection CAs a proxy definition names are made when it starts: looked up per exchange
+      const ca = () => [
         pki.labRoot.cert.certPem,
-        ...(o.trustCorporateCa ? [pki.corporate.cert.certPem] : []),
+        ...(o.trustCorporateCa ? pki.inspectionCas().map((c) => c.cert.certPem) : []),
         ...(o.extraTrust ?? []),
       ];
       return {
@@ -58,7 +59,7 @@ export function labOrigins(o: LabOriginsOptions = {}): OriginsStrategy {
         reachMarker: { labId: lab.id, labHeader: LAB_ID_HEADER },
         trust: (host) =>
           labTrustPolicy({
-            ca,
+            ca: ca(),
             originIssuerCN: pki.labRoot.commonName,
             originPins: [pki.labRoot.issueLeaf([host]).spkiSha256],
           }),

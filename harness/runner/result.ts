@@ -2,7 +2,8 @@
 import type { KindVerdict } from '../agent/kinds/types.ts';
 import { type CheckContext, checkDefinition } from '../checks/index.ts';
 import { type CheckResult, type ProxyInfo, RESULT_SCHEMA_ID, type RunReport, summarize } from '../model.ts';
-import { type CatalogEndpoint, expectationFor, type ScenarioSet } from '../scenarios.ts';
+import { type DeviationWatch, expectedOutcome, type OracleEnv } from '../proxies/oracle.ts';
+import type { CatalogEndpoint, ProfileExchange, ScenarioSet } from '../scenarios.ts';
 import { VERSION } from '../util/pkg.ts';
 
 /** The endpoint key of an exchange in results: `host:port`, or `host:port#name` for named variants. */
@@ -50,24 +51,38 @@ export interface ResultKey {
   kind: string;
   row: CatalogEndpoint;
   ctx: CheckContext;
+  /** The exchange the result is of: what the oracle predicts from (absent: no prediction). */
+  exchange?: ProfileExchange;
 }
 
-/** A verdict with its expectation (scenarios/expectations), explanation and remedy. */
-export function toResult(set: ScenarioSet, k: ResultKey, v: KindVerdict): CheckResult {
+/** What toResult needs of the run to know what to expect. */
+export interface Expecting {
+  env: OracleEnv;
+  watch?: DeviationWatch;
+}
+
+/** A verdict with its expectation (the proxy's definition and the oracle), explanation and remedy. */
+export function toResult(set: ScenarioSet, k: ResultKey, v: KindVerdict, expecting?: Expecting): CheckResult {
   const def = checkDefinition(k.check);
-  const exp = expectationFor(
+  const fallback = v.notApplicable || v.notKnown ? 'skip' : 'pass';
+  const key = {
+    proxy: k.proxy,
+    profile: k.profile,
+    endpoint: k.endpoint,
+    check: k.check,
+    port: k.ctx.port,
+    kind: k.kind,
+    mustNotInspect: k.row.mustNotInspect,
+    pinned: k.row.pinned,
+    host: k.ctx.host,
+  };
+  const exp = expectedOutcome(
     set,
-    {
-      proxy: k.proxy,
-      profile: k.profile,
-      endpoint: k.endpoint,
-      check: k.check,
-      port: k.ctx.port,
-      kind: k.kind,
-      mustNotInspect: k.row.mustNotInspect,
-      pinned: k.row.pinned,
-    },
-    v.notApplicable || v.notKnown ? 'skip' : 'pass',
+    { ...key, ...(k.exchange ? { exchange: k.exchange } : {}) },
+    expecting?.env ?? { timeScale: 1 },
+    fallback,
+    v.outcome,
+    expecting?.watch,
   );
   const needsRemedy = v.outcome === 'fail' || v.outcome === 'warn';
   return {

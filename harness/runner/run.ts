@@ -11,7 +11,8 @@ import type { LabHostSpec, LabPortSpec } from '../lab/lab.ts';
 import { RunDir } from '../lab/rundir.ts';
 import { onCleanup, refuseIfStopping } from '../lifecycle.ts';
 import { type CheckResult, type ProxyInfo, parseEndpoint, type RunReport } from '../model.ts';
-import { PROXY_KINDS, proxyById } from '../proxies/registry.ts';
+import { DeviationWatch } from '../proxies/oracle.ts';
+import { proxyById, proxyIds } from '../proxies/registry.ts';
 import type { Runtime } from '../proxies/toolkit/runtime.ts';
 import type { ProxyUnderTest, StartedProxy } from '../proxies/types.ts';
 import { proxyAuthFor } from '../route/auth.ts';
@@ -144,11 +145,9 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
     ? selectProfiles(set, opts.profiles as string[])
     : (opts.profiles as Profile[]);
   const adapters = opts.proxies.map((p) =>
-    typeof p === 'string' ? proxyById(p, { runtime: opts.runtime ?? 'auto' }) : p,
+    typeof p === 'string' ? proxyById(p, { runtime: opts.runtime ?? 'auto', scenarios: set }) : p,
   );
-  checkExpectationProxies(set, [
-    ...new Set([...PROXY_KINDS.map((k) => k.id), ...adapters.map((a) => a.id), 'external']),
-  ]);
+  checkExpectationProxies(set, [...new Set([...proxyIds(set), ...adapters.map((a) => a.id), 'external'])]);
   const inShard = shardFilter(
     adapters.map((a) => a.id),
     profiles.map((p) => p.id),
@@ -168,6 +167,15 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
     });
   const results: CheckResult[] = [];
   const proxies: ProxyInfo[] = [];
+  const watch = new DeviationWatch();
+  const expecting = {
+    env: {
+      timeScale,
+      ...(opts.trustCorporateCa ? { trustInspectionCa: true } : {}),
+      ...(opts.timerWait !== undefined ? { timerWait: opts.timerWait } : {}),
+    },
+    watch,
+  };
   const contextFor = (x: ProfileExchange, route: Route, o: StartedOrigins): KindContext => {
     const host = hostOf(x);
     return {
@@ -310,8 +318,10 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
                     proxyId: adapter.id,
                     ...(kind.forwarded ? { forwarded: true } : {}),
                   },
+                  exchange: x,
                 },
                 v,
+                expecting,
               );
               results.push(r);
               opts.onResult?.(r);
@@ -330,5 +340,7 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
     unregisterDir();
     runDir.remove();
   }
-  return assembleReport(startedAt, proxies, results);
+  const report = assembleReport(startedAt, proxies, results);
+  const stale = watch.stale();
+  return stale.length ? { ...report, staleDeviations: stale } : report;
 }

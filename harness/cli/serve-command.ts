@@ -1,0 +1,79 @@
+/**
+ * `proxycheck serve <proxy>`: one proxy definition in the foreground, for a real agent. It starts
+ * the lab origins (the agent's vendor hosts, through the hosts-file lines it prints) and the proxy,
+ * prints what the agent needs (the proxy URL, its credentials, the inspection CA to deploy, the lab
+ * root CA) and appends one JSON line per client connection to the flow log. Ctrl-C stops everything.
+ */
+import { appendFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { UsageError } from '../errors.ts';
+import { parseLabNet } from '../lab/addresses.ts';
+import { Lab } from '../lab/lab.ts';
+import { createLabPki } from '../lab/pki.ts';
+import { RunDir } from '../lab/rundir.ts';
+import { onCleanup } from '../lifecycle.ts';
+import { proxyById } from '../proxies/registry.ts';
+import type { Flow } from '../proxies/relay.ts';
+import { RelayFront } from '../proxies/relay-front.ts';
+import { labHostsFor, selectProfiles } from '../runner/run.ts';
+import { loadScenarios } from '../scenarios.ts';
+import { labNetOption, list, parseRuntime, scenarioDir } from './options.ts';
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description(
+      'run one proxy definition in the foreground for a real agent (with the lab origins); Ctrl-C stops it',
+    )
+    .argument('<proxy>', 'a definition id (proxycheck list) or a definition file (.yaml)')
+    .option('--flow-log <file>', 'append one JSON line per client connection here', 'proxycheck-flows.jsonl')
+    .option('--profiles <ids>', 'serve the lab endpoints of these profiles, or "all"', 'all')
+    .option('--tenant <id>', 'value for the "***" tenant part of catalog hosts', 'lab01')
+    .option('--runtime <auto|container|process>', 'where a squid definition runs', 'auto')
+    .option('--scenarios <dir>', 'scenario directory (catalogs/, profiles/, proxies/)')
+    .addOption(labNetOption())
+    .action(async (ref: string, o) => {
+      const set = loadScenarios({
+        tenant: o.tenant,
+        ...(o.scenarios ? { dir: scenarioDir(o.scenarios) } : {}),
+      });
+      const profiles = selectProfiles(set, list(o.profiles));
+      const flowLog = String(o.flowLog);
+      try {
+        writeFileSync(flowLog, '', { flag: 'a' });
+      } catch (err) {
+        throw new UsageError(`--flow-log ${flowLog}: cannot write (${(err as NodeJS.ErrnoException).code})`);
+      }
+      const proxy = new RelayFront(proxyById(ref, { runtime: parseRuntime(o.runtime), scenarios: set }), {
+        onFlow: (flow: Flow) => appendFileSync(flowLog, `${JSON.stringify({ proxy: proxy.id, ...flow })}\n`),
+      });
+      const runDir = new RunDir();
+      onCleanup('run directory', () => runDir.remove());
+      const pki = await createLabPki(runDir.path);
+      const lab = await Lab.start({ pki, hosts: labHostsFor(set, profiles), net: parseLabNet(o.labNet) });
+      onCleanup('lab origins', () => lab.stop());
+      const started = await proxy.start({ lab, runDir, scenarios: set });
+      onCleanup(`proxy ${proxy.id}`, () => started.stop());
+      const hostsFile = join(runDir.path, 'hosts');
+      writeFileSync(hostsFile, lab.hostsFile());
+      const say = (line: string) => process.stdout.write(`${line}\n`);
+      say(`proxy ${started.id}: ${proxy.describe()}`);
+      say(`  ${started.version} (${started.runtime})`);
+      say(`proxy URL: ${started.url}`);
+      if (started.credentials)
+        say(`credentials: ${started.credentials.username}:${started.credentials.password} (Basic)`);
+      if (started.inspectionCa) {
+        const caFile = join(runDir.path, `${started.id}-inspection-ca.pem`);
+        writeFileSync(caFile, started.inspectionCa);
+        say(`inspection CA to deploy (the agents trust it, or inspection shows): ${caFile}`);
+      }
+      say(`lab root CA (the lab origins' issuer; the agents must trust it): ${pki.labRoot.cert.certFile}`);
+      say(`hosts-file lines (the agents' vendor hosts on the lab): ${hostsFile}`);
+      say(`flow log (one JSON line per connection): ${flowLog}`);
+      say('proxy is up; Ctrl-C stops it');
+      await new Promise<void>(() => {
+        // runs until a signal; the signal handler stops everything and exits
+      });
+    });
+}

@@ -1,0 +1,206 @@
+/**
+ * A proxy is a definition: `scenarios/proxies/<id>.yaml` (schema: scenarios/schema/proxy.schema.json).
+ * The knobs say what the proxy does; an engine honours them (`chain`: proxy-chain in this process;
+ * `squid`: squid as a process or in a container), and the oracle (harness/oracle/) predicts every
+ * check's outcome from them. What an engine really does otherwise than its knobs suggest is a
+ * `deviation` of the definition, with its reason.
+ *
+ * A knob an engine cannot honour is a scenario error naming the engine and the knob (ENGINE_KNOBS).
+ */
+import type { ExpectationRule } from '../scenarios.ts';
+
+export type Engine = 'chain' | 'squid';
+export const ENGINES: Engine[] = ['chain', 'squid'];
+
+/** `none` today; the union stays open for digest, ntlm and negotiate. */
+export type AuthScheme = 'none' | 'basic';
+
+export type InspectionMode = 'none' | 'all' | 'all-except' | 'only';
+
+export interface InspectionKnob {
+  mode: InspectionMode;
+  /** The hosts `all-except` leaves alone, or the only ones `only` inspects (`{tenant}` allowed). */
+  hosts?: string[];
+  /** Adds every catalog host flagged must-not-inspect or pinned to `hosts`. */
+  catalogHosts?: 'must-not-inspect';
+  /** Subject of the inspection CA, e.g. `CN=Zscaler Intermediate Root CA, O=Zscaler Inc.`. */
+  caSubject?: string;
+}
+
+export interface HeaderPolicy {
+  /** Adds `Via` to forwarded requests (engine default: squid yes, chain no). */
+  via?: boolean;
+  /** Adds `X-Forwarded-For` to forwarded requests (engine default: squid yes, chain no). */
+  xForwardedFor?: boolean;
+  /** `consume` (default) or `forward`: a leaking proxy passes the agent's credentials on. */
+  proxyAuthorization?: 'consume' | 'forward';
+}
+
+/** The answer to an accepted CONNECT (chain engine): `HTTP/1.1 200 Connection Established` by default. */
+export interface ConnectAnswer {
+  version?: 'HTTP/1.0' | 'HTTP/1.1';
+  status?: number;
+  statusText?: string;
+  /** Extra header lines, in order. */
+  headers?: Array<[string, string]>;
+}
+
+/** Path faults: a relay in front of the engine does them to every connection (any engine). */
+export interface PathFaults {
+  /** Added to every chunk, each way, order kept. */
+  latencyMs?: number;
+  /** Each way, per connection. */
+  bandwidthBytesPerSecond?: number;
+  /** Every chunk is written in pieces of at most this many bytes, each its own write. */
+  splitWritesBytes?: number;
+  /** The connection is reset (RST both ways) once this many bytes went through it, both ways counted. */
+  resetAfterBytes?: number;
+  /** After this long the path forwards nothing more, both sockets left open. */
+  silenceAfterSeconds?: number;
+}
+
+export interface ProxyDefinition {
+  id: string;
+  summary?: string;
+  engine: Engine;
+  /** squid only: where it runs (default auto: process when squid is installed, else container). */
+  runtime?: 'auto' | 'process' | 'container';
+  /** CONNECT allowed to these ports only; `any`; or `catalog` (every port our catalogs name). */
+  connectPorts?: number[] | 'any' | 'catalog';
+  auth?: AuthScheme;
+  inspection?: InspectionKnob;
+  /** The proxy closes a tunnel that has been silent this long. */
+  idleTimeoutSeconds?: number;
+  /** The proxy closes a tunnel this long after it opened, traffic or not. */
+  lifetimeSeconds?: number;
+  headers?: HeaderPolicy;
+  connectAnswer?: ConnectAnswer;
+  faults?: PathFaults;
+  /** Where the engine really behaves otherwise than its knobs suggest; first match wins. */
+  deviations?: ExpectationRule[];
+}
+
+/** Default CONNECT ports per engine: proxy-chain tunnels anywhere; Debian's squid.conf allows 443 only. */
+export const DEFAULT_CONNECT_PORTS: Record<Engine, ProxyDefinition['connectPorts']> = {
+  chain: 'any',
+  squid: [443],
+};
+
+/** Header defaults per engine, as the engine behaves untouched. */
+export const DEFAULT_HEADERS: Record<Engine, Required<HeaderPolicy>> = {
+  chain: { via: false, xForwardedFor: false, proxyAuthorization: 'consume' },
+  squid: { via: true, xForwardedFor: true, proxyAuthorization: 'consume' },
+};
+
+type Knob =
+  | 'runtime'
+  | 'connectPorts'
+  | 'auth'
+  | 'inspection'
+  | 'inspection.caSubject'
+  | 'idleTimeoutSeconds'
+  | 'lifetimeSeconds'
+  | 'headers.via'
+  | 'headers.xForwardedFor'
+  | 'headers.proxyAuthorization'
+  | 'connectAnswer'
+  | 'faults';
+
+/**
+ * What each engine honours, and why not where it does not. `faults` and, on squid,
+ * `lifetimeSeconds` are done by the relay in front of the engine (harness/proxies/relay.ts).
+ */
+export const ENGINE_KNOBS: Record<Engine, Partial<Record<Knob, true | string>>> = {
+  chain: {
+    runtime: 'the in-process engine has no runtime to choose (it runs in this process)',
+    connectPorts: true,
+    auth: true,
+    inspection: true,
+    'inspection.caSubject': true,
+    idleTimeoutSeconds: true,
+    lifetimeSeconds: true,
+    'headers.via': true,
+    'headers.xForwardedFor': true,
+    'headers.proxyAuthorization': true,
+    connectAnswer: true,
+    faults: true,
+  },
+  squid: {
+    runtime: true,
+    connectPorts: true,
+    auth: true,
+    inspection: true,
+    'inspection.caSubject': true,
+    idleTimeoutSeconds: true,
+    lifetimeSeconds: true,
+    'headers.via': true,
+    'headers.xForwardedFor': true,
+    'headers.proxyAuthorization':
+      'squid consumes Proxy-Authorization and has no setting that passes it on to the origin',
+    connectAnswer: 'squid writes its own CONNECT answer ("HTTP/1.1 200 Connection established")',
+    faults: true,
+  },
+};
+
+/** The knobs a definition sets (those with a value other than absent). */
+export function knobsSet(d: ProxyDefinition): Knob[] {
+  const k: Knob[] = [];
+  if (d.runtime !== undefined) k.push('runtime');
+  if (d.connectPorts !== undefined) k.push('connectPorts');
+  if (d.auth !== undefined && d.auth !== 'none') k.push('auth');
+  if (d.inspection && d.inspection.mode !== 'none') k.push('inspection');
+  if (d.inspection?.caSubject !== undefined) k.push('inspection.caSubject');
+  if (d.idleTimeoutSeconds !== undefined) k.push('idleTimeoutSeconds');
+  if (d.lifetimeSeconds !== undefined) k.push('lifetimeSeconds');
+  if (d.headers?.via !== undefined) k.push('headers.via');
+  if (d.headers?.xForwardedFor !== undefined) k.push('headers.xForwardedFor');
+  if (d.headers?.proxyAuthorization === 'forward') k.push('headers.proxyAuthorization');
+  if (d.connectAnswer !== undefined) k.push('connectAnswer');
+  if (d.faults !== undefined && Object.keys(d.faults).length) k.push('faults');
+  return k;
+}
+
+/** The first knob the engine cannot honour, as `engine squid cannot honour connectAnswer: why`. */
+export function unsupportedKnob(d: ProxyDefinition): string | undefined {
+  const table = ENGINE_KNOBS[d.engine];
+  for (const knob of knobsSet(d)) {
+    const ok = table[knob];
+    if (ok !== true) return `engine ${d.engine} cannot honour ${knob}${ok ? `: ${ok}` : ''}`;
+  }
+  const insp = d.inspection;
+  if (
+    insp &&
+    (insp.mode === 'all-except' || insp.mode === 'only') &&
+    !insp.hosts?.length &&
+    !insp.catalogHosts
+  )
+    return `inspection mode ${insp.mode} needs hosts (or catalogHosts)`;
+  if (insp && (insp.mode === 'all' || insp.mode === 'none') && (insp.hosts?.length || insp.catalogHosts))
+    return `inspection mode ${insp.mode} takes no hosts (use all-except or only)`;
+  if (insp && insp.mode === 'none' && insp.caSubject !== undefined)
+    return 'inspection.caSubject needs an inspecting mode (all, all-except or only)';
+  return undefined;
+}
+
+/** Whether the definition inspects TLS to `host` (lower-case, tenant resolved), given its resolved hosts. */
+export function inspects(mode: InspectionMode | undefined, hosts: Set<string>, host: string): boolean {
+  const h = host.toLowerCase();
+  switch (mode ?? 'none') {
+    case 'all':
+      return true;
+    case 'all-except':
+      return !hosts.has(h);
+    case 'only':
+      return hosts.has(h);
+    default:
+      return false;
+  }
+}
+
+/** The CONNECT ports a definition allows: `undefined` for any. */
+export function allowedPorts(d: ProxyDefinition, catalogPorts: () => number[]): Set<number> | undefined {
+  const c = d.connectPorts ?? DEFAULT_CONNECT_PORTS[d.engine];
+  if (c === 'any') return undefined;
+  if (c === 'catalog') return new Set(catalogPorts());
+  return new Set(c);
+}

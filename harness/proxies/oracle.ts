@@ -1,0 +1,425 @@
+/**
+ * The oracle: from a proxy definition's knobs, the outcome each check should have, with its
+ * reason. A definition's `deviations` come first (where its engine really behaves otherwise);
+ * then what the knobs predict; then what every instance of the engine does (ENGINE_TRAITS, each
+ * with the reason it is so). No prediction means the check's own default: `pass`, or `skip` where
+ * it does not apply or a real-time property was not known in the time the run waited.
+ *
+ * Deviations are watched: one whose results all came out as the knobs predict no longer happens,
+ * and the run says so (`staleDeviations`), as the baseline does for stale rows.
+ */
+import { kindOf } from '../agent/kinds/index.ts';
+import { gapMargin } from '../checks/tunnel-keepalive.ts';
+import type { Outcome } from '../model.ts';
+import { timerWait } from '../route/timers.ts';
+import {
+  type ExpectationKey,
+  type ExpectationRule,
+  type LoadedDefinition,
+  type ProfileExchange,
+  resolveHost,
+  type ScenarioSet,
+} from '../scenarios.ts';
+import { allowedPorts, DEFAULT_HEADERS, inspects } from './definition.ts';
+import { catalogPorts, spliceHostsOf } from './squid/config.ts';
+
+export interface Prediction {
+  expect: Outcome;
+  reason?: string;
+}
+
+/** What the oracle needs of a run besides the definition. */
+export interface OracleEnv {
+  /** The agents trust the inspection CA (`--trust-corporate-ca`). */
+  trustInspectionCa?: boolean;
+  timeScale: number;
+  /** `--timer-wait`, when given. */
+  timerWait?: number;
+}
+
+export interface OracleKey extends ExpectationKey {
+  host: string;
+  exchange: ProfileExchange;
+}
+
+/** A definition with its lists resolved against a scenario set. */
+interface Resolved {
+  def: LoadedDefinition;
+  allowed: Set<number> | undefined;
+  inspectHosts: Set<string>;
+  inspecting: boolean;
+}
+
+const resolvedCache = new WeakMap<LoadedDefinition, WeakMap<ScenarioSet, Resolved>>();
+
+function resolve(def: LoadedDefinition, set: ScenarioSet): Resolved {
+  let bySet = resolvedCache.get(def);
+  if (!bySet) {
+    bySet = new WeakMap();
+    resolvedCache.set(def, bySet);
+  }
+  let r = bySet.get(set);
+  if (!r) {
+    r = {
+      def,
+      allowed: allowedPorts(def, () => catalogPorts(set)),
+      inspectHosts: inspectionHosts(def, set),
+      inspecting: (def.inspection?.mode ?? 'none') !== 'none',
+    };
+    bySet.set(set, r);
+  }
+  return r;
+}
+
+/** The hosts named by `inspection` (lower-case, tenant resolved), catalog hosts included. */
+export function inspectionHosts(def: LoadedDefinition, set: ScenarioSet): Set<string> {
+  const hosts = new Set((def.inspection?.hosts ?? []).map((h) => resolveHost(h, set).toLowerCase()));
+  if (def.inspection?.catalogHosts === 'must-not-inspect') for (const h of spliceHostsOf(set)) hosts.add(h);
+  return hosts;
+}
+
+function matches<T>(value: T | undefined, pattern: T | T[] | undefined): boolean {
+  if (pattern === undefined) return true;
+  if (value === undefined) return false;
+  return (Array.isArray(pattern) ? pattern : [pattern]).includes(value);
+}
+
+export function ruleMatches(r: ExpectationRule, key: ExpectationKey): boolean {
+  const m = r.match;
+  return (
+    matches(key.profile, m.profile) &&
+    matches(key.endpoint, m.endpoint) &&
+    matches(key.check, m.check) &&
+    matches(key.port, m.port) &&
+    matches(key.kind, m.kind) &&
+    matches(key.mustNotInspect, m.mustNotInspect) &&
+    matches(key.pinned, m.pinned)
+  );
+}
+
+/** Whether the exchange's origin speaks TLS (from what its kind asks the lab to serve). */
+function speaksTls(x: ProfileExchange, set: ScenarioSet): boolean {
+  const kind = kindOf(x);
+  if (kind.forwarded) return false;
+  const row = set.catalogs.get(x.catalog)?.endpoints.find((e) => e.host === x.host && e.port === x.port);
+  if (!row) return true;
+  const spec = kind.lab(x, row)[0];
+  return spec?.transport !== 'tcp' && spec?.transport !== 'http';
+}
+
+const AFTER_SESSION = ['payload', 'headers', 'protocol', 'tunnel-keepalive'];
+/** Checks judged on the CONNECT answer and the TLS handshake, before the agent sends anything. */
+const BEFORE_SESSION = ['connect-response', 'tls-interception', 'pinning', 'mtls'];
+
+/**
+ * What each engine does whatever its knobs, as measured on it (docs/proxies.md). Each returns a
+ * prediction for a check of an exchange it applies to, or undefined.
+ */
+const ENGINE_TRAITS = {
+  /** squid on an ssl-bump port answers 200 to a CONNECT its policy denies and bumps the session to deliver its error page inside TLS. */
+  squidBumpsDenied:
+    'squid on an ssl-bump port answers 200 to a CONNECT its policy denies and delivers "403 Forbidden" (ERR_ACCESS_DENIED) inside a bumped TLS session, whatever the splice list says',
+  /** proxy-chain passes the legacy Proxy-Connection header on to the origin. */
+  chainProxyConnection:
+    "proxy-chain passes the agent's Proxy-Connection header on to the origin (a hop-by-hop header a forwarding proxy should drop); harmless to most origins",
+  /** An intercepting proxy-chain speaks HTTP to the origin behind its 200: a non-HTTP origin never answers the diagnostic probe. */
+  chainUnconfirmable:
+    'the in-process engine completes TLS itself on an inspected tunnel and speaks HTTP to the origin; behind its 200 a non-HTTP origin (raw TCP, MQTT, APF with mutual TLS) never answers, so the tunnel cannot be confirmed',
+  squidPeeksEveryTunnel:
+    'squid on an ssl-bump port peeks at every CONNECT for a TLS ClientHello (ssl_bump peek step1), spliced hosts included; a non-TLS protocol cannot be peeked at, so squid closes the tunnel',
+  squidUnconfirmableCira:
+    'squid bumps the CIRA session and cannot present the device certificate to the origin; behind the 200, squid completes TLS itself and closes without an answer from the origin, so the tunnel cannot be confirmed',
+};
+
+/** The prediction for one result, or undefined for the check's own default. */
+export function predict(
+  def: LoadedDefinition,
+  key: OracleKey,
+  set: ScenarioSet,
+  env: OracleEnv,
+): Prediction | undefined {
+  const r = resolve(def, set);
+  const x = key.exchange;
+  const kind = kindOf(x);
+  const check = key.check;
+  const port = key.port ?? x.port;
+  const host = key.host.toLowerCase();
+  const auth = def.auth ?? 'none';
+  const headers = { ...DEFAULT_HEADERS[def.engine], ...def.headers };
+
+  // --- forwarded plain HTTP ---------------------------------------------------------------------
+  if (kind.forwarded) {
+    if (check !== 'headers') return undefined;
+    if (headers.proxyAuthorization === 'forward' && auth !== 'none')
+      return {
+        expect: 'fail',
+        reason:
+          "the definition forwards Proxy-Authorization to the origin (headers.proxyAuthorization: forward): the agent's credentials leak",
+      };
+    if (def.engine === 'chain' && headers.proxyAuthorization !== 'forward')
+      return { expect: 'warn', reason: ENGINE_TRAITS.chainProxyConnection };
+    return undefined;
+  }
+
+  const portAllowed = (p: number) => !r.allowed || r.allowed.has(p);
+  const isInspected = (p: number) =>
+    r.inspecting &&
+    (inspects(def.inspection?.mode, r.inspectHosts, host) || (def.engine === 'squid' && !portAllowed(p)));
+  const trusted = env.trustInspectionCa === true;
+  const tls = speaksTls(x, set);
+  /** The agent accepts the session the proxy gives it on port p. */
+  const sessionOk = (p: number) =>
+    portAllowed(p) &&
+    !(isInspected(p) && (!trusted || key.pinned || key.mustNotInspect || kind.id === 'cira'));
+
+  // --- failover (to another port of the same host) ----------------------------------------------
+  if (check === 'failover') {
+    const fo = x.failover?.port;
+    if (fo === undefined || sessionOk(x.port)) return undefined; // not needed: skip
+    if (sessionOk(fo))
+      return {
+        expect: 'pass',
+        reason: `port ${x.port} does not work through this proxy; the agent fails over to ${fo}, which does`,
+      };
+    return {
+      expect: 'fail',
+      reason: portAllowed(fo)
+        ? `port ${x.port} does not work and port ${fo}, where the agent fails over, is inspected too: the agent refuses the re-signed certificate there as well`
+        : `neither port ${x.port} nor the failover port ${fo} is in connectPorts`,
+    };
+  }
+  if (check === 'fallback') return undefined;
+
+  // --- CONNECT refused by port ------------------------------------------------------------------
+  const list = r.allowed ? [...r.allowed].sort((a, b) => a - b).join(', ') : '';
+  if (!portAllowed(port)) {
+    if (check === 'connect')
+      return {
+        expect: 'fail',
+        reason:
+          def.engine === 'squid' && r.inspecting
+            ? `port ${port} is not in connectPorts (${list}); ${ENGINE_TRAITS.squidBumpsDenied}, and the diagnostic connection quotes it`
+            : `port ${port} is not in connectPorts (${list}): the proxy refuses the CONNECT`,
+      };
+    // squid answered 200 cleanly and re-signed the session: the TLS-level checks are judged
+    if (def.engine === 'squid' && r.inspecting && tls && BEFORE_SESSION.includes(check))
+      return inspectedTls(check, key, kind.id, trusted, ENGINE_TRAITS.squidBumpsDenied);
+    return {
+      expect: 'dependency_fail',
+      reason: `the CONNECT to port ${port} was refused, so nothing after it could run`,
+    };
+  }
+
+  // --- the CONNECT answer (in-process engine) ---------------------------------------------------
+  const a = def.connectAnswer;
+  const strict = x.strictConnect === true;
+  if (a && strict) {
+    const loose =
+      (a.version ?? 'HTTP/1.1') !== 'HTTP/1.1' || (a.status ?? 200) !== 200 || (a.headers?.length ?? 0) > 0;
+    if (loose) {
+      if (check === 'connect-response')
+        return {
+          expect: 'fail',
+          reason:
+            'the definition\'s connectAnswer is not a bare "HTTP/1.1 200": a strict CONNECT client (Intel AMT) rejects it',
+        };
+      if (check !== 'connect')
+        return {
+          expect: 'dependency_fail',
+          reason: 'the strict client rejected the CONNECT answer, so nothing after it ran',
+        };
+    }
+  }
+
+  // --- TLS inspection ---------------------------------------------------------------------------
+  if (isInspected(port)) {
+    if (!tls) {
+      if (check === 'payload')
+        return {
+          expect: 'fail',
+          reason:
+            'the proxy inspects this host and expects TLS on the tunnel; a non-TLS protocol cannot be inspected, so the tunnel is closed',
+        };
+      if (check === 'connect' && def.engine === 'chain')
+        return { expect: 'warn', reason: ENGINE_TRAITS.chainUnconfirmable };
+      if (AFTER_SESSION.includes(check))
+        return {
+          expect: 'dependency_fail',
+          reason: 'the tunnel was closed on the first non-TLS bytes, so nothing more ran',
+        };
+      return undefined;
+    }
+    if (check === 'connect') {
+      if (def.engine === 'chain' && (kind.id === 'mqtt' || kind.id === 'cira'))
+        return { expect: 'warn', reason: ENGINE_TRAITS.chainUnconfirmable };
+      if (def.engine === 'squid' && kind.id === 'cira')
+        return { expect: 'warn', reason: ENGINE_TRAITS.squidUnconfirmableCira };
+      return undefined;
+    }
+    return inspectedTls(check, key, kind.id, trusted, 'the proxy inspects this host (inspection knob)');
+  }
+
+  // squid inspecting some hosts peeks at every tunnel, also those it would splice
+  if (def.engine === 'squid' && r.inspecting && !tls) {
+    if (check === 'payload') return { expect: 'fail', reason: ENGINE_TRAITS.squidPeeksEveryTunnel };
+    if (AFTER_SESSION.includes(check))
+      return {
+        expect: 'dependency_fail',
+        reason: 'the tunnel was closed on the first non-TLS bytes, so nothing more ran',
+      };
+  }
+
+  // --- timers -----------------------------------------------------------------------------------
+  if (check === 'tunnel-keepalive') return timerPrediction(def, x, env);
+  return undefined;
+}
+
+/** Checks of a TLS session the proxy re-signed. */
+function inspectedTls(
+  check: string,
+  key: OracleKey,
+  kindId: string,
+  trusted: boolean,
+  why: string,
+): Prediction | undefined {
+  const sensitive = key.mustNotInspect === true;
+  switch (check) {
+    case 'tls-interception':
+      return sensitive
+        ? { expect: 'fail', reason: `${why}; the vendor says this host must not be inspected` }
+        : {
+            expect: 'warn',
+            reason: `${why}; the vendor does not forbid inspecting this host, so it is a warning`,
+          };
+    case 'pinning':
+      return sensitive || key.pinned
+        ? {
+            expect: 'fail',
+            reason: `${why}; the substituted key is the inspection CA's leaf, so a pinned agent fails closed`,
+          }
+        : undefined;
+    case 'mtls':
+      return {
+        expect: 'fail',
+        reason: `${why}; an intercepting proxy terminates TLS and cannot present the device certificate`,
+      };
+    default:
+      if (!AFTER_SESSION.includes(check)) return undefined;
+      if (!trusted)
+        return {
+          expect: 'dependency_fail',
+          reason: `${why}; the agent refused the re-signed TLS session (it does not trust the inspection CA), so nothing was sent`,
+        };
+      if (sensitive || key.pinned || kindId === 'cira')
+        return {
+          expect: 'dependency_fail',
+          reason: `${why}; the agent refused the substituted key (pinned, or mutual TLS), so nothing was sent`,
+        };
+      return undefined;
+  }
+}
+
+/** tunnel-keepalive from the definition's timers and how long the run waits to see them. */
+function timerPrediction(def: LoadedDefinition, x: ProfileExchange, env: OracleEnv): Prediction | undefined {
+  const needs = kindOf(x).tunnelNeeds?.(x);
+  if (!needs) return undefined;
+  const wait = timerWait(needs, env.timeScale, env.timerWait);
+  const need = needs.gapSeconds + gapMargin(needs.gapSeconds);
+  const idle = def.idleTimeoutSeconds ?? def.faults?.silenceAfterSeconds;
+  const life = def.lifetimeSeconds;
+  if (life !== undefined && life < needs.sessionSeconds && life < wait)
+    return {
+      expect: 'fail',
+      reason: `the definition closes tunnels ${life} s after they open (lifetimeSeconds); the agent's session lasts ${needs.sessionSeconds} s`,
+    };
+  if (idle !== undefined && idle < need && idle < wait)
+    return {
+      expect: 'fail',
+      reason: `the definition closes tunnels silent for ${idle} s (${def.idleTimeoutSeconds !== undefined ? 'idleTimeoutSeconds' : 'faults.silenceAfterSeconds'}); the agent is silent up to ${needs.gapSeconds} s between keep-alives`,
+    };
+  if ((idle !== undefined && idle < need) || (life !== undefined && life < needs.sessionSeconds))
+    return {
+      expect: 'skip',
+      reason: `the definition's timer (${idle ?? life} s) is longer than the ${wait} s the run waits in real time, so the run cannot see it (raise --timer-wait)`,
+    };
+  return undefined;
+}
+
+/** A deviation's record in one run: what its results came out as, against what the knobs predict. */
+interface DeviationUse {
+  proxy: string;
+  file: string;
+  index: number;
+  rule: ExpectationRule;
+  results: number;
+  /** Results whose outcome is what the knobs predict (and not what the deviation says). */
+  asPredicted: number;
+}
+
+export interface StaleDeviation {
+  proxy: string;
+  /** `file: /deviations/N` */
+  at: string;
+  expect: Outcome;
+  reason: string;
+  results: number;
+  message: string;
+}
+
+/** Watches the deviations a run's results matched, to report those that no longer happen. */
+export class DeviationWatch {
+  private readonly uses = new Map<string, DeviationUse>();
+
+  note(def: LoadedDefinition, index: number, predicted: Outcome, actual: Outcome): void {
+    const key = `${def.id}#${index}`;
+    const rule = def.deviations?.[index] as ExpectationRule;
+    let u = this.uses.get(key);
+    if (!u) {
+      u = { proxy: def.id, file: def.file, index, rule, results: 0, asPredicted: 0 };
+      this.uses.set(key, u);
+    }
+    u.results++;
+    if (actual === predicted && actual !== rule.expect) u.asPredicted++;
+  }
+
+  /** Deviations every matched result of which came out as the knobs predict. */
+  stale(): StaleDeviation[] {
+    return [...this.uses.values()]
+      .filter((u) => u.results > 0 && u.asPredicted === u.results)
+      .map((u) => ({
+        proxy: u.proxy,
+        at: `${u.file}: /deviations/${u.index}`,
+        expect: u.rule.expect,
+        reason: u.rule.reason,
+        results: u.results,
+        message: `deviation no longer happens: its ${u.results} result(s) came out as the knobs predict, not ${u.rule.expect}; remove it from ${u.file}`,
+      }));
+  }
+}
+
+/**
+ * The expected outcome of one result: a definition's deviation, else what its knobs predict, else
+ * `fallback`. Proxies that are not definitions (adapters in code) use `expectations/` rules.
+ */
+export function expectedOutcome(
+  set: ScenarioSet,
+  key: ExpectationKey & { host: string; exchange?: ProfileExchange },
+  env: OracleEnv,
+  fallback: Outcome,
+  actual: Outcome,
+  watch?: DeviationWatch,
+): { expect: Outcome; reason?: string; deviation?: string } {
+  const def = set.proxies.get(key.proxy);
+  if (!def) {
+    const rule = set.expectations.get(key.proxy)?.rules.find((r) => ruleMatches(r, key));
+    return rule ? { expect: rule.expect, reason: rule.reason } : { expect: fallback };
+  }
+  const predicted = (key.exchange && predict(def, { ...key, exchange: key.exchange }, set, env)) || {
+    expect: fallback,
+  };
+  const i = def.deviations?.findIndex((r) => ruleMatches(r, key)) ?? -1;
+  if (i < 0) return predicted;
+  watch?.note(def, i, predicted.expect, actual);
+  const rule = def.deviations?.[i] as ExpectationRule;
+  return { expect: rule.expect, reason: rule.reason, deviation: `${def.file}: /deviations/${i}` };
+}
