@@ -20,7 +20,7 @@ import { loadScenarios } from '../harness/scenarios.ts';
 import { cli } from './helpers/cli.ts';
 import { resultsPerProxy } from './helpers/counts.ts';
 import { labNet } from './helpers/lab-net.ts';
-import { MITM_UNTRUSTED, outDir, scenarioCopy } from './helpers/scenario-copy.ts';
+import { outDir, scenarioCopy } from './helpers/scenario-copy.ts';
 
 const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -139,11 +139,9 @@ t.test(
     // chain-mitm on the unpinned profile: when the agents trust the corporate CA, payload and headers
     // go through; when they do not, the agent refuses the session and both are dependency_fail.
     const run = await runner(t);
-    const trustedDir = scenarioCopy(t, {
-      'expectations/chain-mitm.yaml':
-        'proxy: chain-mitm\nrules:\n  - match: { check: tls-interception }\n    expect: warn\n    reason: chain-mitm re-signs hosts that may be inspected.\n',
-    });
-    const untrustedDir = scenarioCopy(t, { 'expectations/chain-mitm.yaml': MITM_UNTRUSTED });
+    // the oracle predicts both from chain-mitm's definition and whether the agents trust its CA
+    const trustedDir = scenarioCopy(t);
+    const untrustedDir = scenarioCopy(t);
     const out = outDir(t);
     const file = join(out, 'baseline.yaml');
     const sel = ['--proxies', 'chain-mitm', '--profiles', 'unpinned', '--baseline', file];

@@ -101,9 +101,10 @@ t.test('a run that does not match its expectations exits 1 and says which result
   const dir = mkdtempSync(join(tmpdir(), 'proxycheck-cli-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   cpSync(fileURLToPath(new URL('../scenarios/', import.meta.url)), dir, { recursive: true });
+  // the scenario directory's chain-plain replaces the built-in one: a deviation reality does not meet
   writeFileSync(
-    join(dir, 'expectations', 'chain-plain.yaml'),
-    'proxy: chain-plain\nrules:\n  - match: { check: payload }\n    expect: fail\n    reason: a stale expectation that reality no longer meets\n',
+    join(dir, 'proxies', 'chain-plain.yaml'),
+    'id: chain-plain\nengine: chain\ndeviations:\n  - match: { check: payload }\n    expect: fail\n    reason: a stale expectation that reality no longer meets\n',
   );
   const r = await cli([
     'run',
@@ -121,6 +122,10 @@ t.test('a run that does not match its expectations exits 1 and says which result
   t.match(
     r.stdout,
     'chain-plain/flexxagent/west-eu.agent-api.analyzer.flexxible.com:443/payload: pass (expected fail: a stale expectation',
+  );
+  t.match(
+    r.stdout,
+    /chain-plain\.yaml: \/deviations\/0: deviation no longer happens: its \d+ result\(s\) came out as the knobs predict, not fail/,
   );
   const bad = await cli(['run', '--scenarios', join(dir, 'nope')]);
   t.equal(bad.code, 2);

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { PROXY_KINDS } from '../harness/proxies/registry.ts';
+import { proxyIds } from '../harness/proxies/registry.ts';
 import { parseBaseline } from '../harness/runner/baseline.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
 import { cli } from './helpers/cli.ts';
@@ -23,7 +23,7 @@ t.test(
   'every proxy kind and profile matches the committed release baseline',
   { ...squid, timeout: 580_000 },
   async (t) => {
-    const proxies = PROXY_KINDS.map((k) => k.id);
+    const proxies = proxyIds();
     // every proxy kind x every profile: per proxy, the checks the kinds list for each exchange
     const total = expectedResults(loadScenarios(), proxies);
     const rows = parseBaseline(readFileSync(BASELINE, 'utf8'), BASELINE);

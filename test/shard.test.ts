@@ -5,19 +5,19 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { PROXY_KINDS } from '../harness/proxies/registry.ts';
+import { proxyIds } from '../harness/proxies/registry.ts';
 import { itemKey, parseShard, shardItems, type WorkItem, workItems } from '../harness/runner/shard.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
 import { cli } from './helpers/cli.ts';
 import { labNet } from './helpers/lab-net.ts';
-import { MITM_UNTRUSTED, outDir, scenarioCopy } from './helpers/scenario-copy.ts';
+import { outDir, scenarioCopy } from './helpers/scenario-copy.ts';
 
 const keys = (items: WorkItem[]) => items.map((w) => itemKey(w.proxy, w.profile));
 
 t.test(
   'over the real proxies and profiles, shards 1..n are disjoint, cover the matrix, and are balanced',
   async (t) => {
-    const proxies = PROXY_KINDS.map((k) => k.id);
+    const proxies = proxyIds();
     const profiles = [...loadScenarios().profiles.keys()];
     t.ok(proxies.length > 1 && profiles.length > 0);
     const all = workItems(proxies, profiles);
@@ -39,7 +39,7 @@ t.test(
 );
 
 t.test('adding a profile moves no proxy to another shard', async (t) => {
-  const proxies = PROXY_KINDS.map((k) => k.id);
+  const proxies = proxyIds();
   const profiles = [...loadScenarios().profiles.keys()];
   for (const added of ['aaa-first', 'zzz-last']) {
     for (let n = 2; n <= 6; n++) {
@@ -72,7 +72,7 @@ t.test(
   'sharded runs: union is the unsharded run, each starts only its proxies; baselines merge',
   async (t) => {
     const net = String(await labNet(t));
-    const dir = scenarioCopy(t, { 'expectations/chain-mitm.yaml': MITM_UNTRUSTED });
+    const dir = scenarioCopy(t);
     const out = outDir(t);
     const sel = ['run', '--lab-net', net, '--scenarios', dir, '--proxies', 'chain-plain,chain-mitm'];
     const full = await cli(

@@ -325,7 +325,7 @@ function timerPrediction(def: LoadedDefinition, x: ProfileExchange, env: OracleE
   if (!needs) return undefined;
   const wait = timerWait(needs, env.timeScale, env.timerWait);
   const need = needs.gapSeconds + gapMargin(needs.gapSeconds);
-  const idle = def.idleTimeoutSeconds ?? def.faults?.silenceAfterSeconds;
+  const idle = def.idleTimeoutSeconds;
   const life = def.lifetimeSeconds;
   if (life !== undefined && life < needs.sessionSeconds && life < wait)
     return {
@@ -335,7 +335,7 @@ function timerPrediction(def: LoadedDefinition, x: ProfileExchange, env: OracleE
   if (idle !== undefined && idle < need && idle < wait)
     return {
       expect: 'fail',
-      reason: `the definition closes tunnels silent for ${idle} s (${def.idleTimeoutSeconds !== undefined ? 'idleTimeoutSeconds' : 'faults.silenceAfterSeconds'}); the agent is silent up to ${needs.gapSeconds} s between keep-alives`,
+      reason: `the definition closes tunnels silent for ${idle} s (idleTimeoutSeconds); the agent is silent up to ${needs.gapSeconds} s between keep-alives`,
     };
   if ((idle !== undefined && idle < need) || (life !== undefined && life < needs.sessionSeconds))
     return {

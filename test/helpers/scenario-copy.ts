@@ -4,20 +4,6 @@ import { join } from 'node:path';
 import type { Test } from 'tap';
 import { FIXTURE_SCENARIOS } from './fixtures.ts';
 
-/** chain-mitm's known behaviour on the fixture profiles when the agents do not trust its CA. */
-export const MITM_UNTRUSTED = `proxy: chain-mitm
-rules:
-  - match: { profile: pinned, check: [tls-interception, pinning] }
-    expect: fail
-    reason: the pinned host must not be inspected, and its pinned agent fails closed.
-  - match: { check: tls-interception }
-    expect: warn
-    reason: chain-mitm re-signs hosts that may be inspected.
-  - match: { check: [payload, headers] }
-    expect: dependency_fail
-    reason: the agent refuses the corporate CA it does not trust, so nothing is sent.
-`;
-
 /**
  * A temporary copy of fixtures/scenarios, removed when the test ends; `files` are written into it
  * (relative path → content, or null to delete that file).
