@@ -114,9 +114,9 @@ async function runCustomerX(
   const keepalive = byRow.get(CIRA_KEEPALIVE);
   const timers = keepalive?.evidence.timers as { timer?: string; idleTimerSeconds?: number } | undefined;
   t.equal(timers?.timer, 'idle', 'the idle timer was measured');
-  // chain closes after 5 s; squid after more than 5 and at most ~6 (it counts whole seconds)
+  // chain closes after 5 s; squid after between 4 and 5 s (it counts whole seconds)
   const idle = timers?.idleTimerSeconds;
-  t.ok(idle !== undefined && idle >= 4.5 && idle <= 7, `measured idle timer ${idle} s, about 5 s`);
+  t.ok(idle !== undefined && idle >= 3.9 && idle <= 5.6, `measured idle timer ${idle} s, about 5 s`);
   t.match(keepalive?.message, /idle timer: the proxy closed a silent tunnel after/);
 }
 

@@ -204,3 +204,33 @@ export function allowedPorts(d: ProxyDefinition, catalogPorts: () => number[]): 
   if (c === 'catalog') return new Set(catalogPorts());
   return new Set(c);
 }
+
+/** One line saying what a definition does, for one without a summary. */
+export function describeDefinition(d: ProxyDefinition): string {
+  const parts: string[] = [d.engine === 'chain' ? 'proxy-chain in process' : 'squid'];
+  const ports = d.connectPorts ?? DEFAULT_CONNECT_PORTS[d.engine];
+  parts.push(
+    ports === 'any'
+      ? 'CONNECT to any port'
+      : ports === 'catalog'
+        ? 'CONNECT to the catalog ports'
+        : `CONNECT to ${(ports ?? []).join(', ')}`,
+  );
+  if (d.auth && d.auth !== 'none') parts.push(`${d.auth} auth`);
+  const i = d.inspection;
+  if (i && i.mode !== 'none') {
+    const n = (i.hosts?.length ?? 0) + (i.catalogHosts ? 1 : 0);
+    const which =
+      i.mode === 'all'
+        ? 'inspects all'
+        : i.mode === 'only'
+          ? `inspects only ${n} host(s)`
+          : `inspects all but ${i.catalogHosts ? 'the must-not-inspect catalog hosts' : `${n} host(s)`}`;
+    parts.push(`${which}${i.caSubject ? ` (CA "${i.caSubject}")` : ''}`);
+  }
+  if (d.idleTimeoutSeconds !== undefined) parts.push(`idle timeout ${d.idleTimeoutSeconds} s`);
+  if (d.lifetimeSeconds !== undefined) parts.push(`tunnel lifetime ${d.lifetimeSeconds} s`);
+  if (d.headers?.proxyAuthorization === 'forward') parts.push('forwards Proxy-Authorization');
+  if (d.connectAnswer) parts.push('own CONNECT answer');
+  return parts.join(', ');
+}

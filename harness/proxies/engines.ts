@@ -4,7 +4,7 @@
  */
 import type { ScenarioSet } from '../scenarios.ts';
 import { ChainProxy } from './chain.ts';
-import { allowedPorts, DEFAULT_HEADERS, type ProxyDefinition } from './definition.ts';
+import { allowedPorts, DEFAULT_HEADERS, describeDefinition, type ProxyDefinition } from './definition.ts';
 import { inspectionHosts } from './oracle.ts';
 import { RelayFront } from './relay-front.ts';
 import { catalogPorts } from './squid/config.ts';
@@ -20,7 +20,7 @@ export function engineFor(
   const allowed = allowedPorts(def, () => catalogPorts(set));
   const mode = def.inspection?.mode ?? 'none';
   const hosts = [...inspectionHosts(def, set)];
-  const base = { id: def.id, ...(def.summary ? { summary: def.summary } : {}) };
+  const base = { id: def.id, summary: def.summary ?? describeDefinition(def) };
   const caSubject = def.inspection?.caSubject;
   let engine: ProxyUnderTest;
   // squid has no timer that cuts a tunnel at a fixed age: the relay in front does it

@@ -127,6 +127,12 @@ const ENGINE_TRAITS = {
     'the in-process engine completes TLS itself on an inspected tunnel and speaks HTTP to the origin; behind its 200 a non-HTTP origin (raw TCP, MQTT, APF with mutual TLS) never answers, so the tunnel cannot be confirmed',
   squidPeeksEveryTunnel:
     'squid on an ssl-bump port peeks at every CONNECT for a TLS ClientHello (ssl_bump peek step1), spliced hosts included; a non-TLS protocol cannot be peeked at, so squid closes the tunnel',
+  squidUnconfirmableNonHttp:
+    'squid bumps the session and speaks HTTP to the origin for the diagnostic probe; a non-HTTP origin (raw TLS stream, MQTT) does not answer it and squid answers itself (HTTP/0.9 transformed) or closes, so the tunnel cannot be confirmed',
+  squidHttpInside:
+    'squid treats what runs inside a bumped TLS session as HTTP: a non-HTTP protocol (a binary stream, MQTT) gets "400 Bad Request" or no answer',
+  squidRewritesHeads:
+    'squid re-writes the request head of a bumped HTTP request (header order and case, Content-Length moved up), so the head does not arrive byte-identical',
   squidUnconfirmableCira:
     'squid bumps the CIRA session and cannot present the device certificate to the origin; behind the 200, squid completes TLS itself and closes without an answer from the origin, so the tunnel cannot be confirmed',
 };
@@ -167,10 +173,11 @@ export function predict(
     (inspects(def.inspection?.mode, r.inspectHosts, host) || (def.engine === 'squid' && !portAllowed(p)));
   const trusted = env.trustInspectionCa === true;
   const tls = speaksTls(x, set);
-  /** The agent accepts the session the proxy gives it on port p. */
+  /** The agent accepts a re-signed session: it trusts the inspection CA and pins nothing here. */
+  const accepted = trusted && !((kind.pinsOrigin ?? true) && (key.pinned || key.mustNotInspect));
+  /** The agent's exchange works on port p (for failover: whether it had to, and whether it could). */
   const sessionOk = (p: number) =>
-    portAllowed(p) &&
-    !(isInspected(p) && (!trusted || key.pinned || key.mustNotInspect || kind.id === 'cira'));
+    portAllowed(p) && !(isInspected(p) && (!accepted || breaksInside(def.engine, kind.id)));
 
   // --- failover (to another port of the same host) ----------------------------------------------
   if (check === 'failover') {
@@ -184,7 +191,7 @@ export function predict(
     return {
       expect: 'fail',
       reason: portAllowed(fo)
-        ? `port ${x.port} does not work and port ${fo}, where the agent fails over, is inspected too: the agent refuses the re-signed certificate there as well`
+        ? `port ${x.port} does not work and port ${fo}, where the agent fails over, is inspected too: the agent's session breaks there as well (it refuses the re-signed certificate, or its protocol does not survive the inspection)`
         : `neither port ${x.port} nor the failover port ${fo} is in connectPorts`,
     };
   }
@@ -203,7 +210,7 @@ export function predict(
       };
     // squid answered 200 cleanly and re-signed the session: the TLS-level checks are judged
     if (def.engine === 'squid' && r.inspecting && tls && BEFORE_SESSION.includes(check))
-      return inspectedTls(check, key, kind.id, trusted, ENGINE_TRAITS.squidBumpsDenied);
+      return inspectedTls(check, key, kind.pinsOrigin ?? true, trusted, ENGINE_TRAITS.squidBumpsDenied);
     return {
       expect: 'dependency_fail',
       reason: `the CONNECT to port ${port} was refused, so nothing after it could run`,
@@ -250,13 +257,25 @@ export function predict(
       return undefined;
     }
     if (check === 'connect') {
+      // the agent's own session confirms the tunnel only when it accepted it
+      if (accepted) return undefined;
       if (def.engine === 'chain' && (kind.id === 'mqtt' || kind.id === 'cira'))
         return { expect: 'warn', reason: ENGINE_TRAITS.chainUnconfirmable };
       if (def.engine === 'squid' && kind.id === 'cira')
         return { expect: 'warn', reason: ENGINE_TRAITS.squidUnconfirmableCira };
+      if (def.engine === 'squid' && (kind.id === 'mqtt' || kind.id === 'tls-stream'))
+        return { expect: 'warn', reason: ENGINE_TRAITS.squidUnconfirmableNonHttp };
       return undefined;
     }
-    return inspectedTls(check, key, kind.id, trusted, 'the proxy inspects this host (inspection knob)');
+    const judged = inspectedTls(
+      check,
+      key,
+      kind.pinsOrigin ?? true,
+      trusted,
+      'the proxy inspects this host (inspection knob)',
+    );
+    if (judged || !accepted || !AFTER_SESSION.includes(check)) return judged;
+    return insideAcceptedSession(def.engine, kind.id, check);
   }
 
   // squid inspecting some hosts peeks at every tunnel, also those it would splice
@@ -274,11 +293,39 @@ export function predict(
   return undefined;
 }
 
+/** Whether an exchange of this kind breaks inside a re-signed session the agent accepted. */
+function breaksInside(engine: string, kindId: string): boolean {
+  return kindId === 'cira' || (engine === 'squid' && (kindId === 'mqtt' || kindId === 'tls-stream'));
+}
+
+/** What happens inside a re-signed session the agent accepted (it trusts the inspection CA). */
+function insideAcceptedSession(engine: string, kindId: string, check: string): Prediction | undefined {
+  if (kindId === 'cira') {
+    if (check === 'protocol')
+      return {
+        expect: 'fail',
+        reason:
+          'the proxy terminates TLS and cannot present the device certificate to the CIRA server, which never answers the APF handshake',
+      };
+    return { expect: 'dependency_fail', reason: 'the APF session was not set up, so nothing more ran' };
+  }
+  if (engine !== 'squid') return undefined;
+  if (kindId === 'https' && check === 'headers')
+    return { expect: 'fail', reason: ENGINE_TRAITS.squidRewritesHeads };
+  if (kindId === 'tls-stream' && check === 'payload')
+    return { expect: 'fail', reason: ENGINE_TRAITS.squidHttpInside };
+  if (kindId === 'mqtt') {
+    if (check === 'protocol') return { expect: 'fail', reason: ENGINE_TRAITS.squidHttpInside };
+    return { expect: 'dependency_fail', reason: 'the MQTT handshake failed, so nothing more ran' };
+  }
+  return undefined;
+}
+
 /** Checks of a TLS session the proxy re-signed. */
 function inspectedTls(
   check: string,
   key: OracleKey,
-  kindId: string,
+  pins: boolean,
   trusted: boolean,
   why: string,
 ): Prediction | undefined {
@@ -310,10 +357,10 @@ function inspectedTls(
           expect: 'dependency_fail',
           reason: `${why}; the agent refused the re-signed TLS session (it does not trust the inspection CA), so nothing was sent`,
         };
-      if (sensitive || key.pinned || kindId === 'cira')
+      if (pins && (sensitive || key.pinned))
         return {
           expect: 'dependency_fail',
-          reason: `${why}; the agent refused the substituted key (pinned, or mutual TLS), so nothing was sent`,
+          reason: `${why}; the agent pins this host's key and refused the substituted one, so nothing was sent`,
         };
       return undefined;
   }

@@ -5,6 +5,7 @@
  */
 import { UsageError } from '../errors.ts';
 import { loadDefinitionFile, loadScenarios, type ScenarioSet } from '../scenarios.ts';
+import { describeDefinition } from './definition.ts';
 import { engineFor } from './engines.ts';
 import type { Runtime } from './toolkit/runtime.ts';
 import type { ProxyUnderTest } from './types.ts';
@@ -37,7 +38,7 @@ export function registerProxyKind(info: ProxyKindInfo): () => void {
 /** Every proxy a name can start: the set's definitions, then products registered in code. */
 export function proxyCatalog(set: ScenarioSet = loadScenarios()): Array<{ id: string; summary: string }> {
   return [
-    ...[...set.proxies.values()].map((d) => ({ id: d.id, summary: d.summary ?? `${d.engine} (${d.file})` })),
+    ...[...set.proxies.values()].map((d) => ({ id: d.id, summary: d.summary ?? describeDefinition(d) })),
     ...PROXY_KINDS.map((k) => ({ id: k.id, summary: k.summary })),
   ];
 }

@@ -57,6 +57,7 @@ export const ciraKind: ExchangeKind = {
     gapSeconds: x.session?.keepaliveSeconds ?? DEFAULT_KEEPALIVE_SECONDS,
     sessionSeconds: x.session?.seconds ?? DEFAULT_SESSION_SECONDS,
   }),
+  pinsOrigin: false,
   run: runCira,
 };
 
@@ -92,7 +93,7 @@ async function runCira(ctx: KindContext): Promise<KindVerdicts> {
     dependents: [...(useMtls ? ['mtls'] : []), 'protocol', 'tunnel-keepalive'],
     strictConnect: strict(x),
     clientCert: useMtls,
-    pin: false,
+    pin: ciraKind.pinsOrigin,
     reportPinning: false,
   });
   if (!channel) {

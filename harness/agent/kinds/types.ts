@@ -78,6 +78,11 @@ export interface ExchangeKind {
   /** Plain HTTP forwarded by the proxy (absolute form), not tunnelled: checks phrase themselves so. */
   forwarded?: boolean;
   /**
+   * The agent pins the origin's key on pinned and must-not-inspect rows (default true); CIRA
+   * firmware does not, it checks the chain only.
+   */
+  pinsOrigin?: boolean;
+  /**
    * Replays the exchange and judges what the agent saw. A check the kind could not get to is left
    * out, or marked notRun() with the reason when no failed check explains it; the runner derives
    * `dependency_fail` from each check's dependsOn (harness/runner/dependencies.ts).

@@ -365,7 +365,7 @@ export function squidConfig(input: SquidConfigInput): string {
 }
 
 /**
- * idleTimeoutSeconds N: four of squid's timers, each set to N + 1 (cf.data.pre / squid 5.7 source):
+ * idleTimeoutSeconds N: four of squid's timers, each set to N (cf.data.pre / squid 5.7 source):
  *
  *  - `read_timeout`: after every read on either side of a tunnel (tunnel.cc keepGoingAfterRead)
  *    both sides' timers restart; when one expires tunnelTimeout closes both. That times plain
@@ -389,16 +389,16 @@ export function squidConfig(input: SquidConfigInput): string {
  * one silent after its handshake, before any request (2.79 s); request_start_timeout a silent
  * CONNECT on a bumping port (2.61 s). All four at T = 4 cut each of those after 3.26-4.08 s, and
  * traffic every 250 ms (bytes on a tunnel, a request on a bumped connection) kept each open for
- * 11 s. Writing N + 1 makes squid close after more than N and at most about N + 1 seconds of
- * silence, never before N (test/squid-knobs.test.ts, N = 3: closed after ~3.5 s).
+ * 11 s. N is written as it is, as a customer's squid.conf says it: squid closes after between
+ * N - 1 and N seconds of silence, never after more than N (test/squid-knobs.test.ts). The oracle
+ * predicts from N; docs/proxies.md states the one-second window.
  */
 function idleTimeoutLines(n: number): string[] {
-  const t = n + 1;
   return [
-    `# idle timeout ${n} s: closes after more than ${n} s (at most ~${t} s) of silence (squid counts whole seconds)`,
-    `read_timeout ${t} seconds`,
-    `client_idle_pconn_timeout ${t} seconds`,
-    `request_timeout ${t} seconds`,
-    `request_start_timeout ${t} seconds`,
+    `# idle timeout ${n} s: closes after between ${n - 1} and ${n} s of silence (squid counts whole seconds)`,
+    `read_timeout ${n} seconds`,
+    `client_idle_pconn_timeout ${n} seconds`,
+    `request_timeout ${n} seconds`,
+    `request_start_timeout ${n} seconds`,
   ];
 }
