@@ -175,8 +175,20 @@ function buildProgram(out: { code: number }): Command {
   return program;
 }
 
+/** A reader that went away (`proxycheck list | head`) ends the output quietly, not with a stack trace. */
+function quietOnBrokenPipe(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      process.exitCode = process.exitCode ?? 0;
+      stream.destroy();
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<number> {
   installSignalHandlers();
+  quietOnBrokenPipe();
   const out = { code: 0 };
   const program = buildProgram(out);
   try {
