@@ -8,8 +8,9 @@ for (const args of [['list'], ['run', '--help']]) {
     const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
       // the shell closes the pipe after one line, as `head -1` does
       const child = spawn(
-        'sh',
-        ['-c', `"${process.execPath}" "${BIN}" ${args.join(' ')} | head -c 1 >/dev/null`],
+        'bash',
+        // pipefail: the exit code is proxycheck's, not head's
+        ['-c', `set -o pipefail; "${process.execPath}" "${BIN}" ${args.join(' ')} | head -c 1 >/dev/null`],
         {
           stdio: ['ignore', 'ignore', 'pipe'],
         },
