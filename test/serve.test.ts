@@ -11,7 +11,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { BIN } from './helpers/cli.ts';
+import { BIN, cli } from './helpers/cli.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { requireComponent } from './helpers/requirements.ts';
 
@@ -315,3 +315,49 @@ t.test(
     );
   },
 );
+
+t.test('serve --listen: the agents reach the proxy where it is told to listen', async (t) => {
+  const octet = await labNet(t);
+  // a free port on another loopback address, as an agent in a VM would use the host's address
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.3', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const dir = tmp(t);
+  const child = spawn(
+    process.execPath,
+    [BIN, 'serve', 'chain-plain', '--listen', `127.0.0.3:${port}`, '--flow-log', join(dir, 'f.jsonl')].concat(
+      ['--lab-net', String(octet), '--profiles', 'flexxagent-brazil'],
+    ),
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  t.teardown(() => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGKILL');
+    return exited;
+  });
+  let stdout = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  const deadline = Date.now() + 30_000;
+  while (!stdout.includes(UP)) {
+    if (child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`serve not up within 30 s: ${stdout}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  t.match(stdout, `proxy URL: http://127.0.0.3:${port}\n`);
+  t.ok(await listening('127.0.0.3', port), 'the proxy listens there');
+  // a second serve on the same address: one line, exit 2
+  const other = String(await labNet(t));
+  const taken = await cli(['serve', 'chain-plain', '--listen', `127.0.0.3:${port}`, '--lab-net', other]);
+  t.equal(taken.code, 2);
+  t.equal(taken.stderr.trim(), `proxycheck: --listen 127.0.0.3:${port}: cannot listen there (EADDRINUSE)`);
+  const bad = await cli(['serve', 'chain-plain', '--listen', 'everywhere']);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /--listen must be host:port/);
+  child.kill('SIGINT');
+  t.equal(await exit(exited, 10_000), 130);
+  t.notOk(await listening('127.0.0.3', port), 'nothing left listening');
+});

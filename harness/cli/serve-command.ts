@@ -28,6 +28,11 @@ export function registerServeCommand(program: Command): void {
     )
     .argument('<proxy>', 'a definition id (proxycheck list) or a definition file (.yaml)')
     .option('--flow-log <file>', 'append one JSON line per client connection here', 'proxycheck-flows.jsonl')
+    .option(
+      '--listen <host:port>',
+      'where the proxy listens for the agents (e.g. 0.0.0.0:3128 for an agent in a VM)',
+      '127.0.0.1:0',
+    )
     .option('--profiles <ids>', 'serve the lab endpoints of these profiles, or "all"', 'all')
     .option('--tenant <id>', 'value for the "***" tenant part of catalog hosts', 'lab01')
     .option('--runtime <auto|container|process>', 'where a squid definition runs', 'auto')
@@ -45,15 +50,23 @@ export function registerServeCommand(program: Command): void {
       } catch (err) {
         throw new UsageError(`--flow-log ${flowLog}: cannot write (${(err as NodeJS.ErrnoException).code})`);
       }
+      const listen = parseListen(String(o.listen));
       const proxy = new RelayFront(proxyById(ref, { runtime: parseRuntime(o.runtime), scenarios: set }), {
         onFlow: (flow: Flow) => appendFileSync(flowLog, `${JSON.stringify({ proxy: proxy.id, ...flow })}\n`),
+        listen,
       });
       const runDir = new RunDir();
       onCleanup('run directory', () => runDir.remove());
       const pki = await createLabPki(runDir.path);
       const lab = await Lab.start({ pki, hosts: labHostsFor(set, profiles), net: parseLabNet(o.labNet) });
       onCleanup('lab origins', () => lab.stop());
-      const started = await proxy.start({ lab, runDir, scenarios: set });
+      const started = await proxy
+        .start({ lab, runDir, scenarios: set })
+        .catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'EADDRINUSE' || err.code === 'EADDRNOTAVAIL' || err.code === 'EACCES')
+            throw new UsageError(`--listen ${o.listen}: cannot listen there (${err.code})`);
+          throw err;
+        });
       onCleanup(`proxy ${proxy.id}`, () => started.stop());
       const hostsFile = join(runDir.path, 'hosts');
       writeFileSync(hostsFile, lab.hostsFile());
@@ -76,4 +89,13 @@ export function registerServeCommand(program: Command): void {
         // runs until a signal; the signal handler stops everything and exits
       });
     });
+}
+
+/** `host:port`, `[v6]:port` or `:port` (loopback). */
+export function parseListen(value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535)
+    throw new UsageError(`--listen must be host:port (e.g. 127.0.0.1:3128), not "${value}"`);
+  return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }

@@ -11,6 +11,8 @@ export interface RelayFrontOptions {
   faults?: PathFaults;
   lifetimeSeconds?: number;
   onFlow?: (flow: Flow) => void;
+  /** Where the relay listens (default 127.0.0.1, port 0). */
+  listen?: { host?: string; port?: number };
 }
 
 export class RelayFront implements ProxyUnderTest {
@@ -42,6 +44,7 @@ export class RelayFront implements ProxyUnderTest {
         ...(this.opts.faults ? { faults: this.opts.faults } : {}),
         ...(this.opts.lifetimeSeconds !== undefined ? { lifetimeSeconds: this.opts.lifetimeSeconds } : {}),
         ...(this.opts.onFlow ? { onFlow: this.opts.onFlow } : {}),
+        ...(this.opts.listen ? { listen: this.opts.listen } : {}),
       });
       return {
         ...inner,

@@ -54,10 +54,12 @@ export interface RelayOptions {
   onFlow?: (flow: Flow) => void;
   /** Deadline for connecting to the target (default 10 s), named in `ended`; the client is closed. */
   connectTimeoutMs?: number;
+  /** Where to listen (default 127.0.0.1); port 0 unless `port` is given. */
+  listen?: { host?: string; port?: number };
 }
 
 export interface StartedRelay {
-  host: '127.0.0.1';
+  host: string;
   port: number;
   url: string;
   /** Destroys every connection (flows end `relay stopped`) and closes the server; resolves when closed. */
@@ -419,7 +421,7 @@ class Conn {
   }
 }
 
-/** Starts a relay on 127.0.0.1 (port 0) in front of `opts.target`. */
+/** Starts a relay on 127.0.0.1 (port 0, or `opts.listen`) in front of `opts.target`. */
 export async function startRelay(opts: RelayOptions): Promise<StartedRelay> {
   const conns = new Set<Conn>();
   const server = createServer({ allowHalfOpen: true }, (client) => {
@@ -427,7 +429,10 @@ export async function startRelay(opts: RelayOptions): Promise<StartedRelay> {
     conns.add(conn);
   });
   // A listen error rejects; later ones (an accept failing with EMFILE) lose that one client only.
-  await new Promise<void>((resolve, reject) => server.on('error', reject).listen(0, '127.0.0.1', resolve));
+  const host = opts.listen?.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) =>
+    server.on('error', reject).listen(opts.listen?.port ?? 0, host, resolve),
+  );
   const port = (server.address() as AddressInfo).port;
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -437,5 +442,6 @@ export async function startRelay(opts: RelayOptions): Promise<StartedRelay> {
       for (const c of open) c.shut('relay stopped', 'destroy');
       await Promise.all([closed, ...open.map((c) => c.done)]);
     });
-  return { host: '127.0.0.1', port, url: `http://127.0.0.1:${port}`, stop: () => (stopping ??= stop()) };
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+  return { host, port, url: `http://${urlHost}:${port}`, stop: () => (stopping ??= stop()) };
 }
