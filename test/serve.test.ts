@@ -351,12 +351,25 @@ t.test('serve --listen: the agents reach the proxy where it is told to listen', 
   t.ok(await listening('127.0.0.3', port), 'the proxy listens there');
   // a second serve on the same address: one line, exit 2
   const other = String(await labNet(t));
-  const taken = await cli(['serve', 'chain-plain', '--listen', `127.0.0.3:${port}`, '--lab-net', other]);
+  const taken = await cli(
+    ['serve', 'chain-plain', '--listen', `127.0.0.3:${port}`, '--lab-net', other].concat([
+      '--flow-log',
+      join(dir, 'taken.jsonl'),
+    ]),
+  );
   t.equal(taken.code, 2);
   t.equal(taken.stderr.trim(), `proxycheck: --listen 127.0.0.3:${port}: cannot listen there (EADDRINUSE)`);
-  const bad = await cli(['serve', 'chain-plain', '--listen', 'everywhere']);
+  const bad = await cli([
+    'serve',
+    'chain-plain',
+    '--listen',
+    'everywhere',
+    '--flow-log',
+    join(dir, 'bad.jsonl'),
+  ]);
   t.equal(bad.code, 2);
   t.match(bad.stderr, /--listen must be host:port/);
+  t.notOk(existsSync(join(dir, 'bad.jsonl')), 'bad usage touches no file');
   child.kill('SIGINT');
   t.equal(await exit(exited, 10_000), 130);
   t.notOk(await listening('127.0.0.3', port), 'nothing left listening');

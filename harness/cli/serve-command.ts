@@ -44,13 +44,13 @@ export function registerServeCommand(program: Command): void {
         ...(o.scenarios ? { dir: scenarioDir(o.scenarios) } : {}),
       });
       const profiles = selectProfiles(set, list(o.profiles));
+      const listen = parseListen(String(o.listen));
       const flowLog = String(o.flowLog);
       try {
         writeFileSync(flowLog, '', { flag: 'a' });
       } catch (err) {
         throw new UsageError(`--flow-log ${flowLog}: cannot write (${(err as NodeJS.ErrnoException).code})`);
       }
-      const listen = parseListen(String(o.listen));
       const proxy = new RelayFront(proxyById(ref, { runtime: parseRuntime(o.runtime), scenarios: set }), {
         onFlow: (flow: Flow) => appendFileSync(flowLog, `${JSON.stringify({ proxy: proxy.id, ...flow })}\n`),
         listen,
