@@ -101,7 +101,7 @@ export interface ProxyRemediation {
   text: string[];
 }
 
-import type { StaleDeviation } from './proxies/oracle.ts';
+import type { StaleDeviation } from './proxies/expectations.ts';
 
 export interface RunReport {
   schema: typeof RESULT_SCHEMA_ID;

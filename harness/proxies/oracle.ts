@@ -1,12 +1,9 @@
 /**
  * The oracle: from a proxy definition's knobs, the outcome each check should have, with its
- * reason. A definition's `deviations` come first (where its engine really behaves otherwise);
- * then what the knobs predict; then what every instance of the engine does (ENGINE_TRAITS, each
+ * reason: what the knobs predict, and what every instance of the engine does (ENGINE_TRAITS, each
  * with the reason it is so). No prediction means the check's own default: `pass`, or `skip` where
  * it does not apply or a real-time property was not known in the time the run waited.
- *
- * Deviations are watched: one whose results all came out as the knobs predict no longer happens,
- * and the run says so (`staleDeviations`), as the baseline does for stale rows.
+ * expectations.ts puts deviations, predictions and defaults together and watches the deviations.
  */
 import { kindOf } from '../agent/kinds/index.ts';
 import { gapMargin } from '../checks/tunnel-keepalive.ts';
@@ -14,7 +11,6 @@ import type { Outcome } from '../model.ts';
 import { timerWait } from '../route/timers.ts';
 import {
   type ExpectationKey,
-  type ExpectationRule,
   type LoadedDefinition,
   type ProfileExchange,
   resolveHost,
@@ -76,25 +72,6 @@ export function inspectionHosts(def: LoadedDefinition, set: ScenarioSet): Set<st
   const hosts = new Set((def.inspection?.hosts ?? []).map((h) => resolveHost(h, set).toLowerCase()));
   if (def.inspection?.catalogHosts === 'must-not-inspect') for (const h of spliceHostsOf(set)) hosts.add(h);
   return hosts;
-}
-
-function matches<T>(value: T | undefined, pattern: T | T[] | undefined): boolean {
-  if (pattern === undefined) return true;
-  if (value === undefined) return false;
-  return (Array.isArray(pattern) ? pattern : [pattern]).includes(value);
-}
-
-export function ruleMatches(r: ExpectationRule, key: ExpectationKey): boolean {
-  const m = r.match;
-  return (
-    matches(key.profile, m.profile) &&
-    matches(key.endpoint, m.endpoint) &&
-    matches(key.check, m.check) &&
-    matches(key.port, m.port) &&
-    matches(key.kind, m.kind) &&
-    matches(key.mustNotInspect, m.mustNotInspect) &&
-    matches(key.pinned, m.pinned)
-  );
 }
 
 /** Whether the exchange's origin speaks TLS (from what its kind asks the lab to serve). */
@@ -390,83 +367,4 @@ function timerPrediction(def: LoadedDefinition, x: ProfileExchange, env: OracleE
       reason: `the definition's timer (${idle ?? life} s) is longer than the ${wait} s the run waits in real time, so the run cannot see it (raise --timer-wait)`,
     };
   return undefined;
-}
-
-/** A deviation's record in one run: what its results came out as, against what the knobs predict. */
-interface DeviationUse {
-  proxy: string;
-  file: string;
-  index: number;
-  rule: ExpectationRule;
-  results: number;
-  /** Results whose outcome is what the knobs predict (and not what the deviation says). */
-  asPredicted: number;
-}
-
-export interface StaleDeviation {
-  proxy: string;
-  /** `file: /deviations/N` */
-  at: string;
-  expect: Outcome;
-  reason: string;
-  results: number;
-  message: string;
-}
-
-/** Watches the deviations a run's results matched, to report those that no longer happen. */
-export class DeviationWatch {
-  private readonly uses = new Map<string, DeviationUse>();
-
-  note(def: LoadedDefinition, index: number, predicted: Outcome, actual: Outcome): void {
-    const key = `${def.id}#${index}`;
-    const rule = def.deviations?.[index] as ExpectationRule;
-    let u = this.uses.get(key);
-    if (!u) {
-      u = { proxy: def.id, file: def.file, index, rule, results: 0, asPredicted: 0 };
-      this.uses.set(key, u);
-    }
-    u.results++;
-    if (actual === predicted && actual !== rule.expect) u.asPredicted++;
-  }
-
-  /** Deviations every matched result of which came out as the knobs predict. */
-  stale(): StaleDeviation[] {
-    return [...this.uses.values()]
-      .filter((u) => u.results > 0 && u.asPredicted === u.results)
-      .map((u) => ({
-        proxy: u.proxy,
-        at: `${u.file}: /deviations/${u.index}`,
-        expect: u.rule.expect,
-        reason: u.rule.reason,
-        results: u.results,
-        message: `deviation no longer happens: its ${u.results} result(s) came out as the knobs predict, not ${u.rule.expect}; remove it from ${u.file}`,
-      }));
-  }
-}
-
-/**
- * The expected outcome of one result: a definition's deviation, else what its knobs predict, else
- * `fallback`. Proxies that are not definitions (adapters in code) use `expectations/` rules.
- */
-export function expectedOutcome(
-  set: ScenarioSet,
-  key: ExpectationKey & { host: string; exchange?: ProfileExchange },
-  env: OracleEnv,
-  fallback: Outcome,
-  actual: Outcome,
-  watch?: DeviationWatch,
-): { expect: Outcome; reason?: string; deviation?: string } {
-  const def = set.proxies.get(key.proxy);
-  if (!def) {
-    const rule = set.expectations.get(key.proxy)?.rules.find((r) => ruleMatches(r, key));
-    return rule ? { expect: rule.expect, reason: rule.reason } : { expect: fallback };
-  }
-  const predicted = (key.exchange && predict(def, { ...key, exchange: key.exchange }, set, env)) || {
-    expect: fallback,
-  };
-  const i = def.deviations?.findIndex((r) => ruleMatches(r, key)) ?? -1;
-  if (i < 0) return predicted;
-  watch?.note(def, i, predicted.expect, actual);
-  const rule = def.deviations?.[i] as ExpectationRule;
-  return { expect: rule.expect, reason: rule.reason, deviation: `${def.file}: /deviations/${i}` };
 }

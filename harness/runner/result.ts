@@ -2,7 +2,8 @@
 import type { KindVerdict } from '../agent/kinds/types.ts';
 import { type CheckContext, checkDefinition } from '../checks/index.ts';
 import { type CheckResult, type ProxyInfo, RESULT_SCHEMA_ID, type RunReport, summarize } from '../model.ts';
-import { type DeviationWatch, expectedOutcome, type OracleEnv } from '../proxies/oracle.ts';
+import { type DeviationWatch, expectedOutcome } from '../proxies/expectations.ts';
+import type { OracleEnv } from '../proxies/oracle.ts';
 import type { CatalogEndpoint, ProfileExchange, ScenarioSet } from '../scenarios.ts';
 import { VERSION } from '../util/pkg.ts';
 

@@ -11,7 +11,7 @@ import type { LabHostSpec, LabPortSpec } from '../lab/lab.ts';
 import { RunDir } from '../lab/rundir.ts';
 import { onCleanup, refuseIfStopping } from '../lifecycle.ts';
 import { type CheckResult, type ProxyInfo, parseEndpoint, type RunReport } from '../model.ts';
-import { DeviationWatch } from '../proxies/oracle.ts';
+import { DeviationWatch } from '../proxies/expectations.ts';
 import { proxyById, proxyIds } from '../proxies/registry.ts';
 import type { Runtime } from '../proxies/toolkit/runtime.ts';
 import type { ProxyUnderTest, StartedProxy } from '../proxies/types.ts';
