@@ -177,11 +177,11 @@ t.test(
       [
         'id: reset-early',
         'engine: chain',
-        'faults: { resetAfterBytes: 3000 }',
+        'faults: { resetAfterBytes: 12000 }',
         'deviations:',
         '  - match: { check: payload }',
         '    expect: fail',
-        '    reason: the path resets every connection after 3000 bytes, after the TLS handshake and before the report is through',
+        '    reason: the path resets every connection after 12000 bytes, after the TLS handshake and before the report is through',
         '  - match: { check: headers }',
         '    expect: dependency_fail',
         '    reason: the exchange broke before any request head came back',
@@ -211,7 +211,7 @@ t.test(
       stale,
       readFileSync(holds, 'utf8')
         .replace('reset-early', 'reset-gone')
-        .replace('faults: { resetAfterBytes: 3000 }\n', ''),
+        .replace('faults: { resetAfterBytes: 12000 }\n', ''),
     );
     const json = join(dir, 'stale.json');
     const red = await cli([

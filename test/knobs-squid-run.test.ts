@@ -10,7 +10,7 @@
  *  - any:    connectPorts any, lifetimeSeconds 4 (done by the relay in front of squid);
  *  - only:   inspection only open.proxycheck.test, with a caSubject;
  *  - except: inspection all-except open.proxycheck.test (the default inspection CA);
- *  - reset:  faults.resetAfterBytes 3000 (done by the relay).
+ *  - reset:  faults.resetAfterBytes 12000 (done by the relay).
  * The socket-level side of the same knobs is test/squid-knobs.test.ts.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -143,7 +143,13 @@ t.test('the squid engine honours its knobs, verdict by verdict, as the oracle pr
     ['unpinned', 'pinned'],
     testlab,
   );
-  const reset = definitionRun(t, 'knobs-reset', 'faults: { resetAfterBytes: 3000 }\n', ['unpinned'], testlab);
+  const reset = definitionRun(
+    t,
+    'knobs-reset',
+    'faults: { resetAfterBytes: 12000 }\n',
+    ['unpinned'],
+    testlab,
+  );
 
   t.test('connectPorts [443, 13000]: CONNECT to 13000 passes; the default [443] refuses it', async (t) => {
     const [p, k] = [await plain(), await knobs()];
@@ -274,7 +280,7 @@ t.test('the squid engine honours its knobs, verdict by verdict, as the oracle pr
   });
 
   t.test(
-    'faults.resetAfterBytes 3000 (the relay): payload fails (no prediction: the outcome only)',
+    'faults.resetAfterBytes 12000 (the relay): payload fails (no prediction: the outcome only)',
     async (t) => {
       const r = await reset();
       const broken = r.at('unpinned/open.proxycheck.test:443/payload');
