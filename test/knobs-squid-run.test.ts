@@ -18,8 +18,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import type { CheckResult, RunReport } from '../harness/model.ts';
+import { proxyById } from '../harness/proxies/registry.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { loadScenarios, type ScenarioSet } from '../harness/scenarios.ts';
+import { withCredentials } from './helpers/adapters.ts';
 import { fixtureScenarios } from './helpers/fixtures.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
@@ -197,6 +199,29 @@ t.test('the squid engine honours its knobs, verdict by verdict, as the oracle pr
     for (const check of ['tls-interception', 'payload', 'headers']) verdict(t, k, `${at}/${check}`, 'pass');
     verdict(t, k, `${CIRA}/protocol`, 'pass'); // the strict CIRA client authenticates too
     verdict(t, k, `${REPO}/forward`, 'pass'); // and forwarded plain HTTP
+    // the knob is what makes squid ask: an agent with a wrong password is refused with 407
+    const dir = mkdtempSync(join(tmpdir(), 'proxycheck-knobs-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'knobs-auth.yaml');
+    writeFileSync(file, 'id: knobs-auth\nengine: squid\nruntime: process\nauth: basic\n');
+    const set = fixtureScenarios();
+    const wrong = await runMatrix({
+      scenarios: set,
+      proxies: [
+        withCredentials(proxyById(file, { scenarios: set }), 'knobs-auth-wrong', {
+          username: 'agent',
+          password: 'not-it',
+        }),
+      ],
+      profiles: ['unpinned'],
+      labNet: await labNet(t),
+    });
+    const refused = wrong.results.find(
+      (r) => r.id === 'knobs-auth-wrong/unpinned/open.proxycheck.test:443/connect',
+    );
+    t.equal(refused?.outcome, 'fail', 'a wrong password: connect fails');
+    t.match(refused?.message, /407 Proxy Authentication Required/);
+    t.notMatch(JSON.stringify(wrong), /not-it/, 'the password is not in the report');
   });
 
   t.test(
