@@ -6,7 +6,7 @@ import { Lab } from '../lab/lab.ts';
 import { createLabPki } from '../lab/pki.ts';
 import { RunDir } from '../lab/rundir.ts';
 import { cleanupAll, installSignalHandlers, onCleanup } from '../lifecycle.ts';
-import { DEFAULT_PROXIES, proxyCatalog, proxyIds } from '../proxies/registry.ts';
+import { DEFAULT_PROXIES, proxyCatalog } from '../proxies/registry.ts';
 import { renderRemediation, withRemediation } from '../report/remediation.ts';
 import { printRunOutput } from '../report/summary.ts';
 import { renderTable } from '../report/table.ts';
@@ -41,7 +41,7 @@ function buildProgram(out: { code: number }): Command {
     .description('start the lab and the proxies, replay agent profiles through each, print verdicts')
     .option(
       '--proxies <ids>',
-      `proxies to test: definition ids (${proxyIds().join(', ')}) or definition files (.yaml)`,
+      'proxies to test: definition ids (proxycheck list shows them) or definition files (.yaml)',
       DEFAULT_PROXIES.join(','),
     )
     .option('--profiles <ids>', 'agent profiles to replay, or "all"', 'all')
