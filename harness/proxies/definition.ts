@@ -92,54 +92,39 @@ export const DEFAULT_HEADERS: Record<Engine, Required<HeaderPolicy>> = {
   squid: { via: true, xForwardedFor: true, proxyAuthorization: 'consume' },
 };
 
-type Knob =
-  | 'runtime'
-  | 'connectPorts'
-  | 'auth'
-  | 'inspection'
-  | 'inspection.caSubject'
-  | 'idleTimeoutSeconds'
-  | 'lifetimeSeconds'
-  | 'headers.via'
-  | 'headers.xForwardedFor'
-  | 'headers.proxyAuthorization'
-  | 'connectAnswer'
-  | 'faults';
+const KNOBS = [
+  'runtime',
+  'connectPorts',
+  'auth',
+  'inspection',
+  'inspection.caSubject',
+  'idleTimeoutSeconds',
+  'lifetimeSeconds',
+  'headers.via',
+  'headers.xForwardedFor',
+  'headers.proxyAuthorization',
+  'connectAnswer',
+  'faults',
+] as const;
+type Knob = (typeof KNOBS)[number];
+
+/** An engine that honours every knob but these, each with the reason it cannot. */
+function allBut(cannot: Partial<Record<Knob, string>>): Partial<Record<Knob, true | string>> {
+  return Object.fromEntries(KNOBS.map((k) => [k, cannot[k] ?? true]));
+}
 
 /**
- * What each engine honours, and why not where it does not. `faults` and, on squid,
- * `lifetimeSeconds` are done by the relay in front of the engine (harness/proxies/relay.ts).
+ * What each engine honours, and why not where it does not (a knob missing from an engine's table
+ * is not honoured). `faults` and, on squid, `lifetimeSeconds` are done by the relay in front of the
+ * engine (harness/proxies/relay.ts).
  */
 export const ENGINE_KNOBS: Record<Engine, Partial<Record<Knob, true | string>>> = {
-  chain: {
-    runtime: 'the in-process engine has no runtime to choose (it runs in this process)',
-    connectPorts: true,
-    auth: true,
-    inspection: true,
-    'inspection.caSubject': true,
-    idleTimeoutSeconds: true,
-    lifetimeSeconds: true,
-    'headers.via': true,
-    'headers.xForwardedFor': true,
-    'headers.proxyAuthorization': true,
-    connectAnswer: true,
-    faults: true,
-  },
-  squid: {
-    runtime: true,
-    connectPorts: true,
-    auth: true,
-    inspection: true,
-    'inspection.caSubject': true,
-    idleTimeoutSeconds: true,
-    lifetimeSeconds: true,
-    'headers.via': true,
-    'headers.xForwardedFor': true,
+  chain: allBut({ runtime: 'the in-process engine has no runtime to choose (it runs in this process)' }),
+  squid: allBut({
     'headers.proxyAuthorization':
       'squid consumes Proxy-Authorization and has no setting that passes it on to the origin',
     connectAnswer: 'squid writes its own CONNECT answer ("HTTP/1.1 200 Connection established")',
-    faults: true,
-  },
+  }),
 };
 
 /** The knobs a definition sets (those with a value other than absent). */
