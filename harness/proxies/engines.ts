@@ -4,10 +4,9 @@
  */
 import type { ScenarioSet } from '../scenarios.ts';
 import { ChainProxy } from './chain.ts';
-import { allowedPorts, DEFAULT_HEADERS, describeDefinition, type ProxyDefinition } from './definition.ts';
-import { inspectionHosts } from './oracle.ts';
+import { DEFAULT_HEADERS, describeDefinition, type ProxyDefinition } from './definition.ts';
+import { resolveDefinition } from './oracle.ts';
 import { RelayFront } from './relay-front.ts';
-import { catalogPorts } from './squid/config.ts';
 import { SquidProxy } from './squid/squid.ts';
 import type { Runtime } from './toolkit/runtime.ts';
 import type { ProxyUnderTest } from './types.ts';
@@ -17,9 +16,9 @@ export function engineFor(
   set: ScenarioSet,
   runtime: Runtime = 'auto',
 ): ProxyUnderTest {
-  const allowed = allowedPorts(def, () => catalogPorts(set));
+  const { allowed, inspectHosts } = resolveDefinition(def, set);
   const mode = def.inspection?.mode ?? 'none';
-  const hosts = [...inspectionHosts(def, set)];
+  const hosts = [...inspectHosts];
   const base = { id: def.id, summary: def.summary ?? describeDefinition(def) };
   const caSubject = def.inspection?.caSubject;
   let engine: ProxyUnderTest;

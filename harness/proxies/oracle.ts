@@ -39,16 +39,18 @@ export interface OracleKey extends ExpectationKey {
 }
 
 /** A definition with its lists resolved against a scenario set. */
-interface Resolved {
-  def: LoadedDefinition;
+export interface Resolved {
+  /** The CONNECT ports allowed; undefined: any. */
   allowed: Set<number> | undefined;
+  /** The hosts named by `inspection` (lower-case, tenant resolved), catalog hosts included. */
   inspectHosts: Set<string>;
   inspecting: boolean;
 }
 
 const resolvedCache = new WeakMap<LoadedDefinition, WeakMap<ScenarioSet, Resolved>>();
 
-function resolve(def: LoadedDefinition, set: ScenarioSet): Resolved {
+/** Resolved once per definition and set: what the engine is configured with and the oracle predicts from. */
+export function resolveDefinition(def: LoadedDefinition, set: ScenarioSet): Resolved {
   let bySet = resolvedCache.get(def);
   if (!bySet) {
     bySet = new WeakMap();
@@ -57,7 +59,6 @@ function resolve(def: LoadedDefinition, set: ScenarioSet): Resolved {
   let r = bySet.get(set);
   if (!r) {
     r = {
-      def,
       allowed: allowedPorts(def, () => catalogPorts(set)),
       inspectHosts: inspectionHosts(def, set),
       inspecting: (def.inspection?.mode ?? 'none') !== 'none',
@@ -67,8 +68,7 @@ function resolve(def: LoadedDefinition, set: ScenarioSet): Resolved {
   return r;
 }
 
-/** The hosts named by `inspection` (lower-case, tenant resolved), catalog hosts included. */
-export function inspectionHosts(def: LoadedDefinition, set: ScenarioSet): Set<string> {
+function inspectionHosts(def: LoadedDefinition, set: ScenarioSet): Set<string> {
   const hosts = new Set((def.inspection?.hosts ?? []).map((h) => resolveHost(h, set).toLowerCase()));
   if (def.inspection?.catalogHosts === 'must-not-inspect') for (const h of spliceHostsOf(set)) hosts.add(h);
   return hosts;
@@ -121,7 +121,7 @@ export function predict(
   set: ScenarioSet,
   env: OracleEnv,
 ): Prediction | undefined {
-  const r = resolve(def, set);
+  const r = resolveDefinition(def, set);
   const x = key.exchange;
   const kind = kindOf(x);
   const check = key.check;
