@@ -80,7 +80,7 @@ export class DeviationWatch {
         expect: u.rule.expect,
         reason: u.rule.reason,
         results: u.results,
-        message: `deviation no longer happens: its ${u.results} result(s) came out as the knobs predict, not ${u.rule.expect}; remove it from ${u.file}`,
+        message: `deviation no longer happens: its ${u.results} result(s) came out as the knobs predict, not ${u.rule.expect}; remove it`,
       }));
   }
 }
