@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,7 +7,7 @@ import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import t from 'tap';
 import { loadScenarios } from '../harness/scenarios.ts';
-import { BIN, cli } from './helpers/cli.ts';
+import { cli, foreground } from './helpers/cli.ts';
 import { expectedResults } from './helpers/counts.ts';
 import { labNet } from './helpers/lab-net.ts';
 
@@ -144,27 +143,12 @@ t.test('lab hosts prints deterministic hosts-file lines for every catalog host',
 
 t.test('lab up serves until SIGINT, then exits 130 and frees its ports', async (t) => {
   const octet = await labNet(t);
-  const child = spawn(
-    process.execPath,
-    [BIN, 'lab', 'up', '--lab-net', String(octet), '--profiles', 'flexxagent'],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
+  const lab = await foreground(
+    t,
+    ['lab', 'up', '--lab-net', String(octet), '--profiles', 'flexxagent'],
+    'lab is up',
   );
-  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
-  // killed, if still up, and gone before the net is released
-  t.teardown(() => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGKILL');
-    return exited;
-  });
-  let stdout = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  const deadline = Date.now() + 30_000;
-  while (!stdout.includes('lab is up')) {
-    if (Date.now() > deadline) throw new Error(`lab up: not up within 30000 ms: ${stdout}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const stdout = lab.stdout();
   const m = new RegExp(
     `https://west-eu\\.agent-api\\.analyzer\\.flexxible\\.com:443 on (127\\.${octet}\\.\\d+\\.\\d+)`,
   ).exec(stdout);
@@ -181,8 +165,8 @@ t.test('lab up serves until SIGINT, then exits 130 and frees its ports', async (
       s.on('error', () => resolve(false));
     });
   t.equal(await probe(), true, 'origin answers');
-  child.kill('SIGINT');
-  t.equal(await exited, 130);
+  lab.child.kill('SIGINT');
+  t.equal(await lab.exited, 130);
   t.equal(await probe(), false, 'nothing listens after Ctrl-C');
   t.notOk(existsSync(rootFile), 'run directory removed');
 });

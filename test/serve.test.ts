@@ -4,14 +4,15 @@
  * with the URL, credentials and CA files it prints; one flow-log line per client connection; Ctrl-C
  * (SIGINT) stops it with exit 130, closing the tunnel still open, and nothing listens afterwards.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { BIN, cli } from './helpers/cli.ts';
+import type { Flow } from '../harness/proxies/relay.ts';
+import { cli, foreground } from './helpers/cli.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { requireComponent } from './helpers/requirements.ts';
 
@@ -20,20 +21,8 @@ const HOST = 'south-br.agent-api.analyzer.flexxible.com';
 const SUBJECT = 'CN=Serve Test Root, O=Test';
 const UP = 'proxy is up; Ctrl-C stops it';
 
-interface Flow {
-  proxy: string;
-  client: string;
-  startedAt: string;
-  method?: string;
-  target?: string;
-  status?: number;
-  statusText?: string;
-  requests: number;
-  bytesUp: number;
-  bytesDown: number;
-  durationMs: number;
-  ended: string;
-}
+/** A flow-log line: the relay's flow and the proxy it went through. */
+type FlowLine = Flow & { proxy: string };
 
 interface Run {
   code: number | null;
@@ -140,39 +129,13 @@ t.test(
     );
     const flowLog = join(dir, 'flows.jsonl');
     const t0 = Date.now();
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'serve',
-        file,
-        '--flow-log',
-        flowLog,
-        '--lab-net',
-        String(octet),
-        '--profiles',
-        'flexxagent-brazil',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+    const served = await foreground(
+      t,
+      ['serve', file, '--flow-log', flowLog, '--lab-net', String(octet), '--profiles', 'flexxagent-brazil'],
+      UP,
     );
-    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    // killed, if still up, and gone before the lab net is released
-    t.teardown(() => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGKILL');
-      return exited;
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const deadline = Date.now() + 30_000;
-    while (!stdout.includes(UP)) {
-      if (child.exitCode !== null)
-        throw new Error(`serve exited (${child.exitCode}) first: ${stdout}${stderr}`);
-      if (Date.now() > deadline) throw new Error(`serve: not up within 30000 ms: ${stdout}${stderr}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const { child, exited } = served;
+    const stdout = served.stdout();
     t.comment(`up ${Date.now() - t0} ms after spawn`);
 
     // what it prints: the URL, the credentials, the CA to deploy, the lab root and the hosts lines
@@ -272,7 +235,7 @@ t.test(
     const code = await exit(exited, 20_000);
     t.comment(`exit ${code} ${Date.now() - tInt} ms after SIGINT`);
     t.equal(code, 130, 'exit 130 after SIGINT');
-    t.match(stderr, /SIGINT received, stopping everything we started/);
+    t.match(served.stderr(), /SIGINT received, stopping everything we started/);
     await heldClosed;
     t.pass('the open tunnel was closed');
     t.equal(await listening('127.0.0.1', port), false, 'nothing listens on the proxy port after exit');
@@ -283,7 +246,7 @@ t.test(
     const flows = readFileSync(flowLog, 'utf8')
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l) as Flow);
+      .map((l) => JSON.parse(l) as FlowLine);
     t.equal(
       flows.length,
       4,
@@ -326,27 +289,18 @@ t.test('serve --listen: the agents reach the proxy where it is told to listen', 
     });
   });
   const dir = tmp(t);
-  const child = spawn(
-    process.execPath,
-    [BIN, 'serve', 'chain-plain', '--listen', `127.0.0.3:${port}`, '--flow-log', join(dir, 'f.jsonl')].concat(
-      ['--lab-net', String(octet), '--profiles', 'flexxagent-brazil'],
-    ),
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+  const served = await foreground(
+    t,
+    ['serve', 'chain-plain', '--listen', `127.0.0.3:${port}`, '--flow-log', join(dir, 'f.jsonl')].concat([
+      '--lab-net',
+      String(octet),
+      '--profiles',
+      'flexxagent-brazil',
+    ]),
+    UP,
   );
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  t.teardown(() => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGKILL');
-    return exited;
-  });
-  let stdout = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  const deadline = Date.now() + 30_000;
-  while (!stdout.includes(UP)) {
-    if (child.exitCode !== null || Date.now() > deadline)
-      throw new Error(`serve not up within 30 s: ${stdout}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const { child, exited } = served;
+  const stdout = served.stdout();
   t.match(stdout, `proxy URL: http://127.0.0.3:${port}\n`);
   t.ok(await listening('127.0.0.3', port), 'the proxy listens there');
   // a second serve on the same address: one line, exit 2
