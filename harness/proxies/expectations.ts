@@ -5,14 +5,8 @@
  * the knobs predict no longer happens, and the run reports it (`staleDeviations`).
  */
 import type { Outcome } from '../model.ts';
-import type {
-  ExpectationKey,
-  ExpectationRule,
-  LoadedDefinition,
-  ProfileExchange,
-  ScenarioSet,
-} from '../scenarios.ts';
-import { type OracleEnv, predict } from './oracle.ts';
+import type { ExpectationKey, ExpectationRule, LoadedDefinition, ScenarioSet } from '../scenarios.ts';
+import { type OracleEnv, type OracleKey, predict } from './oracle.ts';
 
 function matches<T>(value: T | undefined, pattern: T | T[] | undefined): boolean {
   if (pattern === undefined) return true;
@@ -91,23 +85,21 @@ export class DeviationWatch {
  */
 export function expectedOutcome(
   set: ScenarioSet,
-  key: ExpectationKey & { host: string; exchange?: ProfileExchange },
+  key: OracleKey,
   env: OracleEnv,
   fallback: Outcome,
   actual: Outcome,
-  watch?: DeviationWatch,
-): { expect: Outcome; reason?: string; deviation?: string } {
+  watch: DeviationWatch,
+): { expect: Outcome; reason?: string } {
   const def = set.proxies.get(key.proxy);
   if (!def) {
     const rule = set.expectations.get(key.proxy)?.rules.find((r) => ruleMatches(r, key));
     return rule ? { expect: rule.expect, reason: rule.reason } : { expect: fallback };
   }
-  const predicted = (key.exchange && predict(def, { ...key, exchange: key.exchange }, set, env)) || {
-    expect: fallback,
-  };
+  const predicted = predict(def, key, set, env) ?? { expect: fallback };
   const i = def.deviations?.findIndex((r) => ruleMatches(r, key)) ?? -1;
   if (i < 0) return predicted;
-  watch?.note(def, i, predicted.expect, actual);
+  watch.note(def, i, predicted.expect, actual);
   const rule = def.deviations?.[i] as ExpectationRule;
-  return { expect: rule.expect, reason: rule.reason, deviation: `${def.file}: /deviations/${i}` };
+  return { expect: rule.expect, reason: rule.reason };
 }

@@ -52,18 +52,18 @@ export interface ResultKey {
   kind: string;
   row: CatalogEndpoint;
   ctx: CheckContext;
-  /** The exchange the result is of: what the oracle predicts from (absent: no prediction). */
-  exchange?: ProfileExchange;
+  /** The exchange the result is of: what the oracle predicts from. */
+  exchange: ProfileExchange;
 }
 
 /** What toResult needs of the run to know what to expect. */
 export interface Expecting {
   env: OracleEnv;
-  watch?: DeviationWatch;
+  watch: DeviationWatch;
 }
 
 /** A verdict with its expectation (the proxy's definition and the oracle), explanation and remedy. */
-export function toResult(set: ScenarioSet, k: ResultKey, v: KindVerdict, expecting?: Expecting): CheckResult {
+export function toResult(set: ScenarioSet, k: ResultKey, v: KindVerdict, expecting: Expecting): CheckResult {
   const def = checkDefinition(k.check);
   const fallback = v.notApplicable || v.notKnown ? 'skip' : 'pass';
   const key = {
@@ -79,11 +79,11 @@ export function toResult(set: ScenarioSet, k: ResultKey, v: KindVerdict, expecti
   };
   const exp = expectedOutcome(
     set,
-    { ...key, ...(k.exchange ? { exchange: k.exchange } : {}) },
-    expecting?.env ?? { timeScale: 1 },
+    { ...key, exchange: k.exchange },
+    expecting.env,
     fallback,
     v.outcome,
-    expecting?.watch,
+    expecting.watch,
   );
   const needsRemedy = v.outcome === 'fail' || v.outcome === 'warn';
   return {
