@@ -10,6 +10,7 @@ import { gapMargin } from '../checks/tunnel-keepalive.ts';
 import type { Outcome } from '../model.ts';
 import { timerWait } from '../route/timers.ts';
 import {
+  catalogRow,
   type ExpectationKey,
   type LoadedDefinition,
   type ProfileExchange,
@@ -78,9 +79,7 @@ function inspectionHosts(def: LoadedDefinition, set: ScenarioSet): Set<string> {
 function speaksTls(x: ProfileExchange, set: ScenarioSet): boolean {
   const kind = kindOf(x);
   if (kind.forwarded) return false;
-  const row = set.catalogs.get(x.catalog)?.endpoints.find((e) => e.host === x.host && e.port === x.port);
-  if (!row) return true;
-  const spec = kind.lab(x, row)[0];
+  const spec = kind.lab(x, catalogRow(set, x))[0];
   return spec?.transport !== 'tcp' && spec?.transport !== 'http';
 }
 
