@@ -160,14 +160,22 @@ function loadFiles<T>(
     .sort()
     .map((f) => {
       const file = join(path, f);
-      let data: unknown;
-      try {
-        data = parseYaml(readFileSync(file, 'utf8'));
-      } catch (err) {
-        throw new UsageError(`${file}: not valid YAML: ${(err as Error).message.split('\n')[0]}`);
-      }
-      return { file, data: validate<T>(schemaName, data, file) };
+      return { file, data: validate<T>(schemaName, readYamlFile(file), file) };
     });
+}
+
+/** A scenario file's YAML; a file that cannot be read or parsed is one line naming it. */
+function readYamlFile(file: string, what = 'it'): unknown {
+  try {
+    return parseYaml(readFileSync(file, 'utf8'));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new UsageError(
+      e.code
+        ? `${file}: cannot read ${what} (${e.code})`
+        : `${file}: not valid YAML: ${e.message.split('\n')[0]}`,
+    );
+  }
 }
 
 function loadDir<T>(sub: string, schemaName: string, dir = SCENARIOS_DIR): T[] {
@@ -289,18 +297,11 @@ function checkDefinition(file: string, d: ProxyDefinition, profiles: Map<string,
 
 /** A definition given as a file (`--proxies ./customer-x.yaml`), checked as the scenario set's are. */
 export function loadDefinitionFile(path: string, set: ScenarioSet): LoadedDefinition {
-  let data: unknown;
-  try {
-    data = parseYaml(readFileSync(path, 'utf8'));
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new UsageError(
-      e.code
-        ? `${path}: cannot read the proxy definition (${e.code})`
-        : `${path}: not valid YAML: ${e.message.split('\n')[0]}`,
-    );
-  }
-  return checkDefinition(path, validate<ProxyDefinition>('proxy', data, path), set.profiles);
+  return checkDefinition(
+    path,
+    validate<ProxyDefinition>('proxy', readYamlFile(path, 'the proxy definition'), path),
+    set.profiles,
+  );
 }
 
 /** Each row at most once per (host, port, TCP or UDP); hosts use only `{tenant}` or declared parameters. */
