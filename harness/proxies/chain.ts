@@ -1,11 +1,10 @@
 /**
- * In-process proxies built on proxy-chain:
- *  - chain-plain: forwards HTTP and tunnels CONNECT to any port.
- *  - chain-auth: the same behind Basic authentication (credentials generated per run; 407 without).
- *  - chain-mitm: TLS-intercepting. A CONNECT is answered by proxy-chain and handed to an in-process
- *    TLS server whose SNI callback issues leaves signed by the corporate inspection CA; it then
- *    re-originates TLS to the lab origin, verifying it against the lab root, and relays the
- *    plaintext both ways.
+ * The `chain` engine: proxy-chain in this process, configured from a definition's knobs
+ * (engines.ts). CONNECT is refused with 403 outside `connectPorts`; an inspected CONNECT is
+ * answered by proxy-chain and handed to an in-process TLS server whose SNI callback issues leaves
+ * signed by the inspection CA, which re-originates TLS to the lab origin (verified against the lab
+ * root) and relays the plaintext both ways; tunnel timers run on the client's socket; forwarded
+ * HTTP gets the header policy. The built-in chain-plain, chain-auth and chain-mitm are definitions.
  */
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
