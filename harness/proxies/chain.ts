@@ -308,5 +308,4 @@ class Interceptor {
 }
 
 export const chainPlain = (): ProxyUnderTest => new ChainProxy();
-export const chainAuth = (): ProxyUnderTest => new ChainProxy({ auth: true });
 export const chainMitm = (): ProxyUnderTest => new ChainProxy({ mitm: true });
