@@ -96,7 +96,7 @@ export async function brokenLaunch(teardown: (fn: () => void) => void): Promise<
   writeFileSync(join(etcDir, 'hosts'), '127.120.0.1\tbroken.test\n');
   return {
     id: 'squid-broken',
-    flavour: 'default',
+    policy: { connectPorts: 'stock', auth: 'none', inspection: { mode: 'none', hosts: [] } },
     port,
     dir,
     runDirPath: dir,

@@ -163,11 +163,6 @@ export function policyBumps(policy: SquidPolicy): boolean {
   return policy.inspection.mode !== 'none';
 }
 
-/** Whether a launch bumps: by its policy, or (a launch without one) by its flavour (bump, splice). */
-export function launchBumps(l: { policy?: SquidPolicy; flavour?: SquidFlavour }): boolean {
-  return l.policy ? policyBumps(l.policy) : l.flavour === 'bump' || l.flavour === 'splice';
-}
-
 /** One line saying what a policy does, for a proxy without a summary of its own. */
 export function describePolicy(policy: SquidPolicy): string {
   const parts: string[] = [];

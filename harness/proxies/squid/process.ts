@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { SetupError } from '../../errors.ts';
 import { runCommand } from '../toolkit/command.ts';
 import { chownTree, launchProcess, localUser, readTail, tail } from '../toolkit/process.ts';
-import { launchBumps, SQUID_READY, SQUID_VERSION_LINE } from './config.ts';
+import { policyBumps, SQUID_READY, SQUID_VERSION_LINE } from './config.ts';
 import { squidBinary } from './runtime.ts';
 import type { SquidLaunch, SquidRunning } from './squid.ts';
 
@@ -41,7 +41,7 @@ export async function startSquidProcess(l: SquidLaunch): Promise<SquidRunning> {
   const logPath = join(l.dir, 'logs');
   mkdirSync(runPath, { recursive: true, mode: 0o755 });
   mkdirSync(logPath, { recursive: true, mode: 0o755 });
-  const bumping = launchBumps(l);
+  const bumping = policyBumps(l.policy);
   const sslDb = join(l.dir, 'ssl_db');
   if (bumping) {
     // security_file_certgen -c refuses an existing directory: it creates it

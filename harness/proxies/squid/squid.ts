@@ -74,9 +74,8 @@ export interface SquidOptions {
 /** What a runtime gets: the bundle on the host and how to write the config for its view of paths. */
 export interface SquidLaunch {
   id: string;
-  /** What squid does (a launch without one is a flavour's: bump and splice bump). */
-  policy?: SquidPolicy;
-  flavour?: SquidFlavour;
+  /** What squid does. */
+  policy: SquidPolicy;
   port: number;
   /** Directory in the run directory holding everything of this instance. */
   dir: string;
@@ -201,7 +200,6 @@ export class SquidProxy implements ProxyUnderTest {
     return {
       id: this.id,
       policy,
-      ...(flavour ? { flavour } : {}),
       port,
       dir,
       runDirPath: runDir.path,
