@@ -11,6 +11,9 @@
  *  - silenceAfterSeconds: from N s after accept nothing is forwarded (queued and new bytes are
  *    dropped), both sockets stay open until a side closes (the other is then destroyed).
  *  - lifetimeSeconds: N s after accept both sides are ended (FIN), destroyed 2 s later if open.
+ *
+ * `die()` plays a proxy crash: every connection is reset both ways (RST, no FIN; queued bytes are
+ * dropped) and the listener closes, so a later connect is refused.
  */
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { errorMessage, withDeadline } from '../errors.ts';
@@ -42,6 +45,7 @@ export interface Flow {
    * `client closed` | `proxy closed` (whose FIN came first) | `client reset` | `proxy reset` |
    * `client error: …` | `proxy error: …` | `proxy unreachable: …` (the client is then closed) |
    * `fault: reset after N bytes` | `lifetime: closed after N s` | `relay stopped` |
+   * `proxy died` (or the reason given to die()) |
    * `client closed (path silent after N s)` (or proxy, reset, error).
    */
   ended: string;
@@ -65,6 +69,12 @@ export interface StartedRelay {
   url: string;
   /** Destroys every connection (flows end `relay stopped`) and closes the server; resolves when closed. */
   stop(): Promise<void>;
+  /**
+   * The proxy crashes: every connection is reset both ways (flows end `reason`, default
+   * `proxy died`) and the listener closes at once, so later connects are refused (ECONNREFUSED);
+   * resolves when all are closed. Idempotent; stop() still works after it.
+   */
+  die(reason?: string): Promise<void>;
 }
 
 /** Bytes queued in one direction before its source is paused (resumed below half). */
@@ -300,8 +310,13 @@ class Conn {
   /** Ends both sides for `reason`: FIN (destroyed after a grace), RST, or destroy. */
   shut(reason: string, how: 'end' | 'reset' | 'destroy'): void {
     const sockets = [this.client, this.upstream];
-    // Already closing (a FIN and its grace): a `destroy` (relay stop) still ends it now.
-    if (this.halted && how === 'destroy') for (const s of sockets) s.destroy();
+    // Already closing (a FIN and its grace): a `destroy` (relay stop) or `reset` (the proxy dying)
+    // still ends it now.
+    if (this.halted && how !== 'end')
+      for (const s of sockets) {
+        if (how === 'reset' && !s.destroyed && !s.connecting) s.resetAndDestroy();
+        else s.destroy();
+      }
     if (this.halted) return;
     this.halted = true;
     this.note(reason, true);
@@ -339,14 +354,27 @@ export async function startRelay(opts: RelayOptions): Promise<StartedRelay> {
     server.on('error', reject).listen(opts.listen?.port ?? 0, host, resolve),
   );
   const port = (server.address() as AddressInfo).port;
+  // The listener stops at once (close() drops the listening socket); `closed` waits for the rest.
+  let closed: Promise<void> | undefined;
+  const close = () => (closed ??= new Promise<void>((resolve) => server.close(() => resolve())));
+  const end = async (reason: string, how: 'reset' | 'destroy') => {
+    const done = close();
+    const open = [...conns];
+    for (const c of open) c.shut(reason, how);
+    await Promise.all([done, ...open.map((c) => c.done)]);
+  };
   let stopping: Promise<void> | undefined;
+  let dying: Promise<void> | undefined;
   const stop = () =>
-    withDeadline(`relay on port ${port} stopping`, STOP_DEADLINE_MS, async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      const open = [...conns];
-      for (const c of open) c.shut('relay stopped', 'destroy');
-      await Promise.all([closed, ...open.map((c) => c.done)]);
-    });
+    withDeadline(`relay on port ${port} stopping`, STOP_DEADLINE_MS, () => end('relay stopped', 'destroy'));
+  const die = (reason: string) =>
+    withDeadline(`relay on port ${port} dying`, STOP_DEADLINE_MS, () => end(reason, 'reset'));
   const urlHost = host.includes(':') ? `[${host}]` : host;
-  return { host, port, url: `http://${urlHost}:${port}`, stop: () => (stopping ??= stop()) };
+  return {
+    host,
+    port,
+    url: `http://${urlHost}:${port}`,
+    stop: () => (stopping ??= stop()),
+    die: (reason = 'proxy died') => (dying ??= die(reason)),
+  };
 }

@@ -13,6 +13,10 @@
  *  - squid-splice:  as bump, but `ssl_bump splice` for every catalog host that must not be inspected
  *                   (or is pinned).
  *
+ * Auth `loop` (no flavour; a policy only) asks for Basic credentials and rejects every one: its
+ * helper (AUTH_LOOP_HELPER, a shell script written next to squid.conf) answers ERR to every line,
+ * so an agent that sends credentials gets 407 again, on the same connection too.
+ *
  * A port list other than the stock one replaces only `SSL_ports` (`acl allowed_ports`); `any`
  * drops the CONNECT port rule; Debian's Safe_ports rules stay in every case. Inspection `only`
  * bumps the listed hosts and splices the rest.
@@ -47,6 +51,8 @@ export interface SquidPaths {
   helperDir: string;
   /** squid-auth */
   htpasswd?: string;
+  /** Auth `loop`: the helper that rejects everything (AUTH_LOOP_HELPER, executable). */
+  authLoopHelper?: string;
   /** squid-bump / squid-splice: signing CA certificate and key (PEM), origin trust bundle, cert db. */
   signingCert?: string;
   signingKey?: string;
@@ -64,7 +70,8 @@ export interface SquidPolicy {
    * 'stock' = Debian's `acl SSL_ports port 443` + `http_access deny CONNECT !SSL_ports`.
    */
   connectPorts: number[] | 'any' | 'stock';
-  auth: 'none' | 'basic';
+  /** `basic`: basic_ncsa_auth, per-run credentials; `loop`: Basic asked for, every credential rejected. */
+  auth: 'none' | 'basic' | 'loop';
   /** `hosts`: lower-case, tenant resolved (spliced for `all-except`, the only ones bumped for `only`). */
   inspection: { mode: 'none' | 'all' | 'all-except' | 'only'; hosts: string[] };
   /** Close a tunnel (spliced/plain CONNECT) or a bumped connection that has been silent this long. */
@@ -175,6 +182,7 @@ export function describePolicy(policy: SquidPolicy): string {
         : `CONNECT only to ${c.length === 1 ? 'port' : 'ports'} ${c.join(', ')}`,
   );
   if (policy.auth === 'basic') parts.push('basic_ncsa_auth');
+  if (policy.auth === 'loop') parts.push('Basic auth that rejects every credential (407 again and again)');
   const { mode, hosts } = policy.inspection;
   if (mode === 'all') parts.push('ssl_bump: bump all');
   if (mode === 'all-except') parts.push(`ssl_bump: bump all but ${countHosts(hosts)} (spliced)`);
@@ -240,6 +248,22 @@ const SAFE_PORTS = [
   'acl Safe_ports port 591 # filemaker',
   'acl Safe_ports port 777 # multiling http',
 ];
+
+/**
+ * Auth `loop`'s basic helper: squid writes one `user password` line per check (concurrency 0, the
+ * default: no channel ID) and reads one answer line, OK or ERR; this answers ERR to each. `read -r`
+ * keeps backslashes; dash's echo is a builtin writing straight to the pipe, so nothing is buffered.
+ * Written with mode 0755 next to squid.conf (squid.ts), which works for both runtimes: the
+ * container gets that directory bind-mounted and runs it with the image's /bin/sh.
+ */
+export const AUTH_LOOP_HELPER = [
+  '#!/bin/sh',
+  '# proxycheck auth loop: every credential is rejected',
+  'while read -r line; do echo ERR; done',
+  '',
+].join('\n');
+/** Its file name in the instance's etc directory. */
+export const AUTH_LOOP_HELPER_FILE = 'auth-loop-helper';
 
 export function squidConfig(input: SquidConfigInput): string {
   const { paths } = input;
@@ -310,6 +334,18 @@ export function squidConfig(input: SquidConfigInput): string {
     add(
       '',
       `auth_param basic program ${p(paths.helperDir)}/basic_ncsa_auth ${p(need(paths.htpasswd, 'htpasswd', label))}`,
+      'auth_param basic children 2 startup=1 idle=1',
+      'auth_param basic realm proxycheck',
+      'auth_param basic credentialsttl 1 minute',
+      'acl authed proxy_auth REQUIRED',
+      'http_access allow localhost authed',
+      'http_access deny all',
+    );
+  } else if (policy.auth === 'loop') {
+    add(
+      '',
+      '# auth loop: Basic credentials asked for, every one rejected (the helper answers ERR to each)',
+      `auth_param basic program ${p(need(paths.authLoopHelper, 'authLoopHelper', label))}`,
       'auth_param basic children 2 startup=1 idle=1',
       'auth_param basic realm proxycheck',
       'auth_param basic credentialsttl 1 minute',

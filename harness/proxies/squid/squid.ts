@@ -3,8 +3,8 @@
  * proxy definition) or by a flavour naming one (squid-default, squid-open, squid-auth, squid-bump,
  * squid-splice), as a plain process (`process`) or in a container (`container`), see
  * process.ts and container.ts. This file prepares what both need: a port, the generated
- * squid.conf, the hosts file, the per-run htpasswd and the signing/trust PEMs, all in one
- * directory of the run directory.
+ * squid.conf, the hosts file, the per-run htpasswd (or auth loop's helper script) and the
+ * signing/trust PEMs, all in one directory of the run directory.
  *
  * squid must be told its port in squid.conf, so the port is picked before squid binds it and
  * another process can take it in between: squid then logs `(98) Address already in use`, says
@@ -12,7 +12,7 @@
  * (../toolkit/ports.ts: at most 3 ports, all of them named in the error if every one was taken).
  */
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { SetupError } from '../../errors.ts';
 import { refuseIfStopping } from '../../lifecycle.ts';
@@ -28,6 +28,8 @@ import {
   type StartedProxy,
 } from '../types.ts';
 import {
+  AUTH_LOOP_HELPER,
+  AUTH_LOOP_HELPER_FILE,
   describePolicy,
   FLAVOUR_POLICIES,
   policyBumps,
@@ -181,12 +183,21 @@ export class SquidProxy implements ProxyUnderTest {
     writeFileSync(join(etcDir, 'hosts'), lab.hostsFile(), { mode: 0o644 });
 
     let credentials: ProxyCredentials | undefined;
-    if (policy.auth === 'basic') {
+    if (policy.auth !== 'none') {
+      // auth loop: the agent gets credentials like any auth proxy's; squid rejects them all the same
       credentials = { username: 'agent', password: randomBytes(12).toString('base64url') };
+    }
+    if (credentials && policy.auth === 'basic') {
       // read by basic_ncsa_auth, which runs as squid's unprivileged user
       writeFileSync(join(etcDir, 'htpasswd'), htpasswdLine(credentials.username, credentials.password), {
         mode: 0o644,
       });
+    }
+    const loopHelper = join(etcDir, AUTH_LOOP_HELPER_FILE);
+    if (policy.auth === 'loop') {
+      // run by squid's unprivileged user (as a process, or in the container from the bind mount)
+      writeFileSync(loopHelper, AUTH_LOOP_HELPER, { mode: 0o755 });
+      chmodSync(loopHelper, 0o755); // whatever the umask
     }
     const bumping = policyBumps(policy);
     let inspectionCa: string | undefined;
@@ -216,7 +227,8 @@ export class SquidProxy implements ProxyUnderTest {
           paths: {
             ...paths,
             hostsFile: `${etcAs}/hosts`,
-            ...(credentials ? { htpasswd: `${etcAs}/htpasswd` } : {}),
+            ...(policy.auth === 'basic' ? { htpasswd: `${etcAs}/htpasswd` } : {}),
+            ...(policy.auth === 'loop' ? { authLoopHelper: `${etcAs}/${AUTH_LOOP_HELPER_FILE}` } : {}),
             ...(bumping
               ? {
                   signingCert: `${etcAs}/signing-ca.crt`,
