@@ -88,17 +88,33 @@ export interface ProfileExchange {
   failover?: { port: number };
   clientCert?: boolean;
   strictConnect?: boolean;
-  fallbackDirect?: boolean;
   instances?: number;
+  /** What the agent does when its proxy cannot be reached: its profile's `proxyUnreachable`, set on every exchange at load. */
+  proxyUnreachable?: ProxyUnreachable;
   /** `probe` (validate --origins live): the catalog row's transport, and flags the row still needs. */
   transport?: CatalogEndpoint['transport'];
   missing?: string[];
+}
+
+/** What an agent does when its configured proxy cannot be reached (profile `proxyUnreachable`). */
+export interface ProxyUnreachable {
+  /** auto-detect: fail-open (the machine's own settings: WPAD, PAC, DIRECT); none: fail-closed. */
+  fallback: 'auto-detect' | 'none';
+  source: string[];
+  connectDeadlineSeconds?: number;
+  deadlineSource?: string;
+  fallbackWithinSeconds?: number;
+  /** The agent, for messages (the profile's title). */
+  agent?: string;
+  /** Set at load when the profile says nothing: no source documents a fallback. */
+  undocumented?: boolean;
 }
 
 export interface Profile {
   id: string;
   title: string;
   source: string[];
+  proxyUnreachable?: ProxyUnreachable;
   exchanges: ProfileExchange[];
 }
 
@@ -255,6 +271,7 @@ export function loadScenarios(
   const parameters = checkCatalogs(catalogs);
   const profileFiles = loadFiles<Profile>('profiles', 'profile', dir);
   checkExchanges(profileFiles);
+  for (const { data: p } of profileFiles) attachProxyUnreachable(p);
   const profiles = new Map(profileFiles.map(({ data: p }) => [p.id, p]));
   const expectationFiles = existsSync(join(dir, 'expectations'))
     ? loadFiles<Expectations>('expectations', 'expectations', dir)
@@ -275,6 +292,17 @@ export function loadScenarios(
   };
   checkReferences(set);
   return set;
+}
+
+/**
+ * Every exchange carries what its agent does when the proxy cannot be reached: the profile's
+ * `proxyUnreachable`, or, where the profile's sources document no fallback, fail-closed.
+ */
+function attachProxyUnreachable(p: Profile): void {
+  const policy: ProxyUnreachable = p.proxyUnreachable
+    ? { ...p.proxyUnreachable, agent: p.title }
+    : { fallback: 'none', source: p.source, agent: p.title, undocumented: true };
+  for (const x of p.exchanges) x.proxyUnreachable = policy;
 }
 
 /** The definitions in `dir/proxies/`, each valid, honourable by its engine and named once. */

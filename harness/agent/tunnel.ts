@@ -13,6 +13,20 @@ export interface ProxyAddress {
   port: number;
   /** How the agent answers the proxy's 407 (harness/route/auth.ts); none: it sends no credentials. */
   auth?: ProxyAuth;
+  /**
+   * The agent machine's name service for a proxy given by name (the lab's; undefined: the name
+   * does not resolve). Without it a name goes to the operating system's resolver.
+   */
+  resolve?: (host: string) => string | undefined;
+}
+
+/** Where to dial a proxy: its address, or why its name does not resolve. */
+export function proxyDialAddress(proxy: ProxyAddress): { address: string } | { error: string } {
+  if (!proxy.resolve || net.isIP(proxy.host)) return { address: proxy.host };
+  const address = proxy.resolve(proxy.host);
+  return address
+    ? { address }
+    : { error: `proxy host ${proxy.host} does not resolve (ENOTFOUND on the machine's name service)` };
 }
 
 export interface ConnectAnswer {
@@ -175,8 +189,10 @@ export function connectTcp(host: string, port: number, deadlineMs: number): Prom
 
 /** The agent's TCP connection to its proxy, failing with the words openTunnel uses. */
 export async function connectToProxy(proxy: ProxyAddress, deadlineMs: number): Promise<Socket> {
+  const dialAt = proxyDialAddress(proxy);
+  if ('error' in dialAt) throw new Error(dialAt.error);
   try {
-    return await connectTcp(proxy.host, proxy.port, deadlineMs);
+    return await connectTcp(dialAt.address, proxy.port, deadlineMs);
   } catch (err) {
     const e = err as TcpConnectError;
     const at = `${proxy.host}:${proxy.port}`;
@@ -203,13 +219,22 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
   /** Body bytes of a 407 still to skip before the next answer on the same connection. */
   let skipBody = 0;
 
+  const dialAt = proxyDialAddress(opts.proxy);
+  if ('error' in dialAt)
+    return Promise.resolve({
+      ok: false,
+      error: dialAt.error,
+      errorCode: 'ENOTFOUND',
+      requestHead: redacted,
+      timings: {},
+    });
   return new Promise((resolve) => {
     const t0 = performance.now();
     const timings: TunnelTimings = {};
     let settled = false;
     let buf = Buffer.alloc(0);
     let refusal: ConnectAnswer | undefined;
-    const socket = net.connect({ host: opts.proxy.host, port: opts.proxy.port });
+    const socket = net.connect({ host: dialAt.address, port: opts.proxy.port });
     let timer = setTimeout(
       () =>
         fail(

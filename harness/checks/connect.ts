@@ -16,6 +16,8 @@ export const connect: CheckDefinition = {
     if (status === 403) {
       return `Allow CONNECT to ${ctx.host} on port ${ctx.port}. In squid: add the port to the SSL_ports ACL (acl SSL_ports port ${ctx.port}) so "http_access deny CONNECT !SSL_ports" lets it through.`;
     }
+    if (v.evidence.errorCode === 'ENOTFOUND')
+      return "The proxy's host name does not resolve on the agent's machine: use a name its DNS knows (or the proxy's address) in the agent's proxy settings.";
     if (v.evidence.errorCode === 'ECONNREFUSED' || v.evidence.errorCode === 'PC_DEADLINE') {
       return 'The proxy could not be reached: check its address and port, and that the agent host may connect to it.';
     }

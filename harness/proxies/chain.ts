@@ -33,6 +33,8 @@ export interface ChainOptions {
   summary?: string;
   /** Basic authentication with credentials generated per run. */
   auth?: boolean;
+  /** Asks for Basic credentials and rejects every one (availability auth-loop); the agent has some. */
+  authLoop?: boolean;
   /** Shorthand for `inspection: { mode: 'all' }`. */
   mitm?: boolean;
   /** Which CONNECTs are intercepted; `hosts` lower-case, tenant resolved. */
@@ -84,9 +86,10 @@ export class ChainProxy implements ProxyUnderTest {
     const t0 = performance.now();
     const lab = requireLab(ctx, this.id);
     const o = this.opts;
-    const credentials: ProxyCredentials | undefined = o.auth
-      ? { username: 'agent', password: randomBytes(12).toString('base64url') }
-      : undefined;
+    const credentials: ProxyCredentials | undefined =
+      o.auth || o.authLoop
+        ? { username: 'agent', password: randomBytes(12).toString('base64url') }
+        : undefined;
     const inspecting = this.mode !== 'none';
     const ca = inspecting ? await lab.pki.inspectionCa(o.caSubject) : undefined;
     const mitm = ca ? new Interceptor(lab, ca, o) : undefined;
@@ -98,7 +101,10 @@ export class ChainProxy implements ProxyUnderTest {
       host: '127.0.0.1',
       authRealm: 'proxycheck',
       prepareRequestFunction: ({ username, password, hostname, port, isHttp, request }) => {
-        if (credentials && (username !== credentials.username || password !== credentials.password)) {
+        if (
+          o.authLoop ||
+          (credentials && (username !== credentials.username || password !== credentials.password))
+        ) {
           return { requestAuthentication: true, failMsg: 'Proxy credentials required' };
         }
         if (isHttp) return this.forwarding(request, lab);
@@ -119,7 +125,7 @@ export class ChainProxy implements ProxyUnderTest {
     const port = server.port;
     return {
       id: this.id,
-      kind: inspecting ? 'mitm' : o.auth ? 'auth' : 'plain',
+      kind: inspecting ? 'mitm' : o.auth || o.authLoop ? 'auth' : 'plain',
       runtime: 'in-process',
       version: `proxy-chain ${PROXY_CHAIN_VERSION}`,
       url: `http://127.0.0.1:${port}`,

@@ -59,6 +59,38 @@ export interface PathFaults {
   silenceAfterSeconds?: number;
 }
 
+/**
+ * Whether the proxy is there for the agent: `up`; `refused` (nothing listens at its address);
+ * `blackhole` (the TCP SYN is never answered: harness/proxies/blackhole.ts); `unresolvable` (its
+ * host name does not resolve); `auth-loop` (407 to every credential); `dies` (it dies
+ * `diesAfterSeconds` after it started, cutting every tunnel, and refuses from then on).
+ */
+export type Availability = 'up' | 'refused' | 'blackhole' | 'unresolvable' | 'auth-loop' | 'dies';
+
+/** Availability states in which nothing of the engine runs: the agent never reaches a proxy. */
+export const UNREACHABLE: ReadonlySet<Availability> = new Set(['refused', 'blackhole', 'unresolvable']);
+
+/**
+ * The agent machine's network around the proxy (harness/route/client-network.ts): how "auto
+ * detect" finds a route when the proxy cannot be reached, and whether the firewall lets the
+ * machine go DIRECT.
+ */
+export interface ClientNetworkKnob {
+  /** none: no proxy script (DIRECT); wpad: wpad.<dnsSuffix>/wpad.dat; pac: the script at pacUrl. */
+  autoDetect?: 'none' | 'wpad' | 'pac';
+  /** The machine's DNS suffix (DHCP option 15), where WPAD looks (default DEFAULT_DNS_SUFFIX). */
+  dnsSuffix?: string;
+  /** The proxy script the lab serves, beside the definition; `{{proxy:<id>}}` becomes that proxy's host:port. */
+  pacFile?: string;
+  /** autoDetect pac: where the agent fetches its proxy script. */
+  pacUrl?: string;
+  /** allowed (default) or blocked: whether the machine may reach the internet without a proxy. */
+  direct?: 'allowed' | 'blocked';
+}
+
+/** The lab machine's DNS suffix: WPAD asks for wpad.proxycheck.test. */
+export const DEFAULT_DNS_SUFFIX = 'proxycheck.test';
+
 export interface ProxyDefinition {
   id: string;
   summary?: string;
@@ -76,6 +108,12 @@ export interface ProxyDefinition {
   headers?: HeaderPolicy;
   connectAnswer?: ConnectAnswer;
   faults?: PathFaults;
+  /** Whether the proxy is there at all (default up). */
+  availability?: Availability;
+  /** availability dies: real seconds after the proxy started. */
+  diesAfterSeconds?: number;
+  /** The agent machine's network: auto detect and DIRECT (default: no auto detect source, DIRECT allowed). */
+  client?: ClientNetworkKnob;
   /** Where the engine really behaves otherwise than its knobs suggest; first match wins. */
   deviations?: ExpectationRule[];
 }
@@ -105,6 +143,7 @@ const KNOBS = [
   'headers.proxyAuthorization',
   'connectAnswer',
   'faults',
+  'availability.auth-loop',
 ] as const;
 type Knob = (typeof KNOBS)[number];
 
@@ -142,6 +181,7 @@ export function knobsSet(d: ProxyDefinition): Knob[] {
   if (d.headers?.proxyAuthorization === 'forward') k.push('headers.proxyAuthorization');
   if (d.connectAnswer !== undefined) k.push('connectAnswer');
   if (d.faults !== undefined && Object.keys(d.faults).length) k.push('faults');
+  if (d.availability === 'auth-loop') k.push('availability.auth-loop');
   return k;
 }
 
@@ -164,6 +204,17 @@ export function unsupportedKnob(d: ProxyDefinition): string | undefined {
     return `inspection mode ${insp.mode} takes no hosts (use all-except or only)`;
   if (insp && insp.mode === 'none' && insp.caSubject !== undefined)
     return 'inspection.caSubject needs an inspecting mode (all, all-except or only)';
+  if ((d.availability === 'dies') !== (d.diesAfterSeconds !== undefined))
+    return d.availability === 'dies'
+      ? 'availability dies needs diesAfterSeconds'
+      : 'diesAfterSeconds needs availability: dies';
+  if (d.availability === 'auth-loop' && d.auth !== undefined && d.auth !== 'none')
+    return 'availability auth-loop asks for credentials and rejects them all: leave auth out';
+  const c = d.client;
+  if (c?.autoDetect === 'pac' && !c.pacUrl) return 'client.autoDetect pac needs client.pacUrl';
+  if (c?.pacUrl && c.autoDetect !== 'pac') return 'client.pacUrl needs client.autoDetect: pac';
+  if (c?.pacFile && (c.autoDetect ?? 'none') === 'none')
+    return 'client.pacFile needs client.autoDetect wpad or pac (with none, auto detect finds no script)';
   return undefined;
 }
 
@@ -217,5 +268,10 @@ export function describeDefinition(d: ProxyDefinition): string {
   if (d.lifetimeSeconds !== undefined) parts.push(`tunnel lifetime ${d.lifetimeSeconds} s`);
   if (d.headers?.proxyAuthorization === 'forward') parts.push('forwards Proxy-Authorization');
   if (d.connectAnswer) parts.push('own CONNECT answer');
+  const a = d.availability ?? 'up';
+  if (a !== 'up') parts.unshift(a === 'dies' ? `dies after ${d.diesAfterSeconds} s` : a);
+  const c = d.client;
+  if (c?.autoDetect && c.autoDetect !== 'none') parts.push(`auto detect: ${c.autoDetect}`);
+  if (c?.direct === 'blocked') parts.push('DIRECT blocked');
   return parts.join(', ');
 }

@@ -8,6 +8,7 @@
 import { kindOf } from '../agent/kinds/index.ts';
 import { gapMargin } from '../checks/tunnel-keepalive.ts';
 import type { Outcome } from '../model.ts';
+import type { Discovery } from '../route/client-network.ts';
 import { timerWait } from '../route/timers.ts';
 import {
   catalogRow,
@@ -17,7 +18,7 @@ import {
   resolveHost,
   type ScenarioSet,
 } from '../scenarios.ts';
-import { allowedPorts, DEFAULT_HEADERS, inspects } from './definition.ts';
+import { allowedPorts, DEFAULT_HEADERS, inspects, UNREACHABLE } from './definition.ts';
 import { catalogPorts, spliceHostsOf } from './squid/config.ts';
 
 export interface Prediction {
@@ -32,6 +33,18 @@ export interface OracleEnv {
   timeScale: number;
   /** `--timer-wait`, when given. */
   timerWait?: number;
+  /**
+   * What the proxy's client network's auto detect answers for a host (its proxy script run once,
+   * before the work items, by the runner), with the definitions of the proxies the script names.
+   */
+  autoDetect?: (proxyId: string, host: string, port: number) => AutoDetectAnswer | undefined;
+}
+
+/** The route list auto detect gives for one host, and which definition each proxy in it is. */
+export interface AutoDetectAnswer {
+  discovery: Discovery;
+  /** `host:port` of a proxy the script names → its definition. */
+  proxies: Map<string, LoadedDefinition>;
 }
 
 export interface OracleKey extends ExpectationKey {
@@ -129,6 +142,11 @@ export function predict(
   const auth = def.auth ?? 'none';
   const headers = { ...DEFAULT_HEADERS[def.engine], ...def.headers };
 
+  // --- a proxy that is not there, or rejects every credential -------------------------------------
+  const availability = def.availability ?? 'up';
+  if (UNREACHABLE.has(availability) || availability === 'auth-loop') return predictAbsent(def, key, set, env);
+  if (check === 'fallback') return undefined; // up (or up until it dies): no fallback
+
   // --- forwarded plain HTTP ---------------------------------------------------------------------
   if (kind.forwarded) {
     if (check !== 'headers') return undefined;
@@ -171,7 +189,6 @@ export function predict(
         : `neither port ${x.port} nor the failover port ${fo} is in connectPorts`,
     };
   }
-  if (check === 'fallback') return undefined;
 
   // --- CONNECT refused by port ------------------------------------------------------------------
   const list = r.allowed ? [...r.allowed].sort((a, b) => a - b).join(', ') : '';
@@ -366,4 +383,82 @@ function timerPrediction(def: LoadedDefinition, x: ProfileExchange, env: OracleE
       reason: `the definition's timer (${idle ?? life} s) is longer than the ${wait} s the run waits in real time, so the run cannot see it (raise --timer-wait)`,
     };
   return undefined;
+}
+
+/** Why the agent cannot use a proxy in this availability state. */
+const ABSENT_REASON: Record<string, string> = {
+  refused:
+    'nothing listens at the configured proxy address (availability: refused), so the TCP connection is refused',
+  blackhole:
+    'the configured proxy never answers the TCP SYN (availability: blackhole), so the agent gives up at its connect deadline',
+  unresolvable:
+    "the configured proxy's host name does not resolve on the machine (availability: unresolvable)",
+  'auth-loop': 'the proxy answers 407 to every credential (availability: auth-loop)',
+};
+
+/** A proxy that is not there (refused, blackhole, unresolvable) or answers 407 forever. */
+function predictAbsent(
+  def: LoadedDefinition,
+  key: OracleKey,
+  set: ScenarioSet,
+  env: OracleEnv,
+): Prediction | undefined {
+  const x = key.exchange;
+  const check = key.check;
+  const availability = def.availability ?? 'up';
+  const why = ABSENT_REASON[availability] as string;
+  const entry = kindOf(x).forwarded ? 'forward' : 'connect';
+  const failOpen = x.proxyUnreachable?.fallback === 'auto-detect' && availability !== 'auth-loop';
+  if (!failOpen) {
+    if (check === entry) return { expect: 'fail', reason: why };
+    if (check === 'failover')
+      return { expect: 'fail', reason: `${why}; the failover port goes through the same proxy` };
+    if (check === 'fallback') return undefined; // auth-loop: the proxy answered, no fallback (skip)
+    return { expect: 'dependency_fail', reason: `${why}; the agent stays offline, so nothing after it ran` };
+  }
+  // fail-open: the agent takes the route auto detect finds
+  if (check === entry) return { expect: 'fail', reason: why };
+  const route = fallbackRoute(def, key, env);
+  if (check === 'fallback')
+    return route.ok
+      ? { expect: 'pass', reason: `${why}; auto detect gives ${route.label}, which works` }
+      : { expect: 'fail', reason: `${why}; ${route.why}` };
+  if (!route.ok)
+    return { expect: 'dependency_fail', reason: `${why}; ${route.why}, so nothing after it ran` };
+  // the later checks describe the route the agent fell back to
+  return route.via ? predict(route.via, key, set, env) : undefined;
+}
+
+/** The route auto detect gives a fail-open agent, from its client network and the script's answer. */
+function fallbackRoute(
+  def: LoadedDefinition,
+  key: OracleKey,
+  env: OracleEnv,
+): { ok: true; label: string; via?: LoadedDefinition } | { ok: false; why: string } {
+  const c = def.client ?? {};
+  const directOk = (c.direct ?? 'allowed') === 'allowed';
+  const direct = directOk
+    ? ({ ok: true, label: 'DIRECT' } as const)
+    : ({
+        ok: false,
+        why: "auto detect gives DIRECT, which the machine's firewall blocks (client.direct: blocked)",
+      } as const);
+  if ((c.autoDetect ?? 'none') === 'none' || !c.pacFile) {
+    if (c.autoDetect === 'pac' && !c.pacFile)
+      return { ok: false, why: 'the proxy script is not known before the run' };
+    return direct;
+  }
+  const answer = env.autoDetect?.(def.id, key.host, key.port ?? key.exchange.port);
+  if (!answer) return { ok: false, why: 'the run did not evaluate the proxy script' };
+  const d = answer.discovery;
+  if (!d.ok) return { ok: false, why: `the proxy script ${d.source} fails (${d.stage}: ${d.error})` };
+  for (const e of d.entries) {
+    if (e.type === 'DIRECT') {
+      if (directOk) return { ok: true, label: `DIRECT (script "${d.answer}")` };
+      continue;
+    }
+    const via = answer.proxies.get(`${e.host}:${e.port}`);
+    if (e.type === 'PROXY' && via) return { ok: true, label: `PROXY ${via.id} (script "${d.answer}")`, via };
+  }
+  return { ok: false, why: `no route in the script's answer "${d.answer}" works` };
 }

@@ -20,7 +20,15 @@ export interface ProxyKindInfo {
 export const PROXY_KINDS: ProxyKindInfo[] = [];
 
 /** What `proxycheck run` starts when no --proxies is given. */
-export const DEFAULT_PROXIES = ['chain-plain', 'chain-auth', 'chain-mitm'];
+export const DEFAULT_PROXIES = [
+  'chain-plain',
+  'chain-auth',
+  'chain-mitm',
+  'down-direct',
+  'down-pac',
+  'down-closed',
+  'blackhole-direct',
+];
 
 /**
  * Registers a proxy product defined elsewhere (an adapter plus its config renderer, see

@@ -5,7 +5,9 @@
 import type { Lab } from '../lab/lab.ts';
 import type { RunDir } from '../lab/rundir.ts';
 import type { ProxyCredentials } from '../route/auth.ts';
+import type { ClientNetwork } from '../route/client-network.ts';
 import type { ScenarioSet } from '../scenarios.ts';
+import type { Availability } from './definition.ts';
 
 export type { ProxyCredentials };
 
@@ -27,6 +29,12 @@ export interface StartedProxy {
   inspectionCa?: string;
   /** How long start() took. */
   startMs: number;
+  /** Whether the agent finds the proxy there (default up). */
+  availability?: Availability;
+  /** The agent machine's network around this proxy: its name service and auto detect (default: the lab's names, no auto-detect source, DIRECT allowed). */
+  client?: ClientNetwork;
+  /** The proxies the client network's proxy script names, started beside this one: definition id and host:port. */
+  scriptProxies?: Array<{ id: string; at: string }>;
   stop(): Promise<void>;
 }
 

@@ -65,8 +65,8 @@ export class Progress {
   private readonly started: number;
   private done = 0;
   private all = zero();
-  private item = zero();
-  private itemStarted: number;
+  /** Work items in flight (several at once for a proxy that is not there), by proxy/profile. */
+  private readonly items = new Map<string, { counts: Counts; started: number }>();
   private current = '';
   private drawn = false;
   private shown = '';
@@ -81,7 +81,6 @@ export class Progress {
     this.total = opts.total;
     this.now = opts.now ?? Date.now;
     this.started = this.now();
-    this.itemStarted = this.started;
     if (this.mode === 'tty') {
       // Ahead of the lifecycle's own handler, which prints its "stopping" line on stderr.
       process.prependListener('SIGINT', this.onSignal);
@@ -98,25 +97,28 @@ export class Progress {
 
   /** A proxy × profile work item starts (its proxy is up). */
   itemStart(proxy: string, profile: string): void {
-    this.item = zero();
-    this.itemStarted = this.now();
+    this.items.set(`${proxy}/${profile}`, { counts: zero(), started: this.now() });
     this.current = `${proxy}/${profile}`;
     this.draw();
   }
 
   result(r: CheckResult): void {
     add(this.all, r);
-    add(this.item, r);
+    const item = this.items.get(`${r.proxy}/${r.profile}`);
+    if (item) add(item.counts, r);
     this.draw();
   }
 
   /** A proxy × profile work item is done: all its results were reported. */
   itemDone(proxy: string, profile: string): void {
     this.done += 1;
+    const key = `${proxy}/${profile}`;
+    const item = this.items.get(key) ?? { counts: zero(), started: this.now() };
+    this.items.delete(key);
     if (this.mode === 'plain' && !this.stopped) {
-      const secs = ((this.now() - this.itemStarted) / 1000).toFixed(1);
+      const secs = ((this.now() - item.started) / 1000).toFixed(1);
       this.stream.write(
-        `proxycheck: [${this.done}/${this.total}] ${proxy}/${profile}: ${counts(this.item)} (${secs} s)\n`,
+        `proxycheck: [${this.done}/${this.total}] ${key}: ${counts(item.counts)} (${secs} s)\n`,
       );
     }
     this.current = '';

@@ -5,16 +5,23 @@
  *  - failover (`failover: { port }`): when the agent does not reach the service on its primary port
  *    through the proxy, it tries the documented failover port; check `failover`, and the later
  *    checks then describe that port (ESET push: 8883, then 443).
- *  - fallback (`fallbackDirect: true`): when the configured proxy cannot be reached at all (no TCP
- *    connection: refused, unreachable, no answer by the deadline), the agent goes "auto detect",
- *    straight to the host; check `fallback`, and the later checks then describe that route (remote
- *    assistance, seed 000). A proxy that answers, even with 403, is reachable: no fallback.
+ *  - fallback (the profile's `proxyUnreachable`): when the configured proxy cannot be reached at
+ *    all (refused, its name does not resolve, no TCP answer by the agent's connect deadline), a
+ *    fail-open agent asks auto detect (its machine's WPAD or PAC, or DIRECT: client-network.ts)
+ *    and takes the first route that works; check `fallback` (with the route, what was tried and
+ *    the time to fall back), and the later checks then describe that route (remote assistance,
+ *    seed 000). A fail-closed agent stays offline, said on `connect`. A proxy that answers, even
+ *    403, is up: no fallback; one that dies mid-session is judged on how the route recovered.
  */
 import type { ExchangeKind, KindContext, KindVerdict, KindVerdicts } from '../agent/kinds/types.ts';
+import { connectToProxy, type ProxyAddress } from '../agent/tunnel.ts';
 import { CHECK_ORDER } from '../checks/index.ts';
 import { notApplicable } from '../checks/types.ts';
+import { errorMessage } from '../errors.ts';
 import type { ProfileExchange } from '../scenarios.ts';
-import { directRoute } from './route.ts';
+import { plainClientNetwork, scriptUrlFor } from './client-network.ts';
+import type { PacEntry } from './pac.ts';
+import { directRoute, proxyRoute } from './route.ts';
 
 const since = (t0: number) => Math.round(performance.now() - t0);
 const FINE = new Set(['pass', 'warn', 'skip']);
@@ -23,7 +30,10 @@ const REACH = ['connect', 'connect-response', 'tls-interception', 'pinning', 'mt
 
 /** The checks an exchange reports: its kind's, plus those of the route policies it declares. */
 export function exchangeChecks(kind: ExchangeKind, x: ProfileExchange): string[] {
-  const extra = [...(x.failover ? ['failover'] : []), ...(x.fallbackDirect ? ['fallback'] : [])];
+  const extra = [
+    ...(x.failover ? ['failover'] : []),
+    ...(x.proxyUnreachable?.fallback === 'auto-detect' ? ['fallback'] : []),
+  ];
   const all = new Set([...kind.checks(x), ...extra]);
   return CHECK_ORDER.filter((c) => all.has(c));
 }
@@ -63,7 +73,7 @@ function protocolSaid(out: KindVerdicts): string {
 export async function runWithPolicies(kind: ExchangeKind, ctx: KindContext): Promise<KindVerdicts> {
   const checks = kind.checks(ctx.exchange);
   const run = (c: KindContext) => withFailover(kind, c, checks);
-  return ctx.exchange.fallbackDirect ? withFallback(ctx, checks, run) : run(ctx);
+  return withFallback(ctx, checks, run, kind.forwarded === true);
 }
 
 async function withFailover(kind: ExchangeKind, ctx: KindContext, checks: string[]): Promise<KindVerdicts> {
@@ -137,72 +147,233 @@ export function proxyUnreachable(
     return { unreachable: false, why: `it accepted the TCP connection (${connect.message})` };
   if (ev.errorCode === 'PC_DEADLINE')
     return { unreachable: true, why: `no TCP answer from ${at} (${connect.message})` };
+  if (ev.errorCode === 'ENOTFOUND') return { unreachable: true, why: connect.message };
   return { unreachable: true, why: `${ev.errorCode ?? 'error'} ${at}` };
 }
 
+function entryLabel(e: PacEntry): string {
+  return e.type === 'DIRECT' ? 'DIRECT' : `${e.type} ${e.host}:${e.port}`;
+}
+
+interface Tried {
+  route: string;
+  outcome: string;
+  ms: number;
+}
+
+/**
+ * What the agent does when its configured proxy cannot be reached (its profile's
+ * `proxyUnreachable`): fail-open agents ask auto detect for a route and take the first that
+ * answers; fail-closed ones stay offline (said on `connect`). A proxy that answered is up: no
+ * fallback; one that died mid-session is judged on how the agent's route recovered.
+ */
 async function withFallback(
   ctx: KindContext,
   checks: string[],
   run: (c: KindContext) => Promise<KindVerdicts>,
+  forwarded: boolean,
 ): Promise<KindVerdicts> {
+  const t0 = performance.now();
   const viaProxy = await run(ctx);
   if (ctx.route.via !== 'proxy') return viaProxy;
   const proxyAt = `${ctx.route.proxy.host}:${ctx.route.proxy.port}`;
+  const policy = ctx.exchange.proxyUnreachable;
   const reach = proxyUnreachable(viaProxy.get('connect'), proxyAt);
   if (!reach.unreachable) {
+    // the session through the proxy broke after its CONNECT: is the proxy gone (it died)?
+    const died =
+      viaProxy.get('connect')?.outcome === 'pass' && !worked(viaProxy, checks)
+        ? await proxyGone(ctx.route.proxy, ctx.timeouts.connectMs)
+        : undefined;
+    if (died && policy?.fallback === 'auto-detect') {
+      const tBroke = performance.now();
+      const recovered = await autoDetect(ctx, checks, run, forwarded, proxyAt, died, tBroke, true);
+      const fb = recovered.get('fallback') as KindVerdict;
+      viaProxy.set('fallback', fb);
+      return viaProxy;
+    }
+    if (policy?.fallback !== 'auto-detect') return failClosed(viaProxy, ctx, reach, died);
     viaProxy.set(
       'fallback',
       notApplicable(
         viaProxy.get('connect')?.outcome === 'pass'
-          ? 'the proxy was reachable; the session went through it'
-          : `the proxy was reachable (${reach.why}); the agent falls back to auto detect only when its proxy cannot be reached`,
+          ? 'the proxy was up; the session went through it'
+          : `the proxy was up (${reach.why}); the agent falls back to auto detect only when its proxy cannot be reached`,
       ),
     );
     return viaProxy;
   }
-  // the proxy is not there: "auto detect", straight to the host
-  const t0 = performance.now();
-  const direct = await run({ ...ctx, route: directRoute(ctx.directAddress, proxyAt) });
-  const out: KindVerdicts = new Map();
+  if (policy?.fallback !== 'auto-detect') return failClosed(viaProxy, ctx, reach);
+  const out = await autoDetect(ctx, checks, run, forwarded, proxyAt, reach.why, t0, false);
   const connect = viaProxy.get('connect');
   if (connect) out.set('connect', connect);
-  for (const [c, v] of direct) if (c !== 'connect' && c !== 'fallback') out.set(c, v);
+  return out;
+}
+
+/** After a session broke: whether the proxy still takes a TCP connection (undefined) or why not. */
+async function proxyGone(proxy: ProxyAddress, deadlineMs: number): Promise<string | undefined> {
+  try {
+    const s = await connectToProxy(proxy, deadlineMs);
+    s.destroy();
+    return undefined;
+  } catch (err) {
+    return `the proxy died during the session: a new connection now fails (${errorMessage(err)})`;
+  }
+}
+
+/** A fail-closed agent: its `connect` says it stays offline, and why we believe so. */
+function failClosed(
+  out: KindVerdicts,
+  ctx: KindContext,
+  reach: { unreachable: boolean; why: string },
+  died?: string,
+): KindVerdicts {
+  if (!reach.unreachable && !died) return out;
+  const policy = ctx.exchange.proxyUnreachable;
+  const agent = policy?.agent ?? 'the agent';
+  const cite = policy?.undocumented
+    ? `its sources (${policy.source.join(', ')}) document no fallback when the proxy cannot be reached`
+    : `its profile says it does not fall back (${policy?.source.join(', ') ?? 'no source'})`;
+  const stays = `${agent} stays offline until the proxy is back: ${cite}`;
+  const c = out.get('connect');
+  if (c && reach.unreachable)
+    out.set('connect', {
+      ...c,
+      message: `${c.message}; ${stays}`,
+      evidence: { ...c.evidence, fallback: 'none (fail-closed)' },
+    });
+  if (died) {
+    const k = [...out.entries()].find(([, v]) => !FINE.has(v.outcome));
+    if (k) out.set(k[0], { ...k[1], message: `${k[1].message}; ${died}; ${stays}` });
+  }
+  return out;
+}
+
+/**
+ * Auto detect, as the agent's machine does it: the route list its client network gives for the
+ * exchange's URL, tried in order (a proxy that cannot be reached and a DIRECT the firewall blocks
+ * move on to the next; one that answers is the route). `since` is when the agent started trying.
+ */
+async function autoDetect(
+  ctx: KindContext,
+  checks: string[],
+  run: (c: KindContext) => Promise<KindVerdicts>,
+  forwarded: boolean,
+  proxyAt: string,
+  proxyError: string,
+  since0: number,
+  recovery: boolean,
+): Promise<KindVerdicts> {
+  const client = ctx.client ?? plainClientNetwork((h) => ctx.directAddress(h));
+  const policy = ctx.exchange.proxyUnreachable;
+  const withinMs =
+    policy?.fallbackWithinSeconds !== undefined ? policy.fallbackWithinSeconds * 1000 : undefined;
   const target = `${ctx.host}:${ctx.port}`;
-  const stopped = direct.get('fallback');
-  if (stopped) {
+  const lead = recovery ? proxyError : `proxy unreachable (${proxyError})`;
+  const out: KindVerdicts = new Map();
+  const base = {
+    proxy: proxyAt,
+    proxyError,
+    ...(recovery ? { recovery: true } : {}),
+    connectDeadlineMs: ctx.timeouts.connectMs,
+    ...(withinMs !== undefined ? { fallbackWithinMs: withinMs } : {}),
+  };
+  const found = await client.discover(scriptUrlFor(ctx.host, ctx.port, forwarded), ctx.host);
+  if (!found.ok) {
     out.set('fallback', {
-      ...stopped,
-      message: `proxy unreachable (${reach.why}); the auto-detect route to ${target} failed too: ${stopped.message}`,
-      evidence: { ...stopped.evidence, proxyError: reach.why },
-      durationMs: since(t0),
+      outcome: 'fail',
+      message: `${lead}; auto detect (${found.method}) could not use its proxy script ${found.source}: ${found.stage}: ${found.error}`,
+      evidence: {
+        ...base,
+        method: found.method,
+        pacSource: found.source,
+        pacStage: found.stage,
+        pacError: found.error,
+      },
+      durationMs: since(since0),
     });
     return out;
   }
-  // no CONNECT on the direct route: the rest of the session says whether it got through
-  const onDirect = checks.filter((c) => c !== 'connect' && c !== 'connect-response');
-  const ok = reached(direct, onDirect);
-  // where the agent's own network sent it (the direct route records it with its TLS evidence)
-  const at = [...direct.values()]
-    .map((v) => v.evidence.address)
-    .find((a): a is string => typeof a === 'string');
-  const all = worked(direct, onDirect);
+  const discovery = {
+    method: found.method,
+    discovery: found.note,
+    ...(found.source ? { pacSource: found.source } : {}),
+    ...(found.answer !== undefined ? { pacAnswer: found.answer } : {}),
+  };
+  const tried: Tried[] = [];
+  for (const entry of found.entries) {
+    const label = entryLabel(entry);
+    const t1 = performance.now();
+    if (entry.type === 'DIRECT' && client.direct === 'blocked') {
+      tried.push({
+        route: label,
+        outcome: "blocked: the machine's firewall does not let it go DIRECT",
+        ms: 0,
+      });
+      continue;
+    }
+    if (entry.type !== 'DIRECT' && entry.type !== 'PROXY') {
+      tried.push({ route: label, outcome: `the agent does not speak ${entry.type} proxies`, ms: 0 });
+      continue;
+    }
+    const route =
+      entry.type === 'DIRECT'
+        ? directRoute(client.resolve, proxyAt)
+        : proxyRoute({ host: entry.host, port: entry.port, resolve: client.resolve });
+    const res = await run({ ...ctx, route });
+    const ms = since(t1);
+    if (route.via === 'proxy') {
+      const r2 = proxyUnreachable(res.get('connect'), label);
+      if (r2.unreachable) {
+        tried.push({ route: label, outcome: `unreachable: ${r2.why}`, ms });
+        continue;
+      }
+    } else if (res.get('fallback')) {
+      // the direct dial itself failed (dial() reports it as fallback)
+      tried.push({ route: label, outcome: res.get('fallback')?.message ?? 'failed', ms });
+      continue;
+    }
+    const fallbackMs = Math.round(t1 - since0);
+    const onRoute =
+      route.via === 'direct' ? checks.filter((c) => c !== 'connect' && c !== 'connect-response') : checks;
+    const ok = reached(res, onRoute);
+    const all = worked(res, onRoute);
+    const slow = withinMs !== undefined && fallbackMs > withinMs;
+    const at = [...res.values()]
+      .map((v) => v.evidence.address)
+      .find((a): a is string => typeof a === 'string');
+    for (const [c, v] of res) if (c !== 'connect' && c !== 'fallback' && !recovery) out.set(c, v);
+    const tries = tried.length ? ` after ${tried.map((t) => `${t.route} (${t.outcome})`).join(', ')}` : '';
+    const how = `auto detect: ${found.note}; ${recovery ? 'recovered through' : 'took'} ${label}${tries}`;
+    const after = `${fallbackMs} ms ${recovery ? 'after the session broke' : 'after the first attempt on the proxy'}`;
+    out.set('fallback', {
+      outcome: ok && !slow ? 'pass' : 'fail',
+      message: `${lead}; ${how}, on it ${after}: ${
+        !ok
+          ? `reached ${target} but the session did not get through: ${firstFailure(res, onRoute)}`
+          : slow
+            ? `too slow: the profile allows ${withinMs} ms (proxyUnreachable.fallbackWithinSeconds)`
+            : `reached ${target}${at ? ` at ${at.split(':')[0]}` : ''} ${all ? 'and the session worked' : `and the session opened (${firstFailure(res, onRoute)})`}`
+      }`,
+      evidence: {
+        ...base,
+        ...discovery,
+        route: route.via === 'direct' ? 'DIRECT (auto detect)' : label,
+        ...(route.via === 'proxy' ? { routeConnect: res.get('connect')?.message } : {}),
+        ...(at ? { address: at } : {}),
+        tried,
+        fallbackMs,
+        sessionWorked: all,
+      },
+      durationMs: since(since0),
+    });
+    return out;
+  }
   out.set('fallback', {
-    outcome: ok ? 'pass' : 'fail',
-    message: `proxy unreachable (${reach.why}); auto-detect route reached ${target}${at ? ` at ${at.split(':')[0]}` : ''} ${
-      ok
-        ? all
-          ? 'and the session worked'
-          : `and the session opened (${firstFailure(direct, onDirect)})`
-        : `but the session did not get through: ${firstFailure(direct, onDirect)}`
-    }`,
-    evidence: {
-      route: 'direct (auto detect)',
-      ...(at ? { address: at } : {}),
-      proxy: proxyAt,
-      proxyError: reach.why,
-      sessionWorked: all,
-    },
-    durationMs: since(t0),
+    outcome: 'fail',
+    message: `${lead}; auto detect: ${found.note}; no route worked: ${tried.map((t) => `${t.route} (${t.outcome})`).join(', ')}`,
+    evidence: { ...base, ...discovery, tried },
+    durationMs: since(since0),
   });
   return out;
 }

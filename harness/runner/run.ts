@@ -12,16 +12,19 @@ import { RunDir } from '../lab/rundir.ts';
 import { onCleanup, refuseIfStopping } from '../lifecycle.ts';
 import { type CheckResult, type ProxyInfo, parseEndpoint, type RunReport } from '../model.ts';
 import { DeviationWatch } from '../proxies/expectations.ts';
+import type { AutoDetectAnswer } from '../proxies/oracle.ts';
 import { proxyById, proxyIds } from '../proxies/registry.ts';
 import type { Runtime } from '../proxies/toolkit/runtime.ts';
 import type { ProxyUnderTest, StartedProxy } from '../proxies/types.ts';
 import { proxyAuthFor } from '../route/auth.ts';
+import { type ClientNetwork, scriptUrlFor } from '../route/client-network.ts';
 import { exchangeChecks, runWithPolicies } from '../route/policies.ts';
 import { proxyRoute, type Route } from '../route/route.ts';
 import { measureTimers, type TimerMeasurement } from '../route/timers.ts';
 import {
   catalogRow,
   checkExpectationProxies,
+  type LoadedDefinition,
   loadScenarios,
   type Profile,
   type ProfileExchange,
@@ -128,6 +131,21 @@ function describePort(p: LabPortSpec): string {
 
 const failAll = (checks: string[], v: KindVerdict) => new Map(checks.map((c) => [c, v]));
 
+/** One exchange's verdicts, before they become results. */
+interface Computed {
+  x: ProfileExchange;
+  row: ReturnType<typeof catalogRow>;
+  kind: ReturnType<typeof kindOf>;
+  checks: string[];
+  endpoint: string;
+  verdicts: Map<string, KindVerdict>;
+}
+
+/** Whether the agent finds the proxy there and answering as a proxy should. */
+function isUp(p: StartedProxy): boolean {
+  return (p.availability ?? 'up') === 'up' || p.availability === 'dies';
+}
+
 async function pool<T, R>(items: T[], n: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
   let next = 0;
@@ -168,16 +186,46 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
   const results: CheckResult[] = [];
   const proxies: ProxyInfo[] = [];
   const watch = new DeviationWatch();
+  /** What each proxy's auto detect answers per host:port, run once before its work items. */
+  const autoDetected = new Map<string, AutoDetectAnswer>();
   const expecting = {
     env: {
       timeScale,
       ...(opts.trustCorporateCa ? { trustInspectionCa: true } : {}),
       ...(opts.timerWait !== undefined ? { timerWait: opts.timerWait } : {}),
+      autoDetect: (proxyId: string, host: string, port: number) =>
+        autoDetected.get(`${proxyId}|${host}:${port}`),
     },
     watch,
   };
-  const contextFor = (x: ProfileExchange, route: Route, o: StartedOrigins): KindContext => {
+  /** The oracle's view of a fail-open exchange's auto detect: the script's answer, and the proxies it names. */
+  const predictAutoDetect = async (
+    proxyId: string,
+    started: StartedProxy,
+    x: ProfileExchange,
+    host: string,
+    client: ClientNetwork,
+  ) => {
+    const url = scriptUrlFor(host, x.port, kindOf(x).forwarded === true);
+    const proxies = new Map<string, LoadedDefinition>();
+    for (const p of started.scriptProxies ?? []) {
+      const d = set.proxies.get(p.id);
+      if (d) proxies.set(p.at, d);
+    }
+    autoDetected.set(`${proxyId}|${host}:${x.port}`, {
+      discovery: await client.discover(url, host),
+      proxies,
+    });
+  };
+  const contextFor = (
+    x: ProfileExchange,
+    route: Route,
+    o: StartedOrigins,
+    client?: ClientNetwork,
+  ): KindContext => {
     const host = hostOf(x);
+    // the agent's own connect deadline, when its profile states one: real time, never compressed
+    const deadline = x.proxyUnreachable?.connectDeadlineSeconds;
     return {
       route,
       host,
@@ -191,9 +239,10 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
       get clientCert() {
         return o.clientCert(host);
       },
-      timeouts,
+      timeouts: deadline !== undefined ? { ...timeouts, connectMs: deadline * 1000 } : timeouts,
       timeScale,
       directAddress: (h: string) => o.directAddress(h),
+      ...(client ? { client } : {}),
     };
   };
 
@@ -241,16 +290,23 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
       // every exchange's context, made once; the proxy's timers are measured from now on, in real
       // time, beside the work items (harness/route/timers.ts)
       const contexts = new Map<ProfileExchange, KindContext>();
+      const byProfile = new Map<Profile, Computed[]>();
       const measurements = new Map<ProfileExchange, TimerMeasurement | undefined>();
       if (started) {
+        const client = started.client;
         const route = proxyRoute({
           host: started.host,
           port: started.port,
           ...(started.credentials ? { auth: proxyAuthFor(started.credentials) } : {}),
+          ...(client ? { resolve: client.resolve } : {}),
         });
         for (const x of itsProfiles.flatMap((p) => p.exchanges)) {
-          const ctx = contextFor(x, route, origins);
+          const ctx = contextFor(x, route, origins, client);
           contexts.set(x, ctx);
+          if (client && client.autoDetect !== 'none' && x.proxyUnreachable?.fallback === 'auto-detect')
+            await predictAutoDetect(adapter.id, started, x, hostOf(x), client);
+          // a proxy that is not there has no timers to measure
+          if (!isUp(started)) continue;
           measurements.set(
             x,
             measureTimers(kindOf(x), ctx, {
@@ -260,8 +316,44 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
           );
         }
       }
+      // A proxy that is not there carries no load: its profiles run at once, each agent waiting
+      // out its own connect deadline (a blackhole), instead of one deadline after another.
+      const itemsAtOnce = started && !isUp(started) ? itsProfiles.length : 1;
+      /** A work item's results, reported in exchange and check order; then the item is done. */
+      const emit = (profile: Profile) => {
+        for (const { x, row, kind, checks, endpoint, verdicts } of byProfile.get(profile) ?? []) {
+          for (const check of checks) {
+            const v = verdicts.get(check) as KindVerdict;
+            const at = v.endpoint ?? endpoint;
+            const { host: h, port: p } = parseEndpoint(at);
+            const r = toResult(
+              set,
+              {
+                proxy: adapter.id,
+                profile: profile.id,
+                endpoint: at,
+                check,
+                kind: kind.id,
+                row: p === x.port ? row : catalogRow(set, { ...x, port: p }),
+                ctx: {
+                  host: h,
+                  port: p,
+                  proxyId: adapter.id,
+                  ...(kind.forwarded ? { forwarded: true } : {}),
+                },
+                exchange: x,
+              },
+              v,
+              expecting,
+            );
+            results.push(r);
+            opts.onResult?.(r);
+          }
+        }
+        opts.onWorkItem?.('done', adapter.id, profile.id);
+      };
       try {
-        for (const profile of itsProfiles) {
+        await pool(itsProfiles, itemsAtOnce, async (profile) => {
           opts.onWorkItem?.('start', adapter.id, profile.id);
           // The exchanges of a profile run at once, as an agent runs them; results keep profile order.
           const computed = await pool(profile.exchanges, opts.concurrency ?? Infinity, async (x) => {
@@ -298,37 +390,11 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
             }
             return { x, row, kind, checks, endpoint, verdicts };
           });
-          for (const { x, row, kind, checks, endpoint, verdicts } of computed) {
-            for (const check of checks) {
-              const v = verdicts.get(check) as KindVerdict;
-              const at = v.endpoint ?? endpoint;
-              const { host: h, port: p } = parseEndpoint(at);
-              const r = toResult(
-                set,
-                {
-                  proxy: adapter.id,
-                  profile: profile.id,
-                  endpoint: at,
-                  check,
-                  kind: kind.id,
-                  row: p === x.port ? row : catalogRow(set, { ...x, port: p }),
-                  ctx: {
-                    host: h,
-                    port: p,
-                    proxyId: adapter.id,
-                    ...(kind.forwarded ? { forwarded: true } : {}),
-                  },
-                  exchange: x,
-                },
-                v,
-                expecting,
-              );
-              results.push(r);
-              opts.onResult?.(r);
-            }
-          }
-          opts.onWorkItem?.('done', adapter.id, profile.id);
-        }
+          byProfile.set(profile, computed);
+          if (itemsAtOnce === 1) emit(profile);
+        });
+        // results in profile order, whatever order the work items ended in
+        if (itemsAtOnce > 1) for (const profile of itsProfiles) emit(profile);
       } finally {
         unregisterProxy();
         await started?.stop();

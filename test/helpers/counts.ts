@@ -1,7 +1,7 @@
 /**
  * How many results a run reports, derived from the scenario data rather than written down: every
  * exchange of every profile run reports the checks its kind lists (kindOf(x).checks(x)) and those
- * of the route policies it declares (`failover` → failover, `fallbackDirect` → fallback; counted
+ * of the route policies it declares (`failover` → failover, a profile that falls back to auto detect → fallback; counted
  * once whether the kind lists them itself or the runner adds them), once per proxy.
  */
 import { kindOf } from '../../harness/agent/kinds/index.ts';
@@ -9,7 +9,10 @@ import type { ProfileExchange, ScenarioSet } from '../../harness/scenarios.ts';
 
 /** The checks one exchange reports. */
 export function exchangeChecks(x: ProfileExchange): Set<string> {
-  const policies = [...(x.failover ? ['failover'] : []), ...(x.fallbackDirect ? ['fallback'] : [])];
+  const policies = [
+    ...(x.failover ? ['failover'] : []),
+    ...(x.proxyUnreachable?.fallback === 'auto-detect' ? ['fallback'] : []),
+  ];
   return new Set([...kindOf(x).checks(x), ...policies]);
 }
 

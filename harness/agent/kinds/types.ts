@@ -7,6 +7,7 @@ import type { TrustPolicy } from '../../checks/tls-judgement.ts';
 import type { TunnelNeeds } from '../../checks/tunnel-keepalive.ts';
 import type { Verdict } from '../../checks/types.ts';
 import type { LabPortSpec } from '../../lab/lab.ts';
+import type { ClientNetwork } from '../../route/client-network.ts';
 import type { Route } from '../../route/route.ts';
 import type { CatalogEndpoint, ProfileExchange } from '../../scenarios.ts';
 
@@ -49,6 +50,8 @@ export interface KindContext {
    * agent's own network resolves the host to (in the lab, the loopback origin).
    */
   directAddress(host: string): string | undefined;
+  /** The agent machine's network (its names, auto detect, DIRECT); default: the lab's names, no auto detect, DIRECT allowed. */
+  client?: ClientNetwork;
 }
 
 /** A verdict may name another endpoint of the exchange (a failover port, say). */

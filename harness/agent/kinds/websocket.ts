@@ -7,10 +7,9 @@
  * says the agent falls back to auto detect), tls-interception, pinning, protocol (101 and the
  * subprotocol), payload (every burst's SHA-256 both ways), tunnel-keepalive (the session lasted).
  *
- * Fallback: when the proxy itself cannot be reached (no TCP connection to it: refused, unreachable,
- * deadline) and `fallbackDirect` is set, the agent goes "auto detect", straight to the host, and
- * runs the same session there; the other checks then describe that session (evidence `route`).
- * A proxy that answers, even with 403, is reachable: no fallback.
+ * Fallback (harness/route/policies.ts): when the proxy itself cannot be reached and the profile
+ * says the agent falls back, it runs the same session on the route auto detect finds; the other
+ * checks then describe that session (evidence `route`). A proxy that answers, even 403, is reachable.
  *
  * The session itself (plan, runner, records) is agent/ws-session.ts; this module runs it on the
  * channel and judges the record.
@@ -28,7 +27,6 @@ export const websocketKind: ExchangeKind = {
   options: {
     path: { type: 'string', pattern: '^/' },
     session: { $ref: '#/$defs/session' },
-    fallbackDirect: { type: 'boolean' },
   },
   checks: () => ['connect', 'tls-interception', 'pinning', ...AFTER_CHANNEL],
   lab: (x) => [{ port: x.port, transport: 'https' }],
