@@ -9,10 +9,20 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { parse } from 'yaml';
 import { kindOf } from '../harness/agent/kinds/index.ts';
-import { predict } from '../harness/proxies/oracle.ts';
+import { labAddress } from '../harness/lab/addresses.ts';
+import { pacOf } from '../harness/proxies/engines.ts';
+import { type AutoDetectAnswer, type OracleEnv, predict } from '../harness/proxies/oracle.ts';
 import { proxyById } from '../harness/proxies/registry.ts';
+import { scriptUrlFor, startClientNetwork } from '../harness/route/client-network.ts';
 import { runMatrix } from '../harness/runner/run.ts';
-import { catalogRow, loadScenarios, resolveHost, SCENARIOS_DIR } from '../harness/scenarios.ts';
+import {
+  catalogRow,
+  type LoadedDefinition,
+  loadScenarios,
+  resolveHost,
+  SCENARIOS_DIR,
+  type ScenarioSet,
+} from '../harness/scenarios.ts';
 import { cli } from './helpers/cli.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { scenarioCopy } from './helpers/scenario-copy.ts';
@@ -23,64 +33,99 @@ function tmp(t: Test): string {
   return dir;
 }
 
-t.test('the oracle predicts every outcome of the release baseline for the eight presets', async (t) => {
-  const set = loadScenarios();
-  const base = parse(readFileSync(join(SCENARIOS_DIR, 'baselines', 'release.yaml'), 'utf8'))
-    .results as Record<string, string>;
-  const presets = new Set<string>();
-  const wrong: string[] = [];
-  let n = 0;
-  for (const [id, outcome] of Object.entries(base)) {
-    const [proxy, profile, endpoint, check] = id.split('/') as [string, string, string, string];
-    presets.add(proxy);
-    const def = set.proxies.get(proxy);
-    t.ok(def, `${proxy} is a definition`);
-    if (!def) continue;
-    const [hp, name] = endpoint.split('#') as [string, string | undefined];
-    const i = hp.lastIndexOf(':');
-    const host = hp.slice(0, i);
-    const port = Number(hp.slice(i + 1));
-    const x = set.profiles
-      .get(profile)
-      ?.exchanges.find(
-        (x) =>
-          resolveHost(x.host, set) === host &&
-          (x.port === port || x.failover?.port === port) &&
-          x.name === name,
-      );
-    if (!x) {
-      wrong.push(`${id}: no exchange`);
-      continue;
+/**
+ * What each built-in definition's auto detect answers (its proxy script run for real, as the
+ * runner does before the work items), with stand-in addresses for the proxies the script names.
+ */
+async function autoDetectAnswers(set: ScenarioSet): Promise<OracleEnv['autoDetect']> {
+  const answers = new Map<string, AutoDetectAnswer>();
+  for (const def of set.proxies.values()) {
+    const pac = pacOf(def);
+    if (!pac) continue;
+    const proxies = new Map<string, LoadedDefinition>();
+    let text = pac.text;
+    for (const [i, id] of pac.proxies.entries()) {
+      const at = `127.0.0.${i + 1}:3128`;
+      text = text.replaceAll(`{{proxy:${id}}}`, at);
+      proxies.set(at, set.proxies.get(id) as LoadedDefinition);
     }
-    const row = catalogRow(set, { ...x, port });
-    const key = { proxy, profile, endpoint, check, port, kind: kindOf(x).id, host, exchange: x };
-    const p = predict(def, { ...key, mustNotInspect: row.mustNotInspect, pinned: row.pinned }, set, {
-      timeScale: 0.01,
+    const client = await startClientNetwork(def.client, {
+      resolve: (h) => labAddress(h, 93),
+      net: 93,
+      pacText: text,
     });
-    n++;
-    // no prediction: the check's own default, pass (or skip where it does not apply)
-    const ok = p ? p.expect === outcome : outcome === 'pass' || outcome === 'skip';
-    if (!ok) wrong.push(`${id}: ${outcome}, predicted ${p?.expect ?? 'the default'}`);
+    try {
+      for (const p of set.profiles.values())
+        for (const x of p.exchanges) {
+          if (x.proxyUnreachable?.fallback !== 'auto-detect') continue;
+          const host = resolveHost(x.host, set);
+          const url = scriptUrlFor(host, x.port, kindOf(x).forwarded === true);
+          answers.set(`${def.id}|${host}:${x.port}`, {
+            discovery: await client.discover(url, host),
+            proxies,
+          });
+        }
+    } finally {
+      await client.stop();
+    }
   }
-  t.same(
-    [...presets].sort(),
-    [
-      'chain-auth',
-      'chain-mitm',
-      'chain-plain',
-      'squid-auth',
-      'squid-bump',
-      'squid-default',
-      'squid-open',
-      'squid-splice',
-    ],
-    'the baseline covers the eight presets',
-  );
-  t.ok(n > 2500, `${n} outcomes compared`);
-  t.same(wrong, [], 'every baseline outcome is what the knobs (and engine traits) predict');
-  for (const def of set.proxies.values())
-    t.notOk(def.deviations?.length, `${def.id}: no deviation of its own`);
-});
+  return (proxyId, host, port) => answers.get(`${proxyId}|${host}:${port}`);
+}
+
+t.test(
+  'the oracle predicts every outcome of the release baseline for every built-in definition',
+  async (t) => {
+    const set = loadScenarios();
+    const autoDetect = await autoDetectAnswers(set);
+    const base = parse(readFileSync(join(SCENARIOS_DIR, 'baselines', 'release.yaml'), 'utf8'))
+      .results as Record<string, string>;
+    const presets = new Set<string>();
+    const wrong: string[] = [];
+    let n = 0;
+    for (const [id, outcome] of Object.entries(base)) {
+      const [proxy, profile, endpoint, check] = id.split('/') as [string, string, string, string];
+      presets.add(proxy);
+      const def = set.proxies.get(proxy);
+      t.ok(def, `${proxy} is a definition`);
+      if (!def) continue;
+      const [hp, name] = endpoint.split('#') as [string, string | undefined];
+      const i = hp.lastIndexOf(':');
+      const host = hp.slice(0, i);
+      const port = Number(hp.slice(i + 1));
+      const x = set.profiles
+        .get(profile)
+        ?.exchanges.find(
+          (x) =>
+            resolveHost(x.host, set) === host &&
+            (x.port === port || x.failover?.port === port) &&
+            x.name === name,
+        );
+      if (!x) {
+        wrong.push(`${id}: no exchange`);
+        continue;
+      }
+      const row = catalogRow(set, { ...x, port });
+      const key = { proxy, profile, endpoint, check, port, kind: kindOf(x).id, host, exchange: x };
+      const p = predict(def, { ...key, mustNotInspect: row.mustNotInspect, pinned: row.pinned }, set, {
+        timeScale: 0.01,
+        ...(autoDetect ? { autoDetect } : {}),
+      });
+      n++;
+      // no prediction: the check's own default, pass (or skip where it does not apply)
+      const ok = p ? p.expect === outcome : outcome === 'pass' || outcome === 'skip';
+      if (!ok) wrong.push(`${id}: ${outcome}, predicted ${p?.expect ?? 'the default'}`);
+    }
+    t.same(
+      [...presets].sort(),
+      [...set.proxies.keys()].sort(),
+      'the baseline covers every built-in definition',
+    );
+    t.ok(n > 2500, `${n} outcomes compared`);
+    t.same(wrong, [], 'every baseline outcome is what the knobs (and engine traits) predict');
+    for (const def of set.proxies.values())
+      t.notOk(def.deviations?.length, `${def.id}: no deviation of its own`);
+  },
+);
 
 t.test('bad definitions stop the run with one line naming the file, engine and knob', async (t) => {
   const dir = tmp(t);

@@ -59,7 +59,7 @@ t.test('chain-plain carries the whole session; chain-mitm refuses the must-not-i
   const plain = (c: string) => get('chain-plain', RAS, c);
   t.equal(plain('connect')?.outcome, 'pass');
   t.equal(plain('fallback')?.outcome, 'skip');
-  t.equal(plain('fallback')?.message, 'the proxy was reachable; the session went through it');
+  t.equal(plain('fallback')?.message, 'the proxy was up; the session went through it');
   t.equal(plain('tls-interception')?.outcome, 'pass');
   t.equal(plain('pinning')?.outcome, 'pass', 'a must-not-inspect host is pinned by the strictest agent');
   t.equal(plain('protocol')?.outcome, 'pass', plain('protocol')?.message ?? '');
@@ -201,10 +201,19 @@ t.test('unreachable proxy: the agent falls back to auto detect and the session r
   t.match(
     fallback?.message,
     new RegExp(
-      `^proxy unreachable \\(ECONNREFUSED 127\\.0\\.0\\.1:${proxy.port}\\); auto-detect route reached ras\\.proxycheck\\.test:443 at 127\\.${net}\\.\\d+\\.\\d+ and the session worked`,
+      `^proxy unreachable \\(ECONNREFUSED 127\\.0\\.0\\.1:${proxy.port}\\); auto detect: auto detect has no proxy script source on this machine: DIRECT; took DIRECT, on it \\d+ ms after the first attempt on the proxy: reached ras\\.proxycheck\\.test:443 at 127\\.${net}\\.\\d+\\.\\d+ and the session worked`,
     ),
   );
-  t.match(fallback?.evidence, { route: 'direct (auto detect)', sessionWorked: true });
+  t.match(fallback?.evidence, {
+    route: 'direct (auto detect)',
+    method: 'none',
+    tried: [],
+    sessionWorked: true,
+  });
+  t.ok(
+    (fallback?.evidence.fallbackMs as number) < 1000,
+    'a refused proxy: the agent falls back within milliseconds',
+  );
   const tls = get('unreachable', RAS, 'tls-interception');
   t.equal(tls?.outcome, 'pass');
   t.match(tls?.message, /^no proxy in between \(direct route, auto detect\)/);
@@ -225,7 +234,7 @@ t.test('a reachable proxy that refuses (407) is no reason to fall back', async (
   t.equal(get('auth-wrong', RAS, 'connect')?.outcome, 'fail');
   const fallback = get('auth-wrong', RAS, 'fallback');
   t.equal(fallback?.outcome, 'skip');
-  t.match(fallback?.message, /^the proxy was reachable \(it answered "HTTP\/1\.1 407 /);
+  t.match(fallback?.message, /^the proxy was up \(it answered "HTTP\/1\.1 407 /);
   for (const c of ['tls-interception', 'protocol', 'payload', 'tunnel-keepalive'])
     t.equal(get('auth-wrong', RAS, c)?.outcome, 'dependency_fail');
 });

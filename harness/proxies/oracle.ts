@@ -419,10 +419,21 @@ function predictAbsent(
   // fail-open: the agent takes the route auto detect finds
   if (check === entry) return { expect: 'fail', reason: why };
   const route = fallbackRoute(def, key, env);
+  const p = x.proxyUnreachable;
+  const slow =
+    availability === 'blackhole' &&
+    p?.connectDeadlineSeconds !== undefined &&
+    p.fallbackWithinSeconds !== undefined &&
+    p.connectDeadlineSeconds >= p.fallbackWithinSeconds;
   if (check === 'fallback')
-    return route.ok
-      ? { expect: 'pass', reason: `${why}; auto detect gives ${route.label}, which works` }
-      : { expect: 'fail', reason: `${why}; ${route.why}` };
+    return !route.ok
+      ? { expect: 'fail', reason: `${why}; ${route.why}` }
+      : slow
+        ? {
+            expect: 'fail',
+            reason: `${why}: the agent waits its ${p?.connectDeadlineSeconds} s connect deadline, more than the ${p?.fallbackWithinSeconds} s its profile allows to be on the fallback route`,
+          }
+        : { expect: 'pass', reason: `${why}; auto detect gives ${route.label}, which works` };
   if (!route.ok)
     return { expect: 'dependency_fail', reason: `${why}; ${route.why}, so nothing after it ran` };
   // the later checks describe the route the agent fell back to

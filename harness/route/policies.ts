@@ -358,7 +358,7 @@ async function autoDetect(
       evidence: {
         ...base,
         ...discovery,
-        route: route.via === 'direct' ? 'DIRECT (auto detect)' : label,
+        route: route.via === 'direct' ? route.label : label,
         ...(route.via === 'proxy' ? { routeConnect: res.get('connect')?.message } : {}),
         ...(at ? { address: at } : {}),
         tried,
