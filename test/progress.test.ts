@@ -176,14 +176,14 @@ t.test(
     // Plain and quiet modes never draw a line of their own.
     const plain: string[] = [];
     const r = new Progress({ stream: { write: (s: string) => plain.push(s) }, mode: 'plain', total: 1 });
-    r.itemStart('a', 'b');
+    r.itemStart('p', 'f');
     r.result(result('pass'));
-    r.itemDone('a', 'b');
+    r.itemDone('p', 'f');
     r.stop();
     t.equal(plain.length, 1);
     t.match(
       plain[0],
-      /^proxycheck: \[1\/1\] a\/b: 1 results: 1 pass, 0 fail, 0 other; 0 unexpected \(0\.\d s\)\n$/,
+      /^proxycheck: \[1\/1\] p\/f: 1 results: 1 pass, 0 fail, 0 other; 0 unexpected \(0\.\d s\)\n$/,
     );
     const quiet: string[] = [];
     const s = new Progress({

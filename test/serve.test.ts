@@ -328,3 +328,71 @@ t.test('serve --listen: the agents reach the proxy where it is told to listen', 
   t.equal(await exit(exited, 10_000), 130);
   t.notOk(await listening('127.0.0.3', port), 'nothing left listening');
 });
+
+t.test(
+  'serve a proxy that is down: its address refuses, the WPAD script is served and names a proxy that works',
+  requireComponent(t, 'curl', curlProblem),
+  async (t) => {
+    const octet = await labNet(t);
+    const served = await foreground(
+      t,
+      ['serve', 'down-pac', '--lab-net', String(octet), '--profiles', 'flexxagent-brazil'],
+      'proxy is refused; the lab is up; Ctrl-C stops it',
+    );
+    const stdout = served.stdout();
+    const line = (re: RegExp) => re.exec(stdout)?.[1] ?? '';
+    const url = line(/^proxy URL \(configure the agent with it; the proxy is not there: refused\): (\S+)$/m);
+    t.match(
+      url,
+      new RegExp(`^http://127\\.${octet}\\.\\d+\\.\\d+:3128$`),
+      'the configured address is a lab address',
+    );
+    const { hostname, port } = new URL(url);
+    t.equal(await listening(hostname, Number(port)), false, 'nothing listens there: refused');
+    t.notMatch(stdout, /flow log/, 'no relay, so no flow log');
+    const script =
+      /^proxy script: (http:\/\/wpad\.proxycheck\.test\/wpad\.dat) \(on (127\.\d+\.\d+\.\d+),/m.exec(stdout);
+    t.ok(script, 'the WPAD script URL and its address are printed');
+    const hostsFile = line(/^hosts-file lines .*: (\S+)$/m);
+    t.match(
+      readFileSync(hostsFile, 'utf8'),
+      `${script?.[2]}\twpad.proxycheck.test`,
+      'and in the hosts-file lines',
+    );
+    // fetch the script as a machine would, by name through the printed address
+    const pac = await curl([
+      '-sS',
+      '--max-time',
+      '10',
+      '--resolve',
+      `wpad.proxycheck.test:80:${script?.[2]}`,
+      'http://wpad.proxycheck.test/wpad.dat',
+    ]);
+    t.equal(pac.code, 0, pac.stderr);
+    t.match(pac.stdout, /function FindProxyForURL/);
+    const backup = /PROXY (127\.0\.0\.1:\d+); DIRECT/.exec(pac.stdout)?.[1];
+    t.ok(backup, `the script names the backup proxy by address (${backup})`);
+    // the proxy the script names works: curl reaches a lab origin through it
+    const hostsLine = readFileSync(hostsFile, 'utf8')
+      .split('\n')
+      .find((l) => l.endsWith(`\t${HOST}`));
+    const rootFile = line(/^lab root CA .*: (\S+)$/m);
+    const through = await curl([
+      '-sS',
+      '--max-time',
+      '15',
+      '-x',
+      `http://${backup}`,
+      '--cacert',
+      rootFile,
+      `https://${HOST}/echo/x`,
+    ]);
+    t.equal(through.code, 0, `curl through the scripted proxy: ${through.stderr.trim()}`);
+    t.match(through.stdout, /"requestLine":"GET \/echo\/x HTTP\/1\.1"/);
+    t.ok(hostsLine);
+    served.child.kill('SIGINT');
+    t.equal(await exit(served.exited, 20_000), 130);
+    t.equal(await listening(script?.[2] ?? '', 80), false, 'the script server is gone');
+    t.equal(await listening('127.0.0.1', Number(backup?.split(':')[1])), false, 'and the backup proxy');
+  },
+);

@@ -13,6 +13,7 @@ import { Lab } from '../lab/lab.ts';
 import { createLabPki } from '../lab/pki.ts';
 import { RunDir } from '../lab/rundir.ts';
 import { onCleanup } from '../lifecycle.ts';
+import { UNREACHABLE } from '../proxies/definition.ts';
 import { proxyById } from '../proxies/registry.ts';
 import type { Flow } from '../proxies/relay.ts';
 import { RelayFront } from '../proxies/relay-front.ts';
@@ -38,23 +39,35 @@ export function registerServeCommand(program: Command): void {
     .option('--runtime <auto|container|process>', 'where a squid definition runs', 'auto')
     .option('--scenarios <dir>', 'scenario directory (catalogs/, profiles/, proxies/)')
     .addOption(labNetOption())
-    .action(async (ref: string, o) => {
+    .action(async (ref: string, o, cmd: Command) => {
       const set = loadScenarios({
         tenant: o.tenant,
         ...(o.scenarios ? { dir: scenarioDir(o.scenarios) } : {}),
       });
       const profiles = selectProfiles(set, list(o.profiles));
       const listen = parseListen(String(o.listen));
+      const engine = proxyById(ref, { runtime: parseRuntime(o.runtime), scenarios: set });
+      // a proxy that is not there gets no relay in front: its address must refuse, stay silent or not resolve
+      const absent = UNREACHABLE.has(set.proxies.get(engine.id)?.availability ?? 'up');
+      if (absent && cmd.getOptionValueSource('listen') === 'cli')
+        throw new UsageError(
+          `--listen: proxy ${engine.id} is not there (${set.proxies.get(engine.id)?.availability}); nothing listens for it`,
+        );
       const flowLog = String(o.flowLog);
-      try {
-        writeFileSync(flowLog, '', { flag: 'a' });
-      } catch (err) {
-        throw new UsageError(`--flow-log ${flowLog}: cannot write (${(err as NodeJS.ErrnoException).code})`);
+      if (!absent) {
+        try {
+          writeFileSync(flowLog, '', { flag: 'a' });
+        } catch (err) {
+          throw new UsageError(`--flow-log ${flowLog}: cannot write (${(err as NodeJS.ErrnoException).code})`);
+        }
       }
-      const proxy = new RelayFront(proxyById(ref, { runtime: parseRuntime(o.runtime), scenarios: set }), {
-        onFlow: (flow: Flow) => appendFileSync(flowLog, `${JSON.stringify({ proxy: proxy.id, ...flow })}\n`),
-        listen,
-      });
+      const proxy = absent
+        ? engine
+        : new RelayFront(engine, {
+            onFlow: (flow: Flow) =>
+              appendFileSync(flowLog, `${JSON.stringify({ proxy: proxy.id, ...flow })}\n`),
+            listen,
+          });
       const runDir = new RunDir();
       onCleanup('run directory', () => runDir.remove());
       const pki = await createLabPki(runDir.path);
@@ -69,11 +82,17 @@ export function registerServeCommand(program: Command): void {
         });
       onCleanup(`proxy ${proxy.id}`, () => started.stop());
       const hostsFile = join(runDir.path, 'hosts');
-      writeFileSync(hostsFile, lab.hostsFile());
+      const scripts = started.client?.served ?? [];
+      writeFileSync(hostsFile, lab.hostsFile() + scripts.map((s) => `${s.address}\t${s.host}\n`).join(''));
       const say = (line: string) => process.stdout.write(`${line}\n`);
       say(`proxy ${started.id}: ${proxy.describe()}`);
       say(`  ${started.version} (${started.runtime})`);
-      say(`proxy URL: ${started.url}`);
+      const state = started.availability ?? 'up';
+      say(
+        absent
+          ? `proxy URL (configure the agent with it; the proxy is not there: ${state}): ${started.url}`
+          : `proxy URL: ${started.url}`,
+      );
       if (started.credentials)
         say(`credentials: ${started.credentials.username}:${started.credentials.password} (Basic)`);
       if (started.inspectionCa) {
@@ -83,8 +102,11 @@ export function registerServeCommand(program: Command): void {
       }
       say(`lab root CA (the lab origins' issuer; the agents must trust it): ${pki.labRoot.cert.certFile}`);
       say(`hosts-file lines (the agents' vendor hosts on the lab): ${hostsFile}`);
-      say(`flow log (one JSON line per connection): ${flowLog}`);
-      say('proxy is up; Ctrl-C stops it');
+      if (started.client && started.client.autoDetect !== 'none')
+        say(`the agent's machine: ${started.client.describe()}`);
+      for (const s of scripts) say(`proxy script: ${s.url} (on ${s.address}, in the hosts-file lines)`);
+      if (!absent) say(`flow log (one JSON line per connection): ${flowLog}`);
+      say(absent ? `proxy is ${state}; the lab is up; Ctrl-C stops it` : 'proxy is up; Ctrl-C stops it');
       await new Promise<void>(() => {
         // runs until a signal; the signal handler stops everything and exits
       });

@@ -168,7 +168,7 @@ class Unavailable implements ProxyUnderTest {
     return {
       id: this.def.id,
       kind: 'plain',
-      runtime: 'none',
+      runtime: 'not running',
       version,
       url: `http://${host}:${port}`,
       host,

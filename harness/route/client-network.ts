@@ -53,6 +53,8 @@ export interface ClientNetwork {
   /** What auto detect answers for a URL the agent is about to open. */
   discover(url: string, host: string): Promise<Discovery>;
   describe(): string;
+  /** The proxy scripts this network serves: URL and the loopback address of its host. */
+  served: Array<{ url: string; host: string; address: string }>;
   stop(): Promise<void>;
 }
 
@@ -84,6 +86,7 @@ export async function startClientNetwork(
   const direct = knob?.direct ?? 'allowed';
   const suffix = knob?.dnsSuffix ?? DEFAULT_DNS_SUFFIX;
   const served = new Map<string, string>();
+  const scripts: ClientNetwork['served'] = [];
   let server: http.Server | undefined;
   let scriptUrl: string | undefined;
   if (autoDetect === 'wpad') scriptUrl = `http://wpad.${suffix}/wpad.dat`;
@@ -110,6 +113,7 @@ export async function startClientNetwork(
       s.listen(port, address, () => resolve());
     });
     served.set(url.hostname.toLowerCase(), address);
+    scripts.push({ url: scriptUrl, host: url.hostname.toLowerCase(), address });
   }
   const resolve = (host: string) => served.get(host.toLowerCase()) ?? o.resolve(host);
   let loading: Promise<PacLoad> | undefined;
@@ -179,6 +183,7 @@ export async function startClientNetwork(
     discover,
     describe: () =>
       `auto detect ${autoDetect === 'none' ? 'finds no script' : `${autoDetect} (${scriptUrl}${o.pacName ? `, from ${o.pacName}` : ''})`}; DIRECT ${direct}`,
+    served: scripts,
     stop: () =>
       new Promise<void>((r) => {
         if (!server) return r();
@@ -202,6 +207,7 @@ export function plainClientNetwork(resolve: (host: string) => string | undefined
       ms: 0,
     }),
     describe: () => 'auto detect finds no script; DIRECT allowed',
+    served: [],
     stop: async () => {},
   };
 }
