@@ -54,6 +54,7 @@ function diagnose(ctx: KindContext, speaksTls: boolean): Promise<Reach> | undefi
   return diagnoseReach(ctx.route, { host: ctx.host, port: ctx.port }, speaksTls, {
     ...ctx.reachMarker,
     timeoutMs: ctx.timeouts.answerMs,
+    connectTimeoutMs: ctx.timeouts.connectMs,
     ...(ctx.exchange.userAgent ? { userAgent: ctx.exchange.userAgent } : {}),
   });
 }

@@ -31,8 +31,13 @@ export interface ReachOptions {
   labId: string;
   labHeader: string;
   timeoutMs: number;
+  /** The deadline for the TCP connection to the proxy (the agent's own; default timeoutMs). */
+  connectTimeoutMs?: number;
   userAgent?: string;
 }
+
+/** The diagnostic could not even reach the proxy: no probe can tell anything, so none more is tried. */
+class ProxyNotReached extends Error {}
 
 /** squid's names for "I could not get there" (not a policy refusal). */
 const CANNOT_REACH =
@@ -110,9 +115,11 @@ async function probeTunnel(route: ProxyRoute, target: { host: string; port: numb
   const tun = await openTunnel({
     proxy: route.proxy,
     target,
-    connectTimeoutMs: o.timeoutMs,
+    connectTimeoutMs: o.connectTimeoutMs ?? o.timeoutMs,
     answerTimeoutMs: o.timeoutMs,
   });
+  if (!tun.ok && tun.timings.tcpConnectMs === undefined && !tun.answer)
+    throw new ProxyNotReached(tun.error ?? 'the proxy did not take the connection');
   return tun.ok ? tun : undefined;
 }
 
