@@ -62,6 +62,38 @@ export interface ProxyInfo {
   version: string;
   url?: string;
   startMs?: number;
+  /** `validate`: how the agents find this route (configured proxy, WPAD, PAC, or DIRECT), per host. */
+  discovery?: ProxyDiscovery;
+}
+
+/** The way `validate` found a route, as the agent would (harness/cli/validate-routes.ts). */
+export interface ProxyDiscovery {
+  /** configured: --proxy URL; wpad, pac: the script's answer; direct: hosts that go DIRECT (any method). */
+  method: 'configured' | 'wpad' | 'pac' | 'direct';
+  /** The proxy as --proxy or the script names it (host:port); absent for DIRECT and for no route. */
+  proxy?: string;
+  /** Where the script came from (WPAD's URL, the PAC URL or file). */
+  source?: string;
+  /** Every exchange URL this route was chosen for, and why. */
+  hosts: DiscoveredHost[];
+}
+
+export interface DiscoveredHost {
+  host: string;
+  port: number;
+  /** What FindProxyForURL was asked (or would be). */
+  url: string;
+  /** The method that decided, when `method` above is direct (or the route's own). */
+  method: 'configured' | 'wpad' | 'pac';
+  source?: string;
+  /** The script's answer as it said it. */
+  answer?: string;
+  /** The --no-proxy pattern that made the host DIRECT before anything else was asked. */
+  bypass?: string;
+  /** Entries of the answer the agent tried before this route, and why each was passed over. */
+  tried?: Array<{ route: string; outcome: string }>;
+  /** The decision in words. */
+  note: string;
 }
 
 /** squid (exact squid.conf lines), another product (text only), or unknown (both). */

@@ -82,27 +82,6 @@ export function startCiRun(
   };
 }
 
-/**
- * Runs `run(hooks)` (a runMatrix of `proxies` proxies over `profiles`) with progress on stderr:
- * for `validate`, whose single proxy is not known by id before it starts.
- */
-export async function withProgress<T>(
-  quiet: boolean,
-  work: { proxies: number; scenarios: ScenarioSet; profiles: string[] },
-  run: (hooks: Pick<RunOptions, 'onResult' | 'onWorkItem'>) => Promise<T>,
-): Promise<T> {
-  const progress = new Progress({
-    stream: process.stderr,
-    mode: progressMode(process.stderr, quiet),
-    total: work.proxies * selectProfiles(work.scenarios, work.profiles).length,
-  });
-  try {
-    return await run(progress.hooks());
-  } finally {
-    progress.stop();
-  }
-}
-
 /** `--quiet`: the summary line only, on stdout unless a report took stdout. */
 export function printQuietSummary(report: RunReport, stdoutTaken: boolean): void {
   (stdoutTaken ? process.stderr : process.stdout).write(`${summaryLine(report)}\n`);

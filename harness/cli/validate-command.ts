@@ -1,24 +1,48 @@
 /**
- * `proxycheck validate --proxy URL`: a customer's go-live check of a proxy we did not start,
- * against the lab origins (which the proxy must resolve: `proxycheck lab hosts`), or with
- * `--origins live` against the catalog endpoints on the real internet (harness/live/).
+ * `proxycheck validate`: a customer's go-live check of a proxy we did not start, against the lab
+ * origins (which the proxy must resolve: `proxycheck lab hosts`), or with `--origins live` against
+ * the catalog endpoints on the real internet (harness/live/). The proxy is given (`--proxy URL`) or
+ * found per vendor host as the agents' machines find it (`--proxy auto`: WPAD; `--pac URL|FILE`),
+ * and every route found is validated (harness/cli/validate-routes.ts).
  */
 import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { UsageError } from '../errors.ts';
 import { parseLabNet } from '../lab/addresses.ts';
 import { runLive } from '../live/live.ts';
 import { parseParams } from '../live/params.ts';
 import { publicRootStore, splitPem } from '../live/roots.ts';
+import type { RunReport } from '../model.ts';
 import { ExternalProxy, parseProxyUrl } from '../proxies/external.ts';
+import type { ProxyCredentials } from '../proxies/types.ts';
+import { Progress, progressMode } from '../report/progress.ts';
 import { renderRemediation, withRemediation } from '../report/remediation.ts';
 import { printRunOutput } from '../report/summary.ts';
 import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
-import { runMatrix } from '../runner/run.ts';
-import { loadScenarios } from '../scenarios.ts';
-import { printQuietSummary, quietOption, withProgress } from './ci-options.ts';
+import { DEFAULT_TIMEOUTS, runMatrix, selectProfiles } from '../runner/run.ts';
+import { loadScenarios, type ScenarioSet } from '../scenarios.ts';
+import { printQuietSummary, quietOption } from './ci-options.ts';
 import { parseSeconds, parseTimeScale, scenarioDir, timerWaitOption, timeScaleOption } from './options.ts';
+import {
+  type ChosenScript,
+  checkDnsSuffix,
+  chooseScript,
+  groupRoutes,
+  machineDnsSuffix,
+  mergeReports,
+  nameService,
+  OS_RESOLVER_ENV,
+  parseNoProxy,
+  parsePacArg,
+  parseResolveFlags,
+  profilesOn,
+  type RouteGroup,
+  routeLines,
+  routeTargets,
+  targetsOf,
+  unreplayedResults,
+} from './validate-routes.ts';
 
 export const PASSWORD_ENV = 'PROXYCHECK_PROXY_PASSWORD';
 
@@ -30,10 +54,31 @@ export function registerValidateCommand(program: Command, out: { code: number })
   program
     .command('validate')
     .description(
-      'check a proxy you run (not started by us) before go-live: against the lab origins, or the real endpoints (--origins live)',
+      'check a proxy you run (not started by us) before go-live: against the lab origins, or the real endpoints (--origins live). Give --proxy URL, or let it find the routes per vendor host as the agents do: --pac URL|FILE, --proxy auto (WPAD), or both (WPAD first)',
     )
-    .requiredOption('--proxy <url>', 'the proxy, http://[user:password@]host:port')
-    .option('--proxy-user <name>', 'proxy user name (instead of putting it in the URL)')
+    .option(
+      '--proxy <url|auto>',
+      'the proxy, http://[user:password@]host:port; or "auto": find it per vendor host with WPAD (http://wpad.<dns suffix>/wpad.dat), as the agent\'s machine does (lab mode)',
+    )
+    .option(
+      '--pac <url|file>',
+      "lab: a proxy auto-config script (http(s) URL or file); each vendor host's route is what its FindProxyForURL answers. With --proxy auto: used when wpad.<dns suffix> does not resolve",
+    )
+    .addOption(noProxyOption())
+    .option(
+      '--dns-suffix <name>',
+      "--proxy auto: the machine's DNS suffix, for wpad.<suffix> (default: the search or domain line of /etc/resolv.conf)",
+    )
+    .option(
+      '--resolve <host:address>',
+      `lab: answer this address for this name (the WPAD host, the PAC URL's host, proxies and vendor hosts a script looks up; the --proxy host), like curl's --resolve; repeatable. Other names: the OS resolver (off with ${OS_RESOLVER_ENV}=off)`,
+      collect,
+      [],
+    )
+    .option(
+      '--proxy-user <name>',
+      'proxy user name (instead of putting it in the URL; for every proxy found)',
+    )
     .option('--proxy-password <password>', `proxy password (or set ${PASSWORD_ENV}; never printed)`)
     .option(
       '--origins <lab|live>',
@@ -96,20 +141,21 @@ export function registerValidateCommand(program: Command, out: { code: number })
         throw new UsageError(
           '--param is for --origins live; lab mode uses the lab values of host parameters, as "proxycheck lab hosts" prints them',
         );
+      const how = howToFind(o, live);
       const params = parseParams(o.param, o.tenant);
       const scenarios = loadScenarios({
         ...(o.tenant && !live ? { tenant: o.tenant } : {}),
         params,
         ...(o.scenarios ? { dir: scenarioDir(o.scenarios) } : {}),
       });
-      const parsed = parseProxyUrl(o.proxy);
+      const parsed = how.configured ? parseProxyUrl(how.configured) : undefined;
       const password: string | undefined = o.proxyPassword ?? process.env[PASSWORD_ENV];
-      if (password !== undefined && !o.proxyUser && !parsed.credentials) {
+      if (password !== undefined && !o.proxyUser && !parsed?.credentials) {
         throw new UsageError('a proxy password was given without a user: add --proxy-user');
       }
-      const credentials = o.proxyUser
+      const credentials: ProxyCredentials | undefined = o.proxyUser
         ? { username: o.proxyUser as string, password: password ?? '' }
-        : parsed.credentials;
+        : parsed?.credentials;
       let extraTrust: string[] = [];
       if (o.trustCa) {
         try {
@@ -127,36 +173,43 @@ export function registerValidateCommand(program: Command, out: { code: number })
           .split(',')
           .map((s: string) => s.trim())
           .filter(Boolean);
-      const report = live
-        ? await runLive({
-            proxy: {
-              host: parsed.host,
-              port: parsed.port,
-              ...(credentials ? { credentials } : {}),
-              url: redactedUrl(parsed),
-            },
-            scenarios,
-            catalogs: ids(o.catalogs),
-            params,
-            publicRoots: publicRootStore(),
-            extraTrust: extraTrust.flatMap((pem) => splitPem(pem, `--trust-ca ${o.trustCa}`)),
-          })
-        : await withProgress(
-            Boolean(o.quiet),
-            { proxies: 1, scenarios, profiles: ids(o.profiles) },
-            (hooks) =>
-              runMatrix({
-                scenarios,
-                proxies: [new ExternalProxy({ url: o.proxy, ...(credentials ? { credentials } : {}) })],
-                profiles: ids(o.profiles),
-                labNet: parseLabNet(o.labNet),
-                extraTrust,
-                ...(timerWait !== undefined ? { timerWait } : {}),
-                timeScale: parseTimeScale(o.timeScale),
-                ...hooks,
-              }),
-          );
+      let routes: string[] = [];
+      let report: RunReport;
+      if (live && parsed) {
+        report = await runLive({
+          proxy: {
+            host: parsed.host,
+            port: parsed.port,
+            ...(credentials ? { credentials } : {}),
+            url: redactedUrl(parsed),
+          },
+          scenarios,
+          catalogs: ids(o.catalogs),
+          params,
+          publicRoots: publicRootStore(),
+          extraTrust: extraTrust.flatMap((pem) => splitPem(pem, `--trust-ca ${o.trustCa}`)),
+        });
+      } else {
+        const lab = await validateLab({
+          how,
+          scenarios,
+          profiles: ids(o.profiles),
+          ...(credentials ? { credentials } : {}),
+          labNet: parseLabNet(o.labNet),
+          extraTrust,
+          ...(timerWait !== undefined ? { timerWait } : {}),
+          timeScale: parseTimeScale(o.timeScale),
+          quiet: Boolean(o.quiet),
+        });
+        report = lab.report;
+        routes = lab.routes;
+      }
       withRemediation(report, { scenarios });
+      // the routes found come first, where the summary goes (stderr when a report takes stdout)
+      if (routes.length)
+        (reports.stdout ? process.stderr : process.stdout).write(
+          `${routes.join('\n')}\n${o.quiet ? '' : '\n'}`,
+        );
       if (o.quiet) printQuietSummary(report, reports.stdout);
       else if (!reports.stdout) {
         printRunOutput(report, { details: o.details, verbose: o.verbose }, renderTable, renderRemediation);
@@ -164,6 +217,165 @@ export function registerValidateCommand(program: Command, out: { code: number })
       writeReports(reports, report);
       out.code = report.summary.unmatched === 0 ? 0 : 1;
     });
+}
+
+/** `--no-proxy`, which commander would otherwise take for the negation of --proxy. */
+function noProxyOption(): Option {
+  const opt = new Option(
+    '--no-proxy <patterns>',
+    'lab: hosts that go DIRECT before any proxy or script is asked, as the Windows bypass list: patterns split on ; or , with * wildcards, <local> for plain host names (no dot); repeatable',
+  );
+  opt.negate = false;
+  return opt.argParser(collect).default([]);
+}
+
+/** How the proxy is found, from --proxy, --pac and their companions; every mistake is one line. */
+export interface HowToFind {
+  /** --proxy URL. */
+  configured?: string;
+  /** --proxy auto: WPAD with this DNS suffix. */
+  wpadSuffix?: string;
+  pac?: { url: string } | { file: string };
+  noProxy: string[];
+  resolve: string[];
+}
+
+function howToFind(
+  o: { proxy?: string; pac?: string; noProxy: string[]; dnsSuffix?: string; resolve: string[] },
+  live: boolean,
+): HowToFind {
+  const auto = o.proxy === 'auto';
+  if (o.proxy === undefined && o.pac === undefined)
+    throw new UsageError('which proxy? give --proxy URL, --proxy auto (WPAD) or --pac URL|FILE');
+  if (o.pac !== undefined && o.proxy !== undefined && !auto)
+    throw new UsageError(
+      '--pac goes alone, or with --proxy auto (WPAD first, then the script): not with --proxy URL',
+    );
+  if (live) {
+    const lab = [
+      ...(auto ? ['--proxy auto'] : []),
+      ...(o.pac !== undefined ? ['--pac'] : []),
+      ...(o.noProxy.length ? ['--no-proxy'] : []),
+      ...(o.dnsSuffix !== undefined ? ['--dns-suffix'] : []),
+      ...(o.resolve.length ? ['--resolve'] : []),
+    ];
+    if (lab.length)
+      throw new UsageError(
+        `${lab.join(', ')} ${lab.length === 1 ? 'needs' : 'need'} the lab origins for now: use ${lab.length === 1 ? 'it' : 'them'} without --origins live`,
+      );
+  }
+  if (o.dnsSuffix !== undefined && !auto)
+    throw new UsageError('--dns-suffix is for --proxy auto (the name WPAD looks up is wpad.<suffix>)');
+  let wpadSuffix: string | undefined;
+  if (auto) {
+    const suffix = o.dnsSuffix ?? machineDnsSuffix();
+    if (suffix === undefined)
+      throw new UsageError(
+        '--proxy auto: this machine has no DNS suffix (no search or domain line in /etc/resolv.conf): give --dns-suffix NAME',
+      );
+    wpadSuffix = checkDnsSuffix(suffix);
+  }
+  return {
+    ...(o.proxy !== undefined && !auto ? { configured: o.proxy } : {}),
+    ...(wpadSuffix ? { wpadSuffix } : {}),
+    ...(o.pac !== undefined ? { pac: parsePacArg(o.pac) } : {}),
+    noProxy: o.noProxy,
+    resolve: o.resolve,
+  };
+}
+
+interface LabValidation {
+  how: HowToFind;
+  scenarios: ScenarioSet;
+  profiles: string[];
+  credentials?: ProxyCredentials;
+  labNet: number;
+  extraTrust: string[];
+  timerWait?: number;
+  timeScale: number;
+  quiet: boolean;
+}
+
+/**
+ * Lab mode: each vendor host's route, found as the agent finds it; each proxy found validated with
+ * the exchanges that take it (one runMatrix each); DIRECT hosts and hosts with no route reported;
+ * one report. `routes` are the lines that say what was found (none for a plain --proxy URL).
+ */
+async function validateLab(v: LabValidation): Promise<{ report: RunReport; routes: string[] }> {
+  const startedAt = new Date().toISOString();
+  const { how, scenarios } = v;
+  const profiles = selectProfiles(scenarios, v.profiles);
+  const overrides = parseResolveFlags(how.resolve);
+  const bypass = parseNoProxy(how.noProxy);
+  const names = nameService(overrides, { osResolver: process.env[OS_RESOLVER_ENV] !== 'off' });
+  const targets = targetsOf(scenarios, profiles);
+  let chosen: ChosenScript;
+  if (how.configured) {
+    const p = parseProxyUrl(how.configured);
+    const address = overrides.get(p.host.toLowerCase()) ?? p.host;
+    chosen = { decider: { method: 'configured', proxy: { name: p.host, port: p.port, address } }, notes: [] };
+  } else {
+    chosen = await chooseScript({
+      names,
+      ...(how.wpadSuffix ? { wpadSuffix: how.wpadSuffix } : {}),
+      ...(how.pac ? { pac: how.pac } : {}),
+      hosts: [...new Set([...targets.values()].map((t) => t.host))],
+      extraTrust: v.extraTrust,
+    });
+  }
+  const { decider } = chosen;
+  let found: Awaited<ReturnType<typeof routeTargets>>;
+  try {
+    found = await routeTargets([...new Set(targets.values())], {
+      decider,
+      bypass,
+      names,
+      connectDeadlineMs: DEFAULT_TIMEOUTS.connectMs,
+    });
+  } finally {
+    if ('pac' in decider) await decider.pac.close();
+  }
+  const groups = groupRoutes(found, decider);
+  const proxied = groups
+    .filter((g) => g.route.type === 'PROXY')
+    .map((g) => ({ group: g, profiles: profilesOn(profiles, g, targets) }));
+  const progress = new Progress({
+    stream: process.stderr,
+    mode: progressMode(process.stderr, v.quiet),
+    total: proxied.reduce((n, p) => n + p.profiles.length, 0),
+  });
+  const runs: Array<{ group: RouteGroup; report: RunReport }> = [];
+  try {
+    for (const { group, profiles: theirs } of proxied) {
+      const route = group.route as Extract<RouteGroup['route'], { type: 'PROXY' }>;
+      // the configured proxy as given (its URL may carry credentials), unless --resolve names its address
+      const url =
+        how.configured && route.address === route.name
+          ? how.configured
+          : `http://${route.address.includes(':') ? `[${route.address}]` : route.address}:${route.port}`;
+      const report = await runMatrix({
+        scenarios,
+        proxies: [
+          new ExternalProxy({ url, id: group.id, ...(v.credentials ? { credentials: v.credentials } : {}) }),
+        ],
+        profiles: theirs,
+        labNet: v.labNet,
+        extraTrust: v.extraTrust,
+        ...(v.timerWait !== undefined ? { timerWait: v.timerWait } : {}),
+        timeScale: v.timeScale,
+        ...progress.hooks(),
+      });
+      runs.push({ group, report });
+    }
+  } finally {
+    progress.stop();
+  }
+  const unreplayed = groups
+    .filter((g) => g.route.type !== 'PROXY')
+    .map((group) => ({ group, results: unreplayedResults(group, profiles, targets) }));
+  const report = mergeReports(startedAt, runs, unreplayed);
+  const discovered = decider.method !== 'configured' || bypass.patterns.length > 0;
+  return { report, routes: discovered ? routeLines(chosen.notes, decider, found) : [] };
 }
 
 function redactedUrl(p: { host: string; port: number }): string {

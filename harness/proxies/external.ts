@@ -19,6 +19,8 @@ export interface ExternalProxyOptions {
   url: string;
   credentials?: ProxyCredentials;
   timeoutMs?: number;
+  /** Its id in results (default `external`); `validate` names discovered proxies `pac:host:port`, `wpad:host:port`. */
+  id?: string;
 }
 
 /** Parses `http://[user:pass@]host:port`; credentials in the URL win over none. Never echoes a password. */
@@ -53,8 +55,10 @@ export class PreflightError extends UsageError {
 }
 
 export class ExternalProxy implements ProxyUnderTest {
-  readonly id = 'external';
-  constructor(private readonly opts: ExternalProxyOptions) {}
+  readonly id: string;
+  constructor(private readonly opts: ExternalProxyOptions) {
+    this.id = opts.id ?? 'external';
+  }
 
   describe(): string {
     return `proxy at ${redact(this.opts.url)}`;
