@@ -153,6 +153,27 @@ t.test('bad definitions stop the run with one line naming the file, engine and k
       'id: x7\nengine: chain\ndeviations:\n  - { match: { check: conect }, expect: fail, reason: a typo in the check name }\n',
       /\/deviations\/0\/match\/check "conect" is not a check/,
     ],
+    ['dies.yaml', 'id: x8\nengine: chain\navailability: dies\n', /availability dies needs diesAfterSeconds/],
+    [
+      'pac-url.yaml',
+      'id: x9\nengine: chain\nclient: { autoDetect: pac }\n',
+      /client\.autoDetect pac needs client\.pacUrl/,
+    ],
+    [
+      'pac-none.yaml',
+      'id: x10\nengine: chain\nclient: { pacFile: x.pac }\n',
+      /client\.pacFile needs client\.autoDetect wpad or pac/,
+    ],
+    [
+      'pac-missing.yaml',
+      'id: x11\nengine: chain\navailability: refused\nclient: { autoDetect: wpad, pacFile: missing.pac }\n',
+      /client\.pacFile missing\.pac: ENOENT/,
+    ],
+    [
+      'auth-loop.yaml',
+      'id: x12\nengine: chain\nauth: basic\navailability: auth-loop\n',
+      /availability auth-loop asks for credentials and rejects them all: leave auth out/,
+    ],
     [
       'clash.yaml',
       'id: chain-plain\nengine: chain\n',
@@ -169,6 +190,21 @@ t.test('bad definitions stop the run with one line naming the file, engine and k
     t.match(lines[0], want, file);
     t.match(lines[0], file, `${file}: the line names the file`);
   }
+  // a proxy script that names a proxy no definition describes
+  writeFileSync(
+    join(dir, 'names.pac'),
+    'function FindProxyForURL(u, h) { return "PROXY {{proxy:nope}}"; }\n',
+  );
+  writeFileSync(
+    join(dir, 'names.yaml'),
+    'id: x13\nengine: chain\navailability: refused\nclient: { autoDetect: wpad, pacFile: names.pac }\n',
+  );
+  const names = await cli(['run', '--proxies', join(dir, 'names.yaml'), '--profiles', 'flexxagent-brazil']);
+  t.equal(names.code, 2);
+  t.match(
+    names.stderr.trim(),
+    /names\.yaml: names\.pac names \{\{proxy:nope\}\}, which is not a definition$/,
+  );
   const missing = await cli(['run', '--proxies', join(dir, 'nope.yaml')]);
   t.equal(missing.code, 2);
   t.match(missing.stderr.trim(), /nope\.yaml: cannot read the proxy definition \(ENOENT\)$/);
@@ -176,7 +212,7 @@ t.test('bad definitions stop the run with one line naming the file, engine and k
   t.equal(unknown.code, 2);
   t.match(
     unknown.stderr,
-    /unknown proxy "squid-defualt" \(known: chain-auth, chain-mitm, chain-plain, .*squid-splice, or a definition file\)/,
+    /unknown proxy "squid-defualt" \(known: blackhole-direct, chain-auth, chain-mitm, chain-plain, .*squid-splice, or a definition file\)/,
   );
 });
 

@@ -58,7 +58,9 @@ export function registerServeCommand(program: Command): void {
         try {
           writeFileSync(flowLog, '', { flag: 'a' });
         } catch (err) {
-          throw new UsageError(`--flow-log ${flowLog}: cannot write (${(err as NodeJS.ErrnoException).code})`);
+          throw new UsageError(
+            `--flow-log ${flowLog}: cannot write (${(err as NodeJS.ErrnoException).code})`,
+          );
         }
       }
       const proxy = absent
