@@ -183,9 +183,22 @@ t.test('WPAD script with a dead first entry: the agent moves on to the working p
   t.equal(tried.length, 1, 'one dead entry before the route');
   t.equal(tried[0]?.route, 'PROXY 127.0.0.1:9');
   t.match(tried[0]?.outcome, /^unreachable: ECONNREFUSED/);
-  t.match(fb.evidence.route, /^PROXY 127\.0\.0\.1:\d+$/);
+  t.match(
+    fb.evidence.route,
+    /^PROXY 127\.0\.0\.1:\d+ \(backup\)$/,
+    'the route names the proxy the script named',
+  );
   t.match(fb.evidence.routeConnect, /200/);
   t.equal(report.summary.unmatched, 0, 'the oracle predicts the route through the backup proxy');
+});
+
+t.test('the built-in down-pac: WPAD names chain-plain, and the evidence says so', async (t) => {
+  const { get, report } = await run(t, {}, ['down-pac']);
+  const fb = get('down-pac', 'fallback');
+  t.equal(fb.outcome, 'pass', fb.message);
+  t.match(fb.evidence.route, /^PROXY 127\.0\.0\.1:\d+ \(chain-plain\)$/);
+  t.match(fb.message, /took PROXY 127\.0\.0\.1:\d+ \(chain-plain\), on it \d+ ms after the first attempt/);
+  t.equal(report.summary.unmatched, 0);
 });
 
 t.test('a script that answers DIRECT, and DIRECT blocked by the firewall', async (t) => {

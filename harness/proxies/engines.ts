@@ -218,6 +218,7 @@ class WithClientNetwork implements ProxyUnderTest {
         net: lab?.net ?? DEFAULT_LAB_NET,
         ...(text !== undefined ? { pacText: text } : {}),
         ...(this.pac ? { pacName: this.pac.file } : {}),
+        proxyNames: new Map(scriptProxies.map((p) => [p.at, p.id])),
       });
       stops.push(() => client.stop());
       const core = await this.core.start(ctx);

@@ -53,6 +53,8 @@ export interface ClientNetwork {
   /** What auto detect answers for a URL the agent is about to open. */
   discover(url: string, host: string): Promise<Discovery>;
   describe(): string;
+  /** The proxies the script names that were started with it: host:port → definition id. */
+  proxyNames?: Map<string, string>;
   /** The proxy scripts this network serves: URL and the loopback address of its host. */
   served: Array<{ url: string; host: string; address: string }>;
   stop(): Promise<void>;
@@ -67,6 +69,8 @@ export interface ClientNetworkOptions {
   pacText?: string;
   /** The script's file, for evidence. */
   pacName?: string;
+  /** The proxies the script names, started with it: host:port → definition id. */
+  proxyNames?: Map<string, string>;
 }
 
 const since = (t0: number) => Math.round(performance.now() - t0);
@@ -184,6 +188,7 @@ export async function startClientNetwork(
     describe: () =>
       `auto detect ${autoDetect === 'none' ? 'finds no script' : `${autoDetect} (${scriptUrl}${o.pacName ? `, from ${o.pacName}` : ''})`}; DIRECT ${direct}`,
     served: scripts,
+    ...(o.proxyNames?.size ? { proxyNames: o.proxyNames } : {}),
     stop: () =>
       new Promise<void>((r) => {
         if (!server) return r();

@@ -151,8 +151,12 @@ export function proxyUnreachable(
   return { unreachable: true, why: `${ev.errorCode ?? 'error'} ${at}` };
 }
 
-function entryLabel(e: PacEntry): string {
-  return e.type === 'DIRECT' ? 'DIRECT' : `${e.type} ${e.host}:${e.port}`;
+/** A route of the script's answer, with the definition of a proxy it names when the run started it. */
+function entryLabel(e: PacEntry, names?: Map<string, string>): string {
+  if (e.type === 'DIRECT') return 'DIRECT';
+  const at = `${e.host}:${e.port}`;
+  const id = names?.get(at);
+  return `${e.type} ${at}${id ? ` (${id})` : ''}`;
 }
 
 interface Tried {
@@ -302,7 +306,7 @@ async function autoDetect(
   };
   const tried: Tried[] = [];
   for (const entry of found.entries) {
-    const label = entryLabel(entry);
+    const label = entryLabel(entry, client.proxyNames);
     const t1 = performance.now();
     if (entry.type === 'DIRECT' && client.direct === 'blocked') {
       tried.push({
