@@ -19,6 +19,7 @@ import { Lab } from '../harness/lab/lab.ts';
 import { createLabPki } from '../harness/lab/pki.ts';
 import { RunDir } from '../harness/lab/rundir.ts';
 import { ChainProxy } from '../harness/proxies/chain.ts';
+import { DEFAULT_PROXIES } from '../harness/proxies/registry.ts';
 import type { StartedProxy } from '../harness/proxies/types.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 
@@ -97,12 +98,12 @@ try {
   }
   const t1 = performance.now();
   const report = await runMatrix({
-    proxies: ['chain-plain', 'chain-auth', 'chain-mitm'],
+    proxies: DEFAULT_PROXIES,
     profiles: ['flexxagent'],
     labNet: NET + 1,
   });
   console.log(
-    `matrix (3 proxies × flexxagent, ${report.results.length} results incl. lab PKI): ${(performance.now() - t1).toFixed(0)} ms, ${report.summary.unmatched} unmatched`,
+    `matrix (${DEFAULT_PROXIES.length} default proxies × flexxagent, ${report.results.length} results incl. lab PKI): ${(performance.now() - t1).toFixed(0)} ms, ${report.summary.unmatched} unmatched`,
   );
 } finally {
   runDir.remove();

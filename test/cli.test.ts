@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import t from 'tap';
+import { DEFAULT_PROXIES } from '../harness/proxies/registry.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
 import { cli, foreground } from './helpers/cli.ts';
 import { expectedResults } from './helpers/counts.ts';
@@ -34,8 +35,9 @@ t.test(
       lines.every((l) => l.length <= 120),
       'no line wider than 120 characters',
     );
-    t.match(r.stdout, /^profile\s+chain-plain\s+chain-auth\s+chain-mitm$/m);
-    t.match(r.stdout, /^flexxagent\s+35\/0\/0\s+35\/0\/0\s+7\/14\/14$/m, 'pass/fail/other per cell');
+    t.match(r.stdout, /^profile\s+chain-plain\s+chain-auth\s+chain-mitm\s+down-direct$/m);
+    t.match(r.stdout, /^profile\s+down-pac\s+down-closed\s+blackhole-direct$/m);
+    t.match(r.stdout, /^flexxagent\s+35\/0\/0\s+35\/0\/0\s+7\/14\/14\s+0\/7\/28$/m, 'pass/fail/other per cell');
     t.notMatch(r.stdout, /PROXY\s+PROFILE\s+ENDPOINT/, 'no full table without --details');
     t.notOk(r.stdout.includes('\x1b['), 'no colour when stdout is not a terminal');
     const details = await cli([
@@ -51,8 +53,8 @@ t.test(
       details.stdout,
       /chain-mitm\s+flexxagent\s+west-eu\.agent-api\.analyzer\.flexxible\.com:443\s+pinning\s+FAIL\s+yes/,
     );
-    // the main job: every profile through the three in-process proxies
-    const mainJob = ['chain-plain', 'chain-auth', 'chain-mitm'];
+    // the main job: every profile through the three in-process proxies and the four that are down
+    const mainJob = DEFAULT_PROXIES;
     const total = expectedResults(loadScenarios(), mainJob);
     t.match(r.stdout, new RegExp(`${total} results: .* ${total} as expected, 0 not`));
     const report = JSON.parse(readFileSync(json, 'utf8'));
@@ -64,6 +66,21 @@ t.test(
       mainJob,
     );
     t.equal(report.results.length, total);
+    // remote assistance falls back on the down proxies as the issue's main job says
+    const fb = (proxy: string) =>
+      report.results.find(
+        (x: { proxy: string; profile: string; check: string }) =>
+          x.proxy === proxy && x.profile === 'remote-assistance' && x.check === 'fallback',
+      );
+    t.equal(fb('down-direct')?.outcome, 'pass');
+    t.equal(fb('down-pac')?.outcome, 'pass');
+    t.match(fb('down-pac')?.evidence.route, /\(chain-plain\)$/, 'the evidence names the second proxy');
+    t.equal(fb('down-closed')?.outcome, 'fail');
+    t.equal(fb('blackhole-direct')?.outcome, 'pass');
+    t.ok(fb('blackhole-direct')?.evidence.fallbackMs >= 21_000, 'not before the 21 s connect deadline');
+    for (const x of report.results.filter((x: { check: string }) => x.check === 'fallback'))
+      if (x.outcome === 'skip')
+        t.match(x.message, /^the proxy was up/, `${x.id}: skipped only because the proxy was up`);
     t.notMatch(readFileSync(json, 'utf8'), /BEGIN (RSA )?PRIVATE KEY/, 'no key material in the report');
   },
 );
