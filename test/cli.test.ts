@@ -37,7 +37,11 @@ t.test(
     );
     t.match(r.stdout, /^profile\s+chain-plain\s+chain-auth\s+chain-mitm\s+down-direct$/m);
     t.match(r.stdout, /^profile\s+down-pac\s+down-closed\s+blackhole-direct$/m);
-    t.match(r.stdout, /^flexxagent\s+35\/0\/0\s+35\/0\/0\s+7\/14\/14\s+0\/7\/28$/m, 'pass/fail/other per cell');
+    t.match(
+      r.stdout,
+      /^flexxagent\s+35\/0\/0\s+35\/0\/0\s+7\/14\/14\s+0\/7\/28$/m,
+      'pass/fail/other per cell',
+    );
     t.notMatch(r.stdout, /PROXY\s+PROFILE\s+ENDPOINT/, 'no full table without --details');
     t.notOk(r.stdout.includes('\x1b['), 'no colour when stdout is not a terminal');
     const details = await cli([

@@ -157,6 +157,8 @@ export class TcpConnectError extends Error {
   constructor(
     message: string,
     readonly timedOut: boolean,
+    /** The socket error's code (ECONNREFUSED, ...); PC_DEADLINE when timed out. */
+    readonly code?: string,
   ) {
     super(message);
   }
@@ -171,7 +173,7 @@ export function connectTcp(host: string, port: number, deadlineMs: number): Prom
     const socket = net.connect({ host, port });
     const timer = setTimeout(() => {
       socket.destroy();
-      reject(new TcpConnectError(`no answer within ${deadlineMs} ms`, true));
+      reject(new TcpConnectError(`no answer within ${deadlineMs} ms`, true, 'PC_DEADLINE'));
     }, deadlineMs);
     socket.once('connect', () => {
       clearTimeout(timer);
@@ -182,21 +184,28 @@ export function connectTcp(host: string, port: number, deadlineMs: number): Prom
     socket.once('error', (err) => {
       clearTimeout(timer);
       socket.destroy();
-      reject(new TcpConnectError(errorMessage(err), false));
+      reject(new TcpConnectError(errorMessage(err), false, (err as NodeJS.ErrnoException).code));
     });
   });
 }
 
-/** The agent's TCP connection to its proxy, failing with the words openTunnel uses. */
+/**
+ * The agent's TCP connection to its proxy, failing with the words openTunnel uses and the same
+ * codes (`code`: ECONNREFUSED, PC_DEADLINE, ENOTFOUND, ...).
+ */
 export async function connectToProxy(proxy: ProxyAddress, deadlineMs: number): Promise<Socket> {
   const dialAt = proxyDialAddress(proxy);
-  if ('error' in dialAt) throw new Error(dialAt.error);
+  if ('error' in dialAt) throw new TcpConnectError(dialAt.error, false, 'ENOTFOUND');
   try {
     return await connectTcp(dialAt.address, proxy.port, deadlineMs);
   } catch (err) {
     const e = err as TcpConnectError;
     const at = `${proxy.host}:${proxy.port}`;
-    throw new Error(e.timedOut ? `TCP connect to proxy ${at}: ${e.message}` : `proxy ${at}: ${e.message}`);
+    throw new TcpConnectError(
+      e.timedOut ? `TCP connect to proxy ${at}: ${e.message}` : `proxy ${at}: ${e.message}`,
+      e.timedOut,
+      e.code,
+    );
   }
 }
 

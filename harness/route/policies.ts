@@ -129,26 +129,28 @@ async function withFailover(kind: ExchangeKind, ctx: KindContext, checks: string
 }
 
 /**
- * Could the agent reach the proxy at all? Only a proxy that never accepted the TCP connection
- * (refused, unreachable, no answer by the deadline) is unreachable; one that answered is not.
+ * Could the agent reach the proxy at all? Only a proxy that never took the TCP connection
+ * (refused, its name not resolving, no answer by the deadline: a socket error code and no
+ * connection time) is unreachable; one that answered, even 403 or 407, is up. `entry` is the
+ * agent's first step on it: its CONNECT, or a forwarded plain-HTTP request.
  */
 export function proxyUnreachable(
-  connect: KindVerdict | undefined,
+  entry: KindVerdict | undefined,
   at: string,
 ): { unreachable: boolean; why: string } {
-  const ev = (connect?.evidence ?? {}) as {
+  const ev = (entry?.evidence ?? {}) as {
     timings?: { tcpConnectMs?: number };
     statusLine?: string;
     errorCode?: string;
   };
-  if (!connect || connect.outcome === 'pass') return { unreachable: false, why: 'it answered CONNECT' };
+  if (!entry || entry.outcome === 'pass') return { unreachable: false, why: 'it answered' };
   if (ev.statusLine) return { unreachable: false, why: `it answered "${ev.statusLine}"` };
-  if (ev.timings?.tcpConnectMs !== undefined)
-    return { unreachable: false, why: `it accepted the TCP connection (${connect.message})` };
+  if (ev.timings?.tcpConnectMs !== undefined || !ev.errorCode)
+    return { unreachable: false, why: `it took the TCP connection (${entry.message})` };
   if (ev.errorCode === 'PC_DEADLINE')
-    return { unreachable: true, why: `no TCP answer from ${at} (${connect.message})` };
-  if (ev.errorCode === 'ENOTFOUND') return { unreachable: true, why: connect.message };
-  return { unreachable: true, why: `${ev.errorCode ?? 'error'} ${at}` };
+    return { unreachable: true, why: `no TCP answer from ${at} (${entry.message})` };
+  if (ev.errorCode === 'ENOTFOUND') return { unreachable: true, why: entry.message };
+  return { unreachable: true, why: `${ev.errorCode} ${at}` };
 }
 
 /** A route of the script's answer, with the definition of a proxy it names when the run started it. */
@@ -182,11 +184,13 @@ async function withFallback(
   if (ctx.route.via !== 'proxy') return viaProxy;
   const proxyAt = `${ctx.route.proxy.host}:${ctx.route.proxy.port}`;
   const policy = ctx.exchange.proxyUnreachable;
-  const reach = proxyUnreachable(viaProxy.get('connect'), proxyAt);
+  // the agent's first step on the proxy: its CONNECT, or a forwarded request for plain HTTP
+  const entry = viaProxy.get('connect') ?? viaProxy.get('forward');
+  const reach = proxyUnreachable(entry, proxyAt);
   if (!reach.unreachable) {
     // the session through the proxy broke after its CONNECT: is the proxy gone (it died)?
     const died =
-      viaProxy.get('connect')?.outcome === 'pass' && !worked(viaProxy, checks)
+      entry?.outcome === 'pass' && !worked(viaProxy, checks)
         ? await proxyGone(ctx.route.proxy, ctx.timeouts.connectMs)
         : undefined;
     if (died && policy?.fallback === 'auto-detect') {
@@ -200,17 +204,21 @@ async function withFallback(
     viaProxy.set(
       'fallback',
       notApplicable(
-        viaProxy.get('connect')?.outcome === 'pass'
-          ? 'the proxy was up; the session went through it'
-          : `the proxy was up (${reach.why}); the agent falls back to auto detect only when its proxy cannot be reached`,
+        entry?.outcome !== 'pass'
+          ? `the proxy was up (${reach.why}); the agent falls back to auto detect only when its proxy cannot be reached`
+          : worked(viaProxy, checks)
+            ? 'the proxy was up; the session went through it'
+            : 'the proxy was up and still is; the session broke there, not for want of a proxy',
       ),
     );
     return viaProxy;
   }
   if (policy?.fallback !== 'auto-detect') return failClosed(viaProxy, ctx, reach);
   const out = await autoDetect(ctx, checks, run, forwarded, proxyAt, reach.why, t0, false);
-  const connect = viaProxy.get('connect');
-  if (connect) out.set('connect', connect);
+  for (const c of ['connect', 'forward']) {
+    const v = viaProxy.get(c);
+    if (v) out.set(c, v);
+  }
   return out;
 }
 
@@ -239,9 +247,10 @@ function failClosed(
     ? `its sources (${policy.source.join(', ')}) document no fallback when the proxy cannot be reached`
     : `its profile says it does not fall back (${policy?.source.join(', ') ?? 'no source'})`;
   const stays = `${agent} stays offline until the proxy is back: ${cite}`;
-  const c = out.get('connect');
+  const first = out.has('connect') ? 'connect' : 'forward';
+  const c = out.get(first);
   if (c && reach.unreachable)
-    out.set('connect', {
+    out.set(first, {
       ...c,
       message: `${c.message}; ${stays}`,
       evidence: { ...c.evidence, fallback: 'none (fail-closed)' },

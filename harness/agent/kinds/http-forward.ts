@@ -20,7 +20,7 @@ import { type EchoReply, sha256 } from '../../lab/lab.ts';
 import { redactAuthorization } from '../../route/auth.ts';
 import { labJson, reportBody } from '../bodies.ts';
 import { TunnelHttpClient } from '../http.ts';
-import { connectToProxy } from '../tunnel.ts';
+import { connectToProxy, type TcpConnectError } from '../tunnel.ts';
 import { type ExchangeKind, type KindContext, type KindVerdicts, notRun, since } from './types.ts';
 
 const CHECKS = ['forward', 'payload', 'headers'];
@@ -155,10 +155,16 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
       try {
         socket = await connectToProxy(proxy, ctx.timeouts.connectMs);
       } catch (err) {
+        const code = (err as TcpConnectError).code;
         forwardBad = {
           outcome: 'fail',
           message: errorMessage(err),
-          evidence: { proxy: `${proxy.host}:${proxy.port}`, afterRequests: steps.length },
+          // the proxy took no TCP connection: the route policies read this as "unreachable"
+          evidence: {
+            proxy: `${proxy.host}:${proxy.port}`,
+            afterRequests: steps.length,
+            ...(code ? { errorCode: code } : {}),
+          },
           durationMs: since(t0),
         };
         break;
