@@ -456,10 +456,9 @@ t.test(
         ['--proxy', 'http://127.0.0.1:9', '--pac', '/nonexistent.pac'],
         /--pac goes alone, or with --proxy auto/,
       ],
-      [['--origins', 'live', '--pac', '/nonexistent.pac'], /--pac needs the lab origins for now/],
       [
-        ['--origins', 'live', '--proxy', 'auto', '--dns-suffix', 'corp.test'],
-        /--proxy auto, --dns-suffix need the lab origins/,
+        ['--origins', 'live', '--pac', '/nonexistent.pac'],
+        /^proxycheck: PAC \/nonexistent\.pac could not be read: /,
       ],
       [['--proxy', 'http://127.0.0.1:9', '--dns-suffix', 'corp.test'], /--dns-suffix is for --proxy auto/],
       [

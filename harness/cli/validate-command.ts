@@ -9,10 +9,10 @@ import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { UsageError } from '../errors.ts';
 import { parseLabNet } from '../lab/addresses.ts';
-import { runLive } from '../live/live.ts';
-import { parseParams } from '../live/params.ts';
+import { type LiveTarget, liveTargets, runLive } from '../live/live.ts';
+import { flagFor, parseParams } from '../live/params.ts';
 import { publicRootStore, splitPem } from '../live/roots.ts';
-import type { RunReport } from '../model.ts';
+import type { CheckResult, RunReport } from '../model.ts';
 import { ExternalProxy, parseProxyUrl } from '../proxies/external.ts';
 import type { ProxyCredentials } from '../proxies/types.ts';
 import { Progress, progressMode } from '../report/progress.ts';
@@ -20,26 +20,25 @@ import { renderRemediation, withRemediation } from '../report/remediation.ts';
 import { printRunOutput } from '../report/summary.ts';
 import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
-import { DEFAULT_TIMEOUTS, runMatrix, selectProfiles } from '../runner/run.ts';
+import { scriptUrlFor } from '../route/client-network.ts';
+import { DEFAULT_TIMEOUTS, endpointOf, runMatrix, selectProfiles } from '../runner/run.ts';
 import { loadScenarios, type ScenarioSet } from '../scenarios.ts';
 import { printQuietSummary, quietOption } from './ci-options.ts';
 import { parseSeconds, parseTimeScale, scenarioDir, timerWaitOption, timeScaleOption } from './options.ts';
 import {
-  type ChosenScript,
   checkDnsSuffix,
-  chooseScript,
-  groupRoutes,
+  findRoutes,
+  type HowToFind,
   machineDnsSuffix,
   mergeReports,
-  nameService,
   OS_RESOLVER_ENV,
-  parseNoProxy,
   parsePacArg,
-  parseResolveFlags,
+  profileRows,
   profilesOn,
+  proxyUrlOf,
+  type RoutedRow,
   type RouteGroup,
-  routeLines,
-  routeTargets,
+  targetIndex,
   targetsOf,
   unreplayedResults,
 } from './validate-routes.ts';
@@ -58,11 +57,11 @@ export function registerValidateCommand(program: Command, out: { code: number })
     )
     .option(
       '--proxy <url|auto>',
-      'the proxy, http://[user:password@]host:port; or "auto": find it per vendor host with WPAD (http://wpad.<dns suffix>/wpad.dat), as the agent\'s machine does (lab mode)',
+      'the proxy, http://[user:password@]host:port; or "auto": find it per vendor host with WPAD (http://wpad.<dns suffix>/wpad.dat), as the agent\'s machine does (lab and live)',
     )
     .option(
       '--pac <url|file>',
-      "lab: a proxy auto-config script (http(s) URL or file); each vendor host's route is what its FindProxyForURL answers. With --proxy auto: used when wpad.<dns suffix> does not resolve",
+      "a proxy auto-config script (http(s) URL or file); each vendor host's route (lab: the profiles' exchanges; live: the catalog rows) is what its FindProxyForURL answers. With --proxy auto: used when wpad.<dns suffix> does not resolve",
     )
     .addOption(noProxyOption())
     .option(
@@ -71,7 +70,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
     )
     .option(
       '--resolve <host:address>',
-      `lab: answer this address for this name (the WPAD host, the PAC URL's host, proxies and vendor hosts a script looks up; the --proxy host), like curl's --resolve; repeatable. Other names: the OS resolver (off with ${OS_RESOLVER_ENV}=off)`,
+      `answer this address for this name (the WPAD host, the PAC URL's host, proxies and vendor hosts a script looks up; the --proxy host), like curl's --resolve; repeatable. Other names: the OS resolver (off with ${OS_RESOLVER_ENV}=off)`,
       collect,
       [],
     )
@@ -141,7 +140,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
         throw new UsageError(
           '--param is for --origins live; lab mode uses the lab values of host parameters, as "proxycheck lab hosts" prints them',
         );
-      const how = howToFind(o, live);
+      const how = howToFind(o);
       const params = parseParams(o.param, o.tenant);
       const scenarios = loadScenarios({
         ...(o.tenant && !live ? { tenant: o.tenant } : {}),
@@ -175,7 +174,9 @@ export function registerValidateCommand(program: Command, out: { code: number })
           .filter(Boolean);
       let routes: string[] = [];
       let report: RunReport;
-      if (live && parsed) {
+      const liveTrust = () => extraTrust.flatMap((pem) => splitPem(pem, `--trust-ca ${o.trustCa}`));
+      if (live && parsed && !how.noProxy.length && !how.resolve.length) {
+        // --proxy URL alone: every row through it, as before routes could be found
         report = await runLive({
           proxy: {
             host: parsed.host,
@@ -187,10 +188,20 @@ export function registerValidateCommand(program: Command, out: { code: number })
           catalogs: ids(o.catalogs),
           params,
           publicRoots: publicRootStore(),
-          extraTrust: extraTrust.flatMap((pem) => splitPem(pem, `--trust-ca ${o.trustCa}`)),
+          extraTrust: liveTrust(),
         });
+      } else if (live) {
+        ({ report, routes } = await validateLive({
+          how,
+          scenarios,
+          catalogs: ids(o.catalogs),
+          params,
+          ...(credentials ? { credentials } : {}),
+          extraTrust,
+          liveTrust: liveTrust(),
+        }));
       } else {
-        const lab = await validateLab({
+        ({ report, routes } = await validateLab({
           how,
           scenarios,
           profiles: ids(o.profiles),
@@ -200,9 +211,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
           ...(timerWait !== undefined ? { timerWait } : {}),
           timeScale: parseTimeScale(o.timeScale),
           quiet: Boolean(o.quiet),
-        });
-        report = lab.report;
-        routes = lab.routes;
+        }));
       }
       withRemediation(report, { scenarios });
       // the routes found come first, where the summary goes (stderr when a report takes stdout)
@@ -223,27 +232,20 @@ export function registerValidateCommand(program: Command, out: { code: number })
 function noProxyOption(): Option {
   const opt = new Option(
     '--no-proxy <patterns>',
-    'lab: hosts that go DIRECT before any proxy or script is asked, as the Windows bypass list: patterns split on ; or , with * wildcards, <local> for plain host names (no dot); repeatable',
+    'hosts that go DIRECT before any proxy or script is asked (lab and live), as the Windows bypass list: patterns split on ; or , with * wildcards, <local> for plain host names (no dot); repeatable',
   );
   opt.negate = false;
   return opt.argParser(collect).default([]);
 }
 
 /** How the proxy is found, from --proxy, --pac and their companions; every mistake is one line. */
-export interface HowToFind {
-  /** --proxy URL. */
-  configured?: string;
-  /** --proxy auto: WPAD with this DNS suffix. */
-  wpadSuffix?: string;
-  pac?: { url: string } | { file: string };
+function howToFind(o: {
+  proxy?: string;
+  pac?: string;
   noProxy: string[];
+  dnsSuffix?: string;
   resolve: string[];
-}
-
-function howToFind(
-  o: { proxy?: string; pac?: string; noProxy: string[]; dnsSuffix?: string; resolve: string[] },
-  live: boolean,
-): HowToFind {
+}): HowToFind {
   const auto = o.proxy === 'auto';
   if (o.proxy === undefined && o.pac === undefined)
     throw new UsageError('which proxy? give --proxy URL, --proxy auto (WPAD) or --pac URL|FILE');
@@ -251,19 +253,6 @@ function howToFind(
     throw new UsageError(
       '--pac goes alone, or with --proxy auto (WPAD first, then the script): not with --proxy URL',
     );
-  if (live) {
-    const lab = [
-      ...(auto ? ['--proxy auto'] : []),
-      ...(o.pac !== undefined ? ['--pac'] : []),
-      ...(o.noProxy.length ? ['--no-proxy'] : []),
-      ...(o.dnsSuffix !== undefined ? ['--dns-suffix'] : []),
-      ...(o.resolve.length ? ['--resolve'] : []),
-    ];
-    if (lab.length)
-      throw new UsageError(
-        `${lab.join(', ')} ${lab.length === 1 ? 'needs' : 'need'} the lab origins for now: use ${lab.length === 1 ? 'it' : 'them'} without --origins live`,
-      );
-  }
   if (o.dnsSuffix !== undefined && !auto)
     throw new UsageError('--dns-suffix is for --proxy auto (the name WPAD looks up is wpad.<suffix>)');
   let wpadSuffix: string | undefined;
@@ -305,37 +294,11 @@ async function validateLab(v: LabValidation): Promise<{ report: RunReport; route
   const startedAt = new Date().toISOString();
   const { how, scenarios } = v;
   const profiles = selectProfiles(scenarios, v.profiles);
-  const overrides = parseResolveFlags(how.resolve);
-  const bypass = parseNoProxy(how.noProxy);
-  const names = nameService(overrides, { osResolver: process.env[OS_RESOLVER_ENV] !== 'off' });
   const targets = targetsOf(scenarios, profiles);
-  let chosen: ChosenScript;
-  if (how.configured) {
-    const p = parseProxyUrl(how.configured);
-    const address = overrides.get(p.host.toLowerCase()) ?? p.host;
-    chosen = { decider: { method: 'configured', proxy: { name: p.host, port: p.port, address } }, notes: [] };
-  } else {
-    chosen = await chooseScript({
-      names,
-      ...(how.wpadSuffix ? { wpadSuffix: how.wpadSuffix } : {}),
-      ...(how.pac ? { pac: how.pac } : {}),
-      hosts: [...new Set([...targets.values()].map((t) => t.host))],
-      extraTrust: v.extraTrust,
-    });
-  }
-  const { decider } = chosen;
-  let found: Awaited<ReturnType<typeof routeTargets>>;
-  try {
-    found = await routeTargets([...new Set(targets.values())], {
-      decider,
-      bypass,
-      names,
-      connectDeadlineMs: DEFAULT_TIMEOUTS.connectMs,
-    });
-  } finally {
-    if ('pac' in decider) await decider.pac.close();
-  }
-  const groups = groupRoutes(found, decider);
+  const { groups, lines } = await findRoutes(how, [...new Set(targets.values())], {
+    extraTrust: v.extraTrust,
+    connectDeadlineMs: DEFAULT_TIMEOUTS.connectMs,
+  });
   const proxied = groups
     .filter((g) => g.route.type === 'PROXY')
     .map((g) => ({ group: g, profiles: profilesOn(profiles, g, targets) }));
@@ -347,12 +310,7 @@ async function validateLab(v: LabValidation): Promise<{ report: RunReport; route
   const runs: Array<{ group: RouteGroup; report: RunReport }> = [];
   try {
     for (const { group, profiles: theirs } of proxied) {
-      const route = group.route as Extract<RouteGroup['route'], { type: 'PROXY' }>;
-      // the configured proxy as given (its URL may carry credentials), unless --resolve names its address
-      const url =
-        how.configured && route.address === route.name
-          ? how.configured
-          : `http://${route.address.includes(':') ? `[${route.address}]` : route.address}:${route.port}`;
+      const url = proxyUrlOf(group.route as ProxyRoute, how);
       const report = await runMatrix({
         scenarios,
         proxies: [
@@ -370,12 +328,126 @@ async function validateLab(v: LabValidation): Promise<{ report: RunReport; route
   } finally {
     progress.stop();
   }
+  const rows = profileRows(profiles, targets);
   const unreplayed = groups
     .filter((g) => g.route.type !== 'PROXY')
-    .map((group) => ({ group, results: unreplayedResults(group, profiles, targets) }));
-  const report = mergeReports(startedAt, runs, unreplayed);
-  const discovered = decider.method !== 'configured' || bypass.patterns.length > 0;
-  return { report, routes: discovered ? routeLines(chosen.notes, decider, found) : [] };
+    .map((group) => ({ group, results: unreplayedResults(group, rows) }));
+  return { report: mergeReports(startedAt, runs, unreplayed), routes: lines };
+}
+
+type ProxyRoute = Extract<RouteGroup['route'], { type: 'PROXY' }>;
+
+interface LiveValidation {
+  how: HowToFind;
+  scenarios: ScenarioSet;
+  catalogs: string[];
+  params: Record<string, string>;
+  credentials?: ProxyCredentials;
+  /** --trust-ca as read (for an https PAC URL). */
+  extraTrust: string[];
+  /** --trust-ca split into certificates (for the endpoints). */
+  liveTrust: string[];
+}
+
+/** The proxy id of catalog rows whose host is not known (a parameter not given) when a script decides. */
+export const NOT_ROUTED_ID = 'not-routed';
+
+/**
+ * Live mode with routes found as the agent finds them: each catalog row's URL asked of the
+ * configured proxy, WPAD or the script (--no-proxy first); each proxy found checked with runLive
+ * on the rows that take it; DIRECT rows and rows with no route reported; one report. A row
+ * missing a parameter has no host to ask the script about: it goes with the configured proxy
+ * (--proxy URL), else it is one `skip` under not-routed, naming the flag it needs.
+ */
+async function validateLive(v: LiveValidation): Promise<{ report: RunReport; routes: string[] }> {
+  const startedAt = new Date().toISOString();
+  const { how, scenarios } = v;
+  const all = liveTargets(scenarios, v.catalogs, v.params);
+  if (!all.length) throw new UsageError('the selected catalogs have no endpoints in agent scope');
+  const target = targetIndex();
+  const rows: RoutedRow[] = [];
+  const unknown: LiveTarget[] = [];
+  for (const t of all) {
+    if (t.host === undefined) unknown.push(t);
+    else
+      rows.push({
+        profile: t.catalog,
+        endpoint: endpointOf(t.host, t.row.port),
+        target: target(t.host, t.row.port, t.row.transport === 'http'),
+      });
+  }
+  const { groups, lines } = await findRoutes(how, [...new Set(rows.map((r) => r.target))], {
+    extraTrust: v.extraTrust,
+    connectDeadlineMs: DEFAULT_TIMEOUTS.connectMs,
+  });
+  const publicRoots = publicRootStore();
+  const withConfigured = groups.find((g) => g.route.type === 'PROXY' && how.configured);
+  const runs: Array<{ group: RouteGroup; report: RunReport }> = [];
+  for (const group of groups.filter((g) => g.route.type === 'PROXY')) {
+    const route = group.route as ProxyRoute;
+    const urls = new Set(group.routes.map((r) => r.target.url));
+    const p = parseProxyUrl(proxyUrlOf(route, how));
+    const report = await runLive({
+      proxy: {
+        id: group.id,
+        host: p.host,
+        port: p.port,
+        ...(v.credentials ? { credentials: v.credentials } : {}),
+        url: redactedUrl(p),
+      },
+      scenarios,
+      catalogs: v.catalogs,
+      params: v.params,
+      rows: (t) =>
+        t.host === undefined
+          ? group === withConfigured
+          : urls.has(scriptUrlFor(t.host, t.row.port, t.row.transport === 'http')),
+      publicRoots,
+      extraTrust: v.liveTrust,
+    });
+    runs.push({ group, report });
+  }
+  const unreplayed = groups
+    .filter((g) => g.route.type !== 'PROXY')
+    .map((group) => ({ group, results: unreplayedResults(group, rows) }));
+  const notRouted = withConfigured ? [] : unknown;
+  const others = notRouted.length
+    ? [
+        {
+          proxy: { id: NOT_ROUTED_ID, kind: 'none', runtime: 'none', version: 'host not known' },
+          results: notRouted.map((t) => notRoutedResult(t)),
+        },
+      ]
+    : [];
+  const extra = notRouted.length
+    ? [
+        `  not asked for ${notRouted.length} ${notRouted.length === 1 ? 'row' : 'rows'} without a host: ${[
+          ...new Set(notRouted.flatMap((t) => (t.missing ?? []).map(flagFor))),
+        ].join(', ')} not given`,
+      ]
+    : [];
+  return { report: mergeReports(startedAt, runs, unreplayed, others), routes: [...lines, ...extra] };
+}
+
+/** A catalog row missing a parameter, when a script decides routes: skipped, naming the flag. */
+function notRoutedResult(t: LiveTarget): CheckResult {
+  const endpoint = endpointOf(t.row.host, t.row.port);
+  const flags = (t.missing ?? []).map(flagFor).join(' and ');
+  return {
+    id: `${NOT_ROUTED_ID}/${t.catalog}/${endpoint}/route`,
+    proxy: NOT_ROUTED_ID,
+    profile: t.catalog,
+    endpoint,
+    check: 'route',
+    outcome: 'skip',
+    expected: 'skip',
+    expectedReason: 'the host is not known, so the script cannot be asked for its route',
+    matched: true,
+    message: `needs ${flags} for ${t.row.host}; not checked (without the host, FindProxyForURL cannot be asked for its route)`,
+    evidence: { missing: t.missing ?? [] },
+    remediation: '',
+    durationMs: 0,
+  };
 }
 
 function redactedUrl(p: { host: string; port: number }): string {

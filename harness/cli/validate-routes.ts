@@ -1,6 +1,6 @@
 /**
  * How `validate` finds each vendor host's route the way the agent's machine does, before it
- * validates the proxies found (lab mode):
+ * validates the proxies found (lab mode: the profiles' exchanges; live mode: the catalog rows):
  *
  *  - `--proxy URL`: the configured proxy, for every host;
  *  - `--proxy auto` (WPAD through DNS): `wpad.<dns suffix>` is looked up and, when it resolves,
@@ -28,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { kindOf } from '../agent/kinds/index.ts';
 import { errorMessage, UsageError } from '../errors.ts';
 import type { CheckResult, DiscoveredHost, ProxyDiscovery, ProxyInfo, RunReport } from '../model.ts';
+import { parseProxyUrl } from '../proxies/external.ts';
 import { PAC_FETCH_DEADLINE_MS, PAC_RUN_DEADLINE_MS, scriptUrlFor } from '../route/client-network.ts';
 import { loadPac, type Pac, type PacEntry, type PacSource } from '../route/pac.ts';
 import { assembleReport, endpointOf } from '../runner/result.ts';
@@ -332,20 +333,45 @@ export interface TargetRoute {
   found: DiscoveredHost;
 }
 
+/** One target per URL the agent opens: the same host, port and scheme give the same target. */
+export function targetIndex(): (host: string, port: number, forwarded: boolean) => Target {
+  const byUrl = new Map<string, Target>();
+  return (host, port, forwarded) => {
+    const url = scriptUrlFor(host, port, forwarded);
+    const t = byUrl.get(url) ?? { host, port, forwarded, url };
+    byUrl.set(url, t);
+    return t;
+  };
+}
+
 /** The URLs the selected profiles open, in profile order, each once. */
 export function targetsOf(set: ScenarioSet, profiles: Profile[]): Map<ProfileExchange, Target> {
   const out = new Map<ProfileExchange, Target>();
-  const byUrl = new Map<string, Target>();
+  const target = targetIndex();
   for (const p of profiles)
-    for (const x of p.exchanges) {
-      const host = resolveHost(x.host, set);
-      const forwarded = kindOf(x).forwarded === true;
-      const url = scriptUrlFor(host, x.port, forwarded);
-      const t = byUrl.get(url) ?? { host, port: x.port, forwarded, url };
-      byUrl.set(url, t);
-      out.set(x, t);
-    }
+    for (const x of p.exchanges)
+      out.set(x, target(resolveHost(x.host, set), x.port, kindOf(x).forwarded === true));
   return out;
+}
+
+/**
+ * One result row of a route: a profile (lab) or catalog (live) column, its endpoint, and the URL
+ * whose route it takes.
+ */
+export interface RoutedRow {
+  profile: string;
+  endpoint: string;
+  target: Target;
+}
+
+/** The rows of the selected profiles (lab mode), in profile order. */
+export function profileRows(profiles: Profile[], targets: Map<ProfileExchange, Target>): RoutedRow[] {
+  return profiles.flatMap((p) =>
+    p.exchanges.map((x) => {
+      const target = targets.get(x) as Target;
+      return { profile: p.id, endpoint: endpointOf(target.host, x.port, x.name), target };
+    }),
+  );
 }
 
 /** host:port, an IPv6 address in brackets. */
@@ -547,52 +573,46 @@ const METHOD_WORDS: Record<DiscoveredHost['method'], string> = {
   pac: 'the PAC script',
 };
 
-/** DIRECT and no-route exchanges: reported, one result each (check `route`), never replayed. */
-export function unreplayedResults(
-  group: RouteGroup,
-  profiles: Profile[],
-  targets: Map<ProfileExchange, Target>,
-): CheckResult[] {
+/** DIRECT and no-route rows (exchanges, catalog rows): reported, one result each (check `route`), never replayed. */
+export function unreplayedResults(group: RouteGroup, rows: RoutedRow[]): CheckResult[] {
   const mine = new Map(group.routes.map((r) => [r.target, r]));
   const out: CheckResult[] = [];
-  for (const p of profiles)
-    for (const x of p.exchanges) {
-      const r = mine.get(targets.get(x) as Target);
-      if (!r) continue;
-      const endpoint = endpointOf(r.target.host, x.port, x.name);
-      const f = r.found;
-      const evidence = {
-        method: f.method,
-        url: f.url,
-        ...(f.source ? { source: f.source } : {}),
-        ...(f.answer !== undefined ? { answer: f.answer } : {}),
-        ...(f.bypass ? { bypass: f.bypass } : {}),
-        ...(f.tried ? { tried: f.tried } : {}),
-      };
-      const direct = r.route.type === 'DIRECT';
-      const by = f.bypass ? '--no-proxy' : METHOD_WORDS[f.method];
-      out.push({
-        id: `${group.id}/${p.id}/${endpoint}/route`,
-        proxy: group.id,
-        profile: p.id,
-        endpoint,
-        check: 'route',
-        outcome: direct ? 'skip' : 'fail',
-        expected: direct ? 'skip' : 'pass',
-        ...(direct
-          ? { expectedReason: 'the agent goes DIRECT here: there is no proxy on this route to validate' }
-          : {}),
-        matched: direct,
-        message: direct
-          ? `the route is DIRECT by ${by}: ${f.note}; no proxy on this route to validate`
-          : `no route: ${f.note}`,
-        evidence,
-        remediation: direct
-          ? ''
-          : 'make a proxy the script names reachable from the agents, or end its answer with a route that works',
-        durationMs: 0,
-      });
-    }
+  for (const { profile, endpoint, target } of rows) {
+    const r = mine.get(target);
+    if (!r) continue;
+    const f = r.found;
+    const evidence = {
+      method: f.method,
+      url: f.url,
+      ...(f.source ? { source: f.source } : {}),
+      ...(f.answer !== undefined ? { answer: f.answer } : {}),
+      ...(f.bypass ? { bypass: f.bypass } : {}),
+      ...(f.tried ? { tried: f.tried } : {}),
+    };
+    const direct = r.route.type === 'DIRECT';
+    const by = f.bypass ? '--no-proxy' : METHOD_WORDS[f.method];
+    out.push({
+      id: `${group.id}/${profile}/${endpoint}/route`,
+      proxy: group.id,
+      profile,
+      endpoint,
+      check: 'route',
+      outcome: direct ? 'skip' : 'fail',
+      expected: direct ? 'skip' : 'pass',
+      ...(direct
+        ? { expectedReason: 'the agent goes DIRECT here: there is no proxy on this route to validate' }
+        : {}),
+      matched: direct,
+      message: direct
+        ? `the route is DIRECT by ${by}: ${f.note}; no proxy on this route to validate`
+        : `no route: ${f.note}`,
+      evidence,
+      remediation: direct
+        ? ''
+        : 'make a proxy the script names reachable from the agents, or end its answer with a route that works',
+      durationMs: 0,
+    });
+  }
   return out;
 }
 
@@ -602,11 +622,12 @@ export function unreplayedProxy(group: RouteGroup): ProxyInfo {
     : { id: group.id, kind: 'none', runtime: 'none', version: 'no route works', discovery: group.discovery };
 }
 
-/** The reports of each route's run and the unreplayed results, as one report. */
+/** The reports of each route's run and the unreplayed results (and any others), as one report. */
 export function mergeReports(
   startedAt: string,
   runs: Array<{ group: RouteGroup; report: RunReport }>,
   unreplayed: Array<{ group: RouteGroup; results: CheckResult[] }>,
+  others: Array<{ proxy: ProxyInfo; results: CheckResult[] }> = [],
 ): RunReport {
   const proxies: ProxyInfo[] = [];
   const results: CheckResult[] = [];
@@ -619,6 +640,10 @@ export function mergeReports(
   }
   for (const { group, results: rs } of unreplayed) {
     proxies.push(unreplayedProxy(group));
+    results.push(...rs);
+  }
+  for (const { proxy, results: rs } of others) {
+    proxies.push(proxy);
     results.push(...rs);
   }
   const merged = assembleReport(startedAt, proxies, results);
@@ -673,4 +698,79 @@ export function routeLines(notes: string[], decider: Decider, routes: TargetRout
   for (const [k, e] of passed)
     lines.push(`  passed over ${k.split('\u0000')[0]} for ${plural(e.hosts.size, 'host')}: ${e.outcome}`);
   return lines;
+}
+
+// ---------------------------------------------------------------------------------------------
+// both modes: how the routes are found, and the proxy each one is validated through
+
+/** How the proxy is found, from --proxy, --pac and their companions (validate-command.ts checks them). */
+export interface HowToFind {
+  /** --proxy URL. */
+  configured?: string;
+  /** --proxy auto: WPAD with this DNS suffix. */
+  wpadSuffix?: string;
+  pac?: { url: string } | { file: string };
+  noProxy: string[];
+  resolve: string[];
+}
+
+export interface FoundRoutes {
+  decider: Decider;
+  routes: TargetRoute[];
+  /** Each proxy (in first-seen order), then DIRECT, then no route. */
+  groups: RouteGroup[];
+  /** What is printed first: the routes per method (none for a plain --proxy URL without --no-proxy). */
+  lines: string[];
+}
+
+/**
+ * Each target's route as the agent finds it (the configured proxy, WPAD, the script; --no-proxy
+ * first), grouped as they are validated. A script that cannot be used throws DiscoveryError.
+ */
+export async function findRoutes(
+  how: HowToFind,
+  targets: Target[],
+  o: { extraTrust?: string[]; connectDeadlineMs: number },
+): Promise<FoundRoutes> {
+  const overrides = parseResolveFlags(how.resolve);
+  const bypass = parseNoProxy(how.noProxy);
+  const names = nameService(overrides, { osResolver: process.env[OS_RESOLVER_ENV] !== 'off' });
+  let chosen: ChosenScript;
+  if (how.configured) {
+    const p = parseProxyUrl(how.configured);
+    const address = overrides.get(p.host.toLowerCase()) ?? p.host;
+    chosen = { decider: { method: 'configured', proxy: { name: p.host, port: p.port, address } }, notes: [] };
+  } else {
+    chosen = await chooseScript({
+      names,
+      ...(how.wpadSuffix ? { wpadSuffix: how.wpadSuffix } : {}),
+      ...(how.pac ? { pac: how.pac } : {}),
+      hosts: [...new Set(targets.map((t) => t.host))],
+      ...(o.extraTrust ? { extraTrust: o.extraTrust } : {}),
+    });
+  }
+  const { decider } = chosen;
+  let routes: TargetRoute[];
+  try {
+    routes = await routeTargets(targets, { decider, bypass, names, connectDeadlineMs: o.connectDeadlineMs });
+  } finally {
+    if ('pac' in decider) await decider.pac.close();
+  }
+  const discovered = decider.method !== 'configured' || bypass.patterns.length > 0;
+  return {
+    decider,
+    routes,
+    groups: groupRoutes(routes, decider),
+    lines: discovered ? routeLines(chosen.notes, decider, routes) : [],
+  };
+}
+
+/**
+ * The URL a PROXY route is validated through: the configured proxy as given (its URL may carry
+ * credentials) unless --resolve names its address, else http://address:port.
+ */
+export function proxyUrlOf(route: Extract<Route, { type: 'PROXY' }>, how: HowToFind): string {
+  return how.configured && route.address === route.name
+    ? how.configured
+    : `http://${hostPort(route.address, route.port)}`;
 }

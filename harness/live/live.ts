@@ -32,10 +32,13 @@ export const LIVE_PROXY_ID = 'external';
 export const LIVE_CHECKS = ['connect', 'forward', 'tls-interception', 'pinning'] as const;
 
 export interface LiveOptions {
-  proxy: Omit<ProxyAddress, 'auth'> & { url: string; credentials?: ProxyCredentials };
+  /** `id`: the proxy's id in the results (default external; validate --pac: pac:host:port, …). */
+  proxy: Omit<ProxyAddress, 'auth'> & { url: string; credentials?: ProxyCredentials; id?: string };
   scenarios: ScenarioSet;
   /** Catalog ids, or ["all"]. */
   catalogs: string[];
+  /** Only the rows this accepts (validate: the rows whose route is this proxy); default every row. */
+  rows?: (t: LiveTarget) => boolean;
   /** Placeholder values the user gave (`tenant` from --tenant, the rest from --param); lab defaults never count. */
   params: Record<string, string>;
   publicRoots: RootStore;
@@ -129,8 +132,9 @@ function liveOrigins(trust: TrustPolicy): OriginsStrategy {
 
 /** The customer's proxy in front of the internet: start() only checks that something listens. */
 function liveProxy(p: LiveOptions['proxy'], timeoutMs: number): ProxyUnderTest {
+  const id = p.id ?? LIVE_PROXY_ID;
   return {
-    id: LIVE_PROXY_ID,
+    id,
     describe: () => `proxy at ${p.url}`,
     async start(): Promise<StartedProxy> {
       const t0 = performance.now();
@@ -144,7 +148,7 @@ function liveProxy(p: LiveOptions['proxy'], timeoutMs: number): ProxyUnderTest {
         );
       }
       return {
-        id: LIVE_PROXY_ID,
+        id,
         kind: 'external',
         runtime: 'external',
         version: 'unknown',
@@ -170,8 +174,10 @@ function serverOf(results: CheckResult[]): string | undefined {
 }
 
 export async function runLive(opts: LiveOptions): Promise<RunReport> {
-  const targets = liveTargets(opts.scenarios, opts.catalogs, opts.params);
-  if (!targets.length) throw new UsageError('the selected catalogs have no endpoints in agent scope');
+  const all = liveTargets(opts.scenarios, opts.catalogs, opts.params);
+  if (!all.length) throw new UsageError('the selected catalogs have no endpoints in agent scope');
+  const targets = opts.rows ? all.filter(opts.rows) : all;
+  if (!targets.length) throw new Error('runLive: no row left to check');
   // one profile per catalog, one probe exchange per agent-scope row
   const profiles = new Map<string, Profile>();
   const hosts = new Map<object, string>();
