@@ -354,10 +354,12 @@ t.test('https: trusted through the given CA, checked against the URL name, not t
   const untrusted = await loadPac({ url: `https://${WPAD}:${tlsPort}/wpad.dat` }, env, {
     fetchDeadlineMs: 3000,
   });
-  t.strictSame(!untrusted.ok && [untrusted.stage, untrusted.error], [
-    'fetch',
-    'UNABLE_TO_VERIFY_LEAF_SIGNATURE: unable to verify the first certificate',
-  ]);
+  t.equal(!untrusted.ok && untrusted.stage, 'fetch');
+  // Node 24 appends a hint about --use-system-ca to this message; Node 20 does not
+  t.match(
+    !untrusted.ok && untrusted.error,
+    /^UNABLE_TO_VERIFY_LEAF_SIGNATURE: unable to verify the first certificate/,
+  );
 
   const otherName = await loadPac({ url: `https://other.proxycheck.test:${tlsPort}/wpad.dat` }, env, {
     fetchDeadlineMs: 3000,
