@@ -8,8 +8,6 @@
  * mode PAC tests use 127.53.0.x).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +19,7 @@ import { chainPlain } from '../harness/proxies/chain.ts';
 import { cli } from './helpers/cli.ts';
 import { startProxy, testLab } from './helpers/fixtures.ts';
 import { labNet } from './helpers/lab-net.ts';
+import { listening, scriptServer } from './helpers/script-server.ts';
 
 t.setTimeout(400_000);
 
@@ -71,40 +70,6 @@ async function live(t: Test, args: string[]) {
   const of = (endpoint: string): CheckResult[] =>
     (report?.results ?? []).filter((x) => x.endpoint === endpoint);
   return { ...r, report, of };
-}
-
-/** An HTTP server on host:port answering `files` (path → body); closed when `t` ends. */
-async function scriptServer(t: Test, host: string, port: number, files: Record<string, string>) {
-  const server = http.createServer((req, res) => {
-    const body = files[req.url ?? ''];
-    res.writeHead(body === undefined ? 404 : 200, { connection: 'close' });
-    res.end(body ?? 'not found\n');
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  let closed: Promise<void> | undefined;
-  const close = () => {
-    closed ??= new Promise<void>((r) => {
-      server.closeAllConnections();
-      server.close(() => r());
-    });
-    return closed;
-  };
-  t.teardown(close);
-  return { close };
-}
-
-function listening(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 /** The rows with a host that the proxy checks (every row of livelab but pinned, which goes DIRECT). */

@@ -6,7 +6,6 @@
  * PROXYCHECK_OS_RESOLVER=off, so a name without a --resolve entry does not resolve.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +18,7 @@ import { cli } from './helpers/cli.ts';
 import { customerProxy } from './helpers/customer-proxy.ts';
 import { FIXTURE_SCENARIOS, fixtureScenarios } from './helpers/fixtures.ts';
 import { labNet } from './helpers/lab-net.ts';
+import { listening, scriptServer } from './helpers/script-server.ts';
 
 t.setTimeout(400_000);
 
@@ -59,49 +59,6 @@ async function closedPort(): Promise<number> {
   const port = (s.address() as net.AddressInfo).port;
   await new Promise<void>((r) => s.close(() => r()));
   return port;
-}
-
-/** An HTTP server on `host:port` answering `files` (path → body), 404 otherwise; closed when `t` ends. */
-async function scriptServer(
-  t: Test,
-  host: string,
-  port: number,
-  files: Record<string, string>,
-): Promise<{ port: number; close(): Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    const body = files[req.url ?? ''];
-    res.writeHead(body === undefined ? 404 : 200, {
-      'content-type': body === undefined ? 'text/plain' : 'application/x-ns-proxy-autoconfig',
-      connection: 'close',
-    });
-    res.end(body ?? 'not found\n');
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => resolve());
-  });
-  let closed: Promise<void> | undefined;
-  const close = () => {
-    closed ??= new Promise<void>((r) => {
-      server.closeAllConnections();
-      server.close(() => r());
-    });
-    return closed;
-  };
-  t.teardown(close);
-  return { port: (server.address() as net.AddressInfo).port, close };
-}
-
-/** Does anything accept a connection on host:port? */
-function listening(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 /** `proxycheck validate` of the fixture scenarios, OS resolver off, with its JSON report. */

@@ -75,6 +75,14 @@ export interface ClientNetworkOptions {
 
 const since = (t0: number) => Math.round(performance.now() - t0);
 
+/** What auto detect answers on a machine with no proxy script source. */
+const NO_SCRIPT = {
+  ok: true,
+  method: 'none',
+  entries: [{ type: 'DIRECT' }],
+  note: 'auto detect has no proxy script source on this machine: DIRECT',
+} as const satisfies Omit<Extract<Discovery, { ok: true }>, 'ms'>;
+
 /** The URL an agent hands its proxy script for an exchange: https (or http, forwarded), the port when not the default. */
 export function scriptUrlFor(host: string, port: number, forwarded: boolean): string {
   const scheme = forwarded ? 'http' : 'https';
@@ -128,14 +136,7 @@ export async function startClientNetwork(
 
   async function discover(target: string, host: string): Promise<Discovery> {
     const t0 = performance.now();
-    if (autoDetect === 'none' || !scriptUrl)
-      return {
-        ok: true,
-        method: 'none',
-        entries: [{ type: 'DIRECT' }],
-        note: 'auto detect has no proxy script source on this machine: DIRECT',
-        ms: since(t0),
-      };
+    if (autoDetect === 'none' || !scriptUrl) return { ...NO_SCRIPT, ms: since(t0) };
     if (autoDetect === 'wpad') {
       const wpadHost = new URL(scriptUrl).hostname;
       if (!resolve(wpadHost))
@@ -148,27 +149,21 @@ export async function startClientNetwork(
         };
     }
     const method = autoDetect;
+    const source = scriptUrl;
+    /** The script could not be used: its stage and error, never DIRECT. */
+    const failed = (f: { stage: Extract<Discovery, { ok: false }>['stage']; error: string }): Discovery => ({
+      ok: false,
+      method,
+      source,
+      stage: f.stage,
+      error: f.error,
+      ms: since(t0),
+    });
     const loaded = await load(scriptUrl);
-    if (!loaded.ok)
-      return {
-        ok: false,
-        method,
-        source: scriptUrl,
-        stage: loaded.stage,
-        error: loaded.error,
-        ms: since(t0),
-      };
+    if (!loaded.ok) return failed(loaded);
     const pac: Pac = loaded.pac;
     const answer = await pac.find(target, host, { deadlineMs: PAC_RUN_DEADLINE_MS });
-    if (!answer.ok)
-      return {
-        ok: false,
-        method,
-        source: scriptUrl,
-        stage: answer.stage,
-        error: answer.error,
-        ms: since(t0),
-      };
+    if (!answer.ok) return failed(answer);
     return {
       ok: true,
       method,
@@ -204,13 +199,7 @@ export function plainClientNetwork(resolve: (host: string) => string | undefined
     autoDetect: 'none',
     direct: 'allowed',
     resolve,
-    discover: async () => ({
-      ok: true,
-      method: 'none',
-      entries: [{ type: 'DIRECT' }],
-      note: 'auto detect has no proxy script source on this machine: DIRECT',
-      ms: 0,
-    }),
+    discover: async () => ({ ...NO_SCRIPT, ms: 0 }),
     describe: () => 'auto detect finds no script; DIRECT allowed',
     served: [],
     stop: async () => {},

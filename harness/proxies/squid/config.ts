@@ -330,22 +330,17 @@ export function squidConfig(input: SquidConfigInput): string {
   }
   add('http_access allow localhost manager', 'http_access deny manager');
 
-  if (policy.auth === 'basic') {
+  if (policy.auth === 'basic' || policy.auth === 'loop') {
+    const program =
+      policy.auth === 'basic'
+        ? `${p(paths.helperDir)}/basic_ncsa_auth ${p(need(paths.htpasswd, 'htpasswd', label))}`
+        : p(need(paths.authLoopHelper, 'authLoopHelper', label));
     add(
       '',
-      `auth_param basic program ${p(paths.helperDir)}/basic_ncsa_auth ${p(need(paths.htpasswd, 'htpasswd', label))}`,
-      'auth_param basic children 2 startup=1 idle=1',
-      'auth_param basic realm proxycheck',
-      'auth_param basic credentialsttl 1 minute',
-      'acl authed proxy_auth REQUIRED',
-      'http_access allow localhost authed',
-      'http_access deny all',
-    );
-  } else if (policy.auth === 'loop') {
-    add(
-      '',
-      '# auth loop: Basic credentials asked for, every one rejected (the helper answers ERR to each)',
-      `auth_param basic program ${p(need(paths.authLoopHelper, 'authLoopHelper', label))}`,
+      ...(policy.auth === 'loop'
+        ? ['# auth loop: Basic credentials asked for, every one rejected (the helper answers ERR to each)']
+        : []),
+      `auth_param basic program ${program}`,
       'auth_param basic children 2 startup=1 idle=1',
       'auth_param basic realm proxycheck',
       'auth_param basic credentialsttl 1 minute',
