@@ -15,7 +15,7 @@ import { CORPORATE_CA_CN, LAB_ROOT_CN } from '../harness/lab/pki.ts';
 import type { CheckResult, RunReport } from '../harness/model.ts';
 import { ChainProxy, chainMitm, chainPlain } from '../harness/proxies/chain.ts';
 import { cli } from './helpers/cli.ts';
-import { startProxy, testLab } from './helpers/fixtures.ts';
+import { LIVE_LAB_HOSTS, startProxy, testLab } from './helpers/fixtures.ts';
 import { labNet } from './helpers/lab-net.ts';
 
 // many CLI runs and real proxies: on a loaded 2-core machine this takes minutes
@@ -27,17 +27,7 @@ const RESULT_SCHEMA = JSON.parse(
 );
 
 // one lab for the whole file, on a net held until the file ends
-const { lab, runDir, pki } = await testLab(t, await labNet(t), [
-  { host: 'open.live.test', ports: [{ port: 443, transport: 'https' }] },
-  { host: 'nobump.live.test', ports: [{ port: 443, transport: 'https' }] },
-  { host: 'pinned.live.test', ports: [{ port: 443, transport: 'https' }] },
-  { host: 'agent-acme.live.test', ports: [{ port: 443, transport: 'https' }] },
-  { host: 'api.eu.live.test', ports: [{ port: 443, transport: 'https' }] },
-  { host: 'stream.live.test', ports: [{ port: 13000, transport: 'tls' }] },
-  { host: 'broker.live.test', ports: [{ port: 8883, transport: 'tls' }] },
-  { host: 'replication.live.test', ports: [{ port: 2222, transport: 'tcp' }] },
-  { host: 'repo.live.test', ports: [{ port: 80, transport: 'http' }] },
-]);
+const { lab, runDir, pki } = await testLab(t, await labNet(t), LIVE_LAB_HOSTS);
 const plain = await startProxy(t, chainPlain(), lab, runDir);
 const mitm = await startProxy(t, chainMitm(), lab, runDir);
 const auth = await startProxy(t, new ChainProxy({ auth: true }), lab, runDir);

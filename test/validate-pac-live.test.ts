@@ -17,7 +17,7 @@ import t, { type Test } from 'tap';
 import type { CheckResult, RunReport } from '../harness/model.ts';
 import { chainPlain } from '../harness/proxies/chain.ts';
 import { cli } from './helpers/cli.ts';
-import { startProxy, testLab } from './helpers/fixtures.ts';
+import { LIVE_LAB_HOSTS, startProxy, testLab } from './helpers/fixtures.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { listening, scriptServer } from './helpers/script-server.ts';
 
@@ -33,17 +33,7 @@ const validReport = ajv.compile(SCHEMA);
 const WPAD_AT = '127.54.0.1';
 
 // one lab for the whole file, on a net held until the file ends
-const { lab, runDir, pki } = await testLab(t, await labNet(t), [
-  { host: 'open.live.test', ports: [{ port: 443, transport: 'https' }] },
-  { host: 'nobump.live.test', ports: [{ port: 443, transport: 'https' }] },
-  { host: 'pinned.live.test', ports: [{ port: 443, transport: 'https' }] },
-  { host: 'agent-acme.live.test', ports: [{ port: 443, transport: 'https' }] },
-  { host: 'api.eu.live.test', ports: [{ port: 443, transport: 'https' }] },
-  { host: 'stream.live.test', ports: [{ port: 13000, transport: 'tls' }] },
-  { host: 'broker.live.test', ports: [{ port: 8883, transport: 'tls' }] },
-  { host: 'replication.live.test', ports: [{ port: 2222, transport: 'tcp' }] },
-  { host: 'repo.live.test', ports: [{ port: 80, transport: 'http' }] },
-]);
+const { lab, runDir, pki } = await testLab(t, await labNet(t), LIVE_LAB_HOSTS);
 const plain = await startProxy(t, chainPlain(), lab, runDir);
 const PROXY = `127.0.0.1:${plain.port}`;
 const ENV = { PROXYCHECK_PUBLIC_ROOTS: pki.labRoot.cert.certFile, PROXYCHECK_OS_RESOLVER: 'off' };

@@ -20,6 +20,19 @@ export async function testPki(t: Test): Promise<{ runDir: RunDir; pki: LabPki }>
 }
 
 /** A lab on its own loopback net, stopped when the test ends. */
+/** The hosts of the fixtures/live catalog, served by a test lab for the `validate --origins live` tests. */
+export const LIVE_LAB_HOSTS: LabHostSpec[] = [
+  { host: 'open.live.test', ports: [{ port: 443, transport: 'https' }] },
+  { host: 'nobump.live.test', ports: [{ port: 443, transport: 'https' }] },
+  { host: 'pinned.live.test', ports: [{ port: 443, transport: 'https' }] },
+  { host: 'agent-acme.live.test', ports: [{ port: 443, transport: 'https' }] },
+  { host: 'api.eu.live.test', ports: [{ port: 443, transport: 'https' }] },
+  { host: 'stream.live.test', ports: [{ port: 13000, transport: 'tls' }] },
+  { host: 'broker.live.test', ports: [{ port: 8883, transport: 'tls' }] },
+  { host: 'replication.live.test', ports: [{ port: 2222, transport: 'tcp' }] },
+  { host: 'repo.live.test', ports: [{ port: 80, transport: 'http' }] },
+];
+
 export async function testLab(
   t: Test,
   net: number,
