@@ -14,6 +14,7 @@ import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
 import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
 import { loadScenarios, resolveHost } from '../scenarios.ts';
 import { baselineOption, quietOption, shardOption, startCiRun, updateBaselineOption } from './ci-options.ts';
+import { registerLoadCommand } from './load-command.ts';
 import {
   labNetOption,
   list,
@@ -106,6 +107,7 @@ function buildProgram(out: { code: number }): Command {
   registerSquidCommands(program);
   registerValidateCommand(program, out);
   registerServeCommand(program);
+  registerLoadCommand(program, out);
 
   const lab = program.command('lab').description('the lab "internet" of simulated vendor endpoints');
   lab

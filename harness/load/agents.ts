@@ -1,0 +1,296 @@
+/**
+ * One simulated agent session under load, on the same agent code as the checks (openTunnel for the
+ * CONNECT, startTls for TLS inside the tunnel, undici for HTTP, the `ws` client for WebSocket), with
+ * each phase's latency recorded and every failure counted by class. A session that the far side
+ * closes is reopened as an agent would: a report session between reports (`reconnects`), a held
+ * tunnel at once (a `drop`).
+ */
+import type { TLSSocket } from 'node:tls';
+import { Client } from 'undici';
+import type WebSocket from 'ws';
+import { reportBody } from '../agent/bodies.ts';
+import { startTls } from '../agent/tls.ts';
+import { openTunnel, type ProxyAddress } from '../agent/tunnel.ts';
+import { openWebSocket } from '../agent/wsclient.ts';
+import { errorMessage } from '../errors.ts';
+import type { PhaseRecorder } from './histograms.ts';
+import type { SessionPlan, Upload } from './model.ts';
+
+export interface LoadDeadlines {
+  connectMs: number;
+  answerMs: number;
+  tlsMs: number;
+  requestMs: number;
+}
+
+export interface Counters {
+  sessions: number;
+  requests: number;
+  reconnects: number;
+  keepalives: number;
+  /** Held tunnels the far side closed before the run ended. */
+  drops: number;
+  errors: Map<string, { count: number; example: string; firstAtMs: number }>;
+}
+
+export interface AgentContext {
+  proxy: ProxyAddress;
+  /** The agents' trust store (PEM). */
+  ca: string[];
+  recorder: PhaseRecorder;
+  counters: Counters;
+  deadlines: LoadDeadlines;
+  /** Profile seconds × timeScale = real seconds. */
+  timeScale: number;
+  t0: number;
+  /** Resolves when the run (or this step) ends. */
+  stopped: Promise<void>;
+  isStopped: () => boolean;
+  /** Agents with a session open now (for the over-time chart). */
+  open: { n: number };
+}
+
+export class LoadError extends Error {
+  constructor(
+    readonly errorClass: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function countError(ctx: AgentContext, errorClass: string, message: string): void {
+  ctx.recorder.error();
+  const e = ctx.counters.errors.get(errorClass);
+  if (e) e.count++;
+  else
+    ctx.counters.errors.set(errorClass, {
+      count: 1,
+      example: message,
+      firstAtMs: Math.round(performance.now() - ctx.t0),
+    });
+}
+
+/** Opens CONNECT + TLS to the plan's origin, recording tcp, connect and tls; throws LoadError. */
+async function openSession(ctx: AgentContext, plan: SessionPlan): Promise<TLSSocket> {
+  const tun = await openTunnel({
+    proxy: ctx.proxy,
+    target: { host: plan.host, port: plan.port },
+    connectTimeoutMs: ctx.deadlines.connectMs,
+    answerTimeoutMs: ctx.deadlines.answerMs,
+    userAgent: plan.userAgent,
+  });
+  if (tun.timings.tcpConnectMs !== undefined) ctx.recorder.record('tcp', tun.timings.tcpConnectMs);
+  if (!tun.ok) {
+    if (tun.answer)
+      throw new LoadError(
+        `connect ${tun.answer.statusCode}`,
+        `CONNECT ${plan.host}:${plan.port}: ${tun.answer.statusLine}`,
+      );
+    const code = tun.errorCode ?? 'error';
+    throw new LoadError(
+      tun.timings.tcpConnectMs === undefined ? `tcp ${code}` : `connect ${code}`,
+      tun.error ?? code,
+    );
+  }
+  if (tun.timings.connectAnswerMs !== undefined) ctx.recorder.record('connect', tun.timings.connectAnswerMs);
+  const t = await startTls(tun.socket, { servername: plan.host, ca: ctx.ca, timeoutMs: ctx.deadlines.tlsMs });
+  if (!t.socket) {
+    tun.socket.destroy();
+    throw new LoadError('tls', `TLS to ${plan.host}: ${t.refused ?? t.error}`);
+  }
+  if (t.handshakeMs !== undefined) ctx.recorder.record('tls', t.handshakeMs);
+  ctx.counters.sessions++;
+  return t.socket;
+}
+
+/** Waits `ms` or until the run stops; true when the wait ran out (the run goes on). */
+function pause(ctx: AgentContext, ms: number): Promise<boolean> {
+  if (ctx.isStopped()) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(!ctx.isStopped()), ms);
+    void ctx.stopped.then(() => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+}
+
+function handOver(socket: TLSSocket): Client {
+  let handed = false;
+  return new Client(`https://${socket.servername || 'origin'}`, {
+    pipelining: 1,
+    connect: (_o, cb) => {
+      if (handed) {
+        queueMicrotask(() => cb(new Error('the tunnel is closed'), null));
+        return;
+      }
+      handed = true;
+      queueMicrotask(() => cb(null, socket as never));
+    },
+  });
+}
+
+async function post(
+  ctx: AgentContext,
+  client: Client,
+  plan: Extract<SessionPlan, { kind: 'reports' }>,
+  u: Upload,
+) {
+  const body = reportBody(u.name, u.bytes);
+  const t0 = performance.now();
+  const res = await client.request({
+    method: 'POST',
+    path: u.path,
+    headers: [...plan.headers.flat(), 'user-agent', plan.userAgent],
+    body,
+    headersTimeout: ctx.deadlines.requestMs,
+    bodyTimeout: ctx.deadlines.requestMs,
+  });
+  ctx.recorder.record('firstByte', performance.now() - t0);
+  await res.body.arrayBuffer();
+  ctx.recorder.record('upload', performance.now() - t0);
+  ctx.counters.requests++;
+  if (res.statusCode < 200 || res.statusCode > 299)
+    throw new LoadError(`http ${res.statusCode}`, `POST ${plan.host}${u.path}: ${res.statusCode}`);
+}
+
+async function runReports(ctx: AgentContext, plan: Extract<SessionPlan, { kind: 'reports' }>): Promise<void> {
+  let socket: TLSSocket | undefined;
+  let client: Client | undefined;
+  let closed = true;
+  const everyMs = plan.everySeconds * 1000 * ctx.timeScale;
+  const next = [plan.first];
+  let turn = 0;
+  try {
+    while (!ctx.isStopped()) {
+      const u = next.shift() ?? plan.repeat[turn++ % plan.repeat.length];
+      if (!u) return;
+      try {
+        if (closed) {
+          if (socket) ctx.counters.reconnects++;
+          await client?.destroy().catch(() => {});
+          socket = await openSession(ctx, plan);
+          ctx.open.n++;
+          closed = false;
+          const s = socket;
+          s.once('close', () => {
+            if (s === socket) {
+              closed = true;
+              ctx.open.n--;
+            }
+          });
+          client = handOver(socket);
+        }
+        await post(ctx, client as Client, plan, u);
+      } catch (err) {
+        if (ctx.isStopped()) return;
+        if (err instanceof LoadError) countError(ctx, err.errorClass, err.message);
+        else countError(ctx, 'http', `${plan.host}: ${errorMessage(err)}`);
+        socket?.destroy();
+      }
+      if (!(await pause(ctx, everyMs))) return;
+    }
+  } finally {
+    await client?.destroy().catch(() => {});
+    socket?.destroy();
+  }
+}
+
+/** A ping's round trip in ms, or undefined when the tunnel closed before the pong. */
+function pingOnce(ws: WebSocket, deadlineMs: number): Promise<number | undefined> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const done = () => {
+      clearTimeout(timer);
+      ws.off('pong', onPong);
+      ws.off('close', onClose);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new LoadError('keepalive', `no pong within ${deadlineMs} ms (deadlines.requestMs)`));
+    }, deadlineMs);
+    const onPong = () => {
+      done();
+      resolve(performance.now() - t0);
+    };
+    const onClose = () => {
+      done();
+      resolve(undefined);
+    };
+    ws.once('pong', onPong);
+    ws.once('close', onClose);
+    ws.ping();
+  });
+}
+
+async function runHold(ctx: AgentContext, plan: Extract<SessionPlan, { kind: 'hold' }>): Promise<void> {
+  const everyMs = plan.keepaliveSeconds * 1000 * ctx.timeScale;
+  while (!ctx.isStopped()) {
+    let ws: WebSocket | undefined;
+    let counted = false;
+    const uncount = () => {
+      if (counted) ctx.open.n--;
+      counted = false;
+    };
+    try {
+      const socket = await openSession(ctx, plan);
+      const opened = await openWebSocket(socket, {
+        url: `wss://${plan.host}${plan.path}`,
+        protocols: [],
+        deadlineMs: ctx.deadlines.answerMs,
+        deadlineName: 'deadlines.answerMs',
+        headers: { 'User-Agent': plan.userAgent },
+      });
+      if (!opened.ok) throw new LoadError('websocket', `${plan.host}${plan.path}: ${opened.error}`);
+      ws = opened.ws;
+      ctx.open.n++;
+      counted = true;
+      const live = ws;
+      const gone = new Promise<void>((resolve) => live.once('close', () => resolve()));
+      let dropped = false;
+      void gone.then(() => {
+        dropped = !ctx.isStopped();
+      });
+      while (!ctx.isStopped() && !dropped) {
+        if (!(await pause(ctx, everyMs))) break;
+        if (dropped) break;
+        const rtt = await pingOnce(live, ctx.deadlines.requestMs);
+        if (rtt === undefined) {
+          dropped = !ctx.isStopped();
+          break;
+        }
+        ctx.recorder.record('keepalive', rtt);
+        ctx.counters.keepalives++;
+      }
+      uncount();
+      if (dropped) {
+        ctx.counters.drops++;
+        countError(
+          ctx,
+          'tunnel dropped',
+          `${plan.host}:${plan.port}: the tunnel closed ${((performance.now() - ctx.t0) / 1000).toFixed(1)} s into the run`,
+        );
+      }
+    } catch (err) {
+      uncount();
+      if (ctx.isStopped()) return;
+      if (err instanceof LoadError) countError(ctx, err.errorClass, err.message);
+      else countError(ctx, 'websocket', `${plan.host}: ${errorMessage(err)}`);
+      // an agent waits before it reconnects; so do we (one keep-alive interval)
+      if (!(await pause(ctx, everyMs))) return;
+    } finally {
+      ws?.terminate();
+    }
+  }
+}
+
+/** Runs one session plan until the run stops. Never throws. */
+export async function runSession(ctx: AgentContext, plan: SessionPlan): Promise<void> {
+  try {
+    if (plan.kind === 'reports') await runReports(ctx, plan);
+    else await runHold(ctx, plan);
+  } catch (err) {
+    if (!ctx.isStopped()) countError(ctx, 'harness', errorMessage(err));
+  }
+}
