@@ -11,13 +11,14 @@ import { renderRemediation, withRemediation } from '../report/remediation.ts';
 import { printRunOutput } from '../report/summary.ts';
 import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
-import { labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
+import { DEFAULT_JOBS, labHostsFor, runMatrix, selectProfiles, VERSION } from '../runner/run.ts';
 import { loadScenarios, resolveHost } from '../scenarios.ts';
 import { baselineOption, quietOption, shardOption, startCiRun, updateBaselineOption } from './ci-options.ts';
 import { registerLoadCommand } from './load-command.ts';
 import {
   labNetOption,
   list,
+  parseJobs,
   parseRuntime,
   parseSeconds,
   parseTimeScale,
@@ -65,6 +66,11 @@ function buildProgram(out: { code: number }): Command {
       '--scenarios <dir>',
       'scenario directory (catalogs/, profiles/, and proxies/ definitions added to the built-in ones)',
     )
+    .option(
+      '--jobs <n>',
+      '(proxy, profile) work items in flight at once across the proxies (1: one after another)',
+      String(DEFAULT_JOBS),
+    )
     .addOption(labNetOption())
     .addOption(timeScaleOption())
     .addOption(timerWaitOption())
@@ -91,6 +97,7 @@ function buildProgram(out: { code: number }): Command {
           tenant: o.tenant,
           trustCorporateCa: Boolean(o.trustCorporateCa),
           timeScale: parseTimeScale(o.timeScale),
+          jobs: parseJobs(String(o.jobs)),
           ...(o.timerWait !== undefined ? { timerWait: parseSeconds(o.timerWait, '--timer-wait') } : {}),
           ...ci.runOptions,
         });

@@ -70,3 +70,10 @@ export function labNetOption(): Option {
     process.env.PROXYCHECK_LAB_NET ?? '77',
   );
 }
+
+/** `--jobs`: work items in flight at once, a whole number of at least 1. */
+export function parseJobs(value: string): number {
+  if (!/^\d+$/.test(value.trim()) || Number(value) < 1)
+    throw new UsageError(`--jobs must be a whole number of at least 1, not "${value}"`);
+  return Number(value);
+}

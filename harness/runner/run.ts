@@ -7,14 +7,12 @@
 import { kindOf } from '../agent/kinds/index.ts';
 import type { KindContext, KindVerdict, Timeouts } from '../agent/kinds/types.ts';
 import { errorMessage, SetupError, UsageError } from '../errors.ts';
-import type { LabHostSpec, LabPortSpec } from '../lab/lab.ts';
 import { RunDir } from '../lab/rundir.ts';
 import { onCleanup, refuseIfStopping } from '../lifecycle.ts';
 import { type CheckResult, type ProxyInfo, parseEndpoint, type RunReport } from '../model.ts';
 import { DeviationWatch } from '../proxies/expectations.ts';
 import type { AutoDetectAnswer } from '../proxies/oracle.ts';
 import { proxyById, proxyIds } from '../proxies/registry.ts';
-import type { Runtime } from '../proxies/toolkit/runtime.ts';
 import type { ProxyUnderTest, StartedProxy } from '../proxies/types.ts';
 import { proxyAuthFor } from '../route/auth.ts';
 import { type ClientNetwork, scriptUrlFor } from '../route/client-network.ts';
@@ -29,105 +27,22 @@ import {
   type Profile,
   type ProfileExchange,
   resolveHost,
-  type ScenarioSet,
 } from '../scenarios.ts';
 import { applyDependencies } from './dependencies.ts';
-import { labOrigins, type OriginsStrategy, type StartedOrigins } from './origins.ts';
+import { labHostsFor, selectProfiles } from './lab-hosts.ts';
+import { labOrigins, type StartedOrigins } from './origins.ts';
+import { pool, type Semaphore, semaphore } from './pool.ts';
 import { assembleReport, endpointOf, mergeInstances, toResult } from './result.ts';
-import { type Shard, shardFilter } from './shard.ts';
+import { shardFilter } from './shard.ts';
 
 export { VERSION } from '../util/pkg.ts';
+export { labHostsFor, selectProfiles } from './lab-hosts.ts';
 export { endpointOf, mergeInstances } from './result.ts';
 export type { Timeouts };
 
-/** Default --time-scale: profile durations (15 s samples, 30 s keep-alives, ...) run 100× faster. */
-export const DEFAULT_TIME_SCALE = 0.01;
+import { DEFAULT_JOBS, DEFAULT_TIME_SCALE, DEFAULT_TIMEOUTS, type RunOptions } from './options.ts';
 
-export const DEFAULT_TIMEOUTS: Timeouts = {
-  connectMs: 5_000,
-  answerMs: 15_000,
-  tlsMs: 10_000,
-  requestMs: 30_000,
-};
-
-export interface RunOptions {
-  proxies: Array<string | ProxyUnderTest>;
-  profiles: string[] | Profile[];
-  /** For proxies that can run in a container or as a process (squid). */
-  runtime?: Runtime;
-  /** Where the exchanges end (default: the lab, configured by labNet/trustCorporateCa/extraTrust). */
-  origins?: OriginsStrategy;
-  labNet?: number;
-  tenant?: string;
-  /** The enterprise deployed the corporate inspection CA to the agents' trust store. */
-  trustCorporateCa?: boolean;
-  /** More PEM CAs in the agents' trust store (a customer's own inspection CA, for `validate`). */
-  extraTrust?: string[];
-  timeouts?: Partial<Timeouts>;
-  /** Multiplies every duration in the profiles (1 = real time; default DEFAULT_TIME_SCALE). */
-  timeScale?: number;
-  /**
-   * Real seconds to wait when measuring the proxy's tunnel timers (`--timer-wait`; default: as long
-   * as the replayed session lasts here, at least 10 s). Never compressed by the time scale.
-   */
-  timerWait?: number;
-  /** The option a user gives to wait longer, named in `tunnel-keepalive` skips (default --timer-wait). */
-  timerWaitOption?: string;
-  scenarios?: ScenarioSet;
-  /** The host an exchange talks to (default: its catalog host with the run's values filled in). */
-  hostOf?: (x: ProfileExchange) => string;
-  /** Exchanges of one profile in flight at once (default: all, as an agent runs them). */
-  concurrency?: number;
-  onResult?: (r: CheckResult) => void;
-  /** Run only this shard's (proxy, profile) work items; proxies with none are not started. */
-  shard?: Shard;
-  /** A (proxy, profile) work item starts (its proxy is up) or is done (all its results reported). */
-  onWorkItem?: (phase: 'start' | 'done', proxy: string, profile: string) => void;
-}
-
-export function selectProfiles(set: ScenarioSet, ids: string[]): Profile[] {
-  if (ids.length === 1 && ids[0] === 'all') return [...set.profiles.values()];
-  return ids.map((id) => {
-    const p = set.profiles.get(id);
-    if (!p)
-      throw new UsageError(`unknown profile "${id}" (known: ${[...set.profiles.keys()].join(', ')}, all)`);
-    return p;
-  });
-}
-
-/** The lab hosts (with their ports and what each serves) that the selected profiles talk to. */
-export function labHostsFor(set: ScenarioSet, profiles: Profile[]): LabHostSpec[] {
-  const hosts = new Map<string, LabHostSpec>();
-  for (const p of profiles) {
-    for (const x of p.exchanges) {
-      const host = resolveHost(x.host, set);
-      const spec = hosts.get(host) ?? { host, ports: [] };
-      // the failover port serves what the primary serves
-      const ports = [x.port, ...(x.failover && x.failover.port !== x.port ? [x.failover.port] : [])];
-      for (const port of ports) {
-        for (const want of kindOf(x).lab({ ...x, port }, catalogRow(set, { ...x, port }))) {
-          const have = spec.ports.find((q) => q.port === want.port);
-          if (!have) spec.ports.push(want);
-          else if (
-            have.transport !== want.transport ||
-            have.service !== want.service ||
-            !!have.mtls !== !!want.mtls
-          ) {
-            throw new UsageError(
-              `profile ${p.id}: ${host}:${want.port} is served as ${describePort(have)} for another exchange and cannot also be ${describePort(want)}`,
-            );
-          }
-        }
-      }
-      hosts.set(host, spec);
-    }
-  }
-  return [...hosts.values()];
-}
-
-function describePort(p: LabPortSpec): string {
-  return `${p.transport}${p.service ? `/${p.service}` : ''}${p.mtls ? '+mtls' : ''}`;
-}
+export { DEFAULT_JOBS, DEFAULT_TIME_SCALE, DEFAULT_TIMEOUTS, type RunOptions };
 
 const failAll = (checks: string[], v: KindVerdict) => new Map(checks.map((c) => [c, v]));
 
@@ -146,14 +61,12 @@ function isUp(p: StartedProxy): boolean {
   return (p.availability ?? 'up') === 'up' || p.availability === 'dies';
 }
 
-async function pool<T, R>(items: T[], n: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    for (let i = next++; i < items.length; i = next++) out[i] = await fn(items[i] as T);
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, worker));
-  return out;
+interface ProxyStart {
+  started?: StartedProxy;
+  setupError?: string;
+  setupEvidence?: Record<string, unknown>;
+  /** Bad input: the run stops with this one line. */
+  usage?: UsageError;
 }
 
 export async function runMatrix(opts: RunOptions): Promise<RunReport> {
@@ -255,105 +168,160 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
     const started0 = origins;
     unregisterOrigins = onCleanup('origins', () => started0.stop());
 
-    for (const adapter of adapters) {
-      const itsProfiles = profiles.filter((p) => inShard(adapter.id, p.id));
-      if (!itsProfiles.length) continue;
-      let started: StartedProxy | undefined;
-      let setupError: string | undefined;
-      let setupEvidence: Record<string, unknown> = {};
-      try {
-        refuseIfStopping(`proxy ${adapter.id}`);
-        started = await adapter.start({
-          ...(origins.lab ? { lab: origins.lab } : {}),
-          runDir,
-          scenarios: set,
-        });
-      } catch (err) {
-        // Bad input (a proxy URL that does not reach the lab, say) stops the run with one line.
-        if (err instanceof UsageError) throw err;
-        setupError = errorMessage(err);
-        if (err instanceof SetupError) setupEvidence = err.evidence;
-      }
-      const unregisterProxy = started ? onCleanup(`proxy ${adapter.id}`, () => started?.stop()) : () => {};
-      proxies.push(
-        started
-          ? {
-              id: started.id,
-              kind: started.kind,
-              runtime: started.runtime,
-              version: started.version,
-              url: started.url,
-              startMs: started.startMs,
-            }
-          : { id: adapter.id, kind: 'unknown', runtime: 'unknown', version: 'unknown' },
-      );
-      // every exchange's context, made once; the proxy's timers are measured from now on, in real
-      // time, beside the work items (harness/route/timers.ts)
-      const contexts = new Map<ProfileExchange, KindContext>();
-      const byProfile = new Map<Profile, Computed[]>();
-      const measurements = new Map<ProfileExchange, TimerMeasurement | undefined>();
-      if (started) {
-        const client = started.client;
-        const route = proxyRoute({
-          host: started.host,
-          port: started.port,
-          ...(started.credentials ? { auth: proxyAuthFor(started.credentials) } : {}),
-          ...(client ? { resolve: client.resolve } : {}),
-        });
-        for (const x of itsProfiles.flatMap((p) => p.exchanges)) {
-          const ctx = contextFor(x, route, origins, client);
-          contexts.set(x, ctx);
-          if (client && client.autoDetect !== 'none' && x.proxyUnreachable?.fallback === 'auto-detect')
-            await predictAutoDetect(adapter.id, started, x, hostOf(x), client);
-          // a proxy that is not there has no timers to measure
-          if (!isUp(started)) continue;
-          measurements.set(
-            x,
-            measureTimers(kindOf(x), ctx, {
-              ...(opts.timerWait !== undefined ? { waitSeconds: opts.timerWait } : {}),
-              waitOption: opts.timerWaitOption ?? '--timer-wait',
-            }),
-          );
-        }
-      }
-      // A proxy that is not there carries no load: its profiles run at once, each agent waiting
-      // out its own connect deadline (a blackhole), instead of one deadline after another.
-      const itemsAtOnce = started && !isUp(started) ? itsProfiles.length : 1;
-      /** A work item's results, reported in exchange and check order; then the item is done. */
-      const emit = (profile: Profile) => {
-        for (const { x, row, kind, checks, endpoint, verdicts } of byProfile.get(profile) ?? []) {
-          for (const check of checks) {
-            const v = verdicts.get(check) as KindVerdict;
-            const at = v.endpoint ?? endpoint;
-            const { host: h, port: p } = parseEndpoint(at);
-            const r = toResult(
-              set,
-              {
-                proxy: adapter.id,
-                profile: profile.id,
-                endpoint: at,
-                check,
-                kind: kind.id,
-                row: p === x.port ? row : catalogRow(set, { ...x, port: p }),
-                ctx: {
-                  host: h,
-                  port: p,
-                  proxyId: adapter.id,
-                  ...(kind.forwarded ? { forwarded: true } : {}),
-                },
-                exchange: x,
-              },
-              v,
-              expecting,
-            );
-            results.push(r);
-            opts.onResult?.(r);
-          }
-        }
-        opts.onWorkItem?.('done', adapter.id, profile.id);
+    // the proxies start side by side; bad input (a proxy URL that does not reach the lab, say)
+    // stops the run with one line before any work item runs
+    const withItems = adapters.filter((a) => profiles.some((p) => inShard(a.id, p.id)));
+    const starts = await Promise.all(withItems.map((a) => startOne(a, started0)));
+    const bad = starts.find((s) => s.usage);
+    if (bad) {
+      await Promise.all(starts.map((s) => s.started?.stop().catch(() => {})));
+      throw bad.usage;
+    }
+    /** Work items of proxies that are up, in flight at once across all proxies. */
+    const slots = semaphore(opts.jobs ?? DEFAULT_JOBS);
+    // every proxy runs to its end (and stops) before a failure of one is thrown
+    const perProxy = await Promise.allSettled(
+      withItems.map(async (adapter, i) => {
+        const mine: CheckResult[] = [];
+        const info = await runProxy(adapter, starts[i] as ProxyStart, started0, slots, mine);
+        return { info, mine };
+      }),
+    );
+    for (const p of perProxy) if (p.status === 'rejected') throw p.reason;
+    // results in proxy order, whatever order the proxies ended in
+    for (const p of perProxy) {
+      if (p.status !== 'fulfilled') continue;
+      if (p.value.info) proxies.push(p.value.info);
+      results.push(...p.value.mine);
+    }
+  } finally {
+    unregisterOrigins();
+    await origins?.stop();
+    unregisterDir();
+    runDir.remove();
+  }
+  const report = assembleReport(startedAt, proxies, results);
+  const stale = watch.stale();
+  return stale.length ? { ...report, staleDeviations: stale } : report;
+
+  /** Starts one proxy; a start that fails is recorded (its items become setup_fail), bad input kept apart. */
+  async function startOne(adapter: ProxyUnderTest, origins: StartedOrigins): Promise<ProxyStart> {
+    try {
+      refuseIfStopping(`proxy ${adapter.id}`);
+      const started = await adapter.start({
+        ...(origins.lab ? { lab: origins.lab } : {}),
+        runDir,
+        scenarios: set,
+      });
+      return { started };
+    } catch (err) {
+      if (err instanceof UsageError) return { usage: err };
+      return {
+        setupError: errorMessage(err),
+        ...(err instanceof SetupError ? { setupEvidence: err.evidence } : {}),
       };
-      try {
-        await pool(itsProfiles, itemsAtOnce, async (profile) => {
+    }
+  }
+
+  /** One started proxy: its work items run (at most `slots` at once across proxies), then it stops. */
+  async function runProxy(
+    adapter: ProxyUnderTest,
+    start: ProxyStart,
+    origins: StartedOrigins,
+    slots: Semaphore,
+    results: CheckResult[],
+  ): Promise<ProxyInfo> {
+    const itsProfiles = profiles.filter((p) => inShard(adapter.id, p.id));
+    const { started, setupError } = start;
+    const setupEvidence = start.setupEvidence ?? {};
+    const unregisterProxy = started ? onCleanup(`proxy ${adapter.id}`, () => started?.stop()) : () => {};
+    const info: ProxyInfo = started
+      ? {
+          id: started.id,
+          kind: started.kind,
+          runtime: started.runtime,
+          version: started.version,
+          url: started.url,
+          startMs: started.startMs,
+        }
+      : { id: adapter.id, kind: 'unknown', runtime: 'unknown', version: 'unknown' };
+    // every exchange's context, made once; the proxy's timers are measured from now on, in real
+    // time, beside the work items (harness/route/timers.ts)
+    const contexts = new Map<ProfileExchange, KindContext>();
+    const byProfile = new Map<Profile, Computed[]>();
+    const measurements = new Map<ProfileExchange, TimerMeasurement | undefined>();
+    if (started) {
+      const client = started.client;
+      const route = proxyRoute({
+        host: started.host,
+        port: started.port,
+        ...(started.credentials ? { auth: proxyAuthFor(started.credentials) } : {}),
+        ...(client ? { resolve: client.resolve } : {}),
+      });
+      for (const x of itsProfiles.flatMap((p) => p.exchanges)) {
+        const ctx = contextFor(x, route, origins, client);
+        contexts.set(x, ctx);
+        if (client && client.autoDetect !== 'none' && x.proxyUnreachable?.fallback === 'auto-detect')
+          await predictAutoDetect(adapter.id, started, x, hostOf(x), client);
+        // a proxy that is not there has no timers to measure
+        if (!isUp(started)) continue;
+        measurements.set(
+          x,
+          measureTimers(kindOf(x), ctx, {
+            ...(opts.timerWait !== undefined ? { waitSeconds: opts.timerWait } : {}),
+            waitOption: opts.timerWaitOption ?? '--timer-wait',
+          }),
+        );
+      }
+    }
+    // A proxy that is not there carries no load: its profiles run at once, each agent waiting
+    // out its own connect deadline (a blackhole), instead of one deadline after another.
+    // Items of a proxy that is up share the run's slots; those of one that is not there take none.
+    const itemsAtOnce = started && !isUp(started) ? itsProfiles.length : (opts.jobs ?? DEFAULT_JOBS);
+    /** Results are reported in profile order: a finished item waits for the ones before it. */
+    let nextToEmit = 0;
+    const emitReady = () => {
+      while (nextToEmit < itsProfiles.length && byProfile.has(itsProfiles[nextToEmit] as Profile))
+        emit(itsProfiles[nextToEmit++] as Profile);
+    };
+    /** A work item's results, reported in exchange and check order; then the item is done. */
+    const emit = (profile: Profile) => {
+      for (const { x, row, kind, checks, endpoint, verdicts } of byProfile.get(profile) ?? []) {
+        for (const check of checks) {
+          const v = verdicts.get(check) as KindVerdict;
+          const at = v.endpoint ?? endpoint;
+          const { host: h, port: p } = parseEndpoint(at);
+          const r = toResult(
+            set,
+            {
+              proxy: adapter.id,
+              profile: profile.id,
+              endpoint: at,
+              check,
+              kind: kind.id,
+              row: p === x.port ? row : catalogRow(set, { ...x, port: p }),
+              ctx: {
+                host: h,
+                port: p,
+                proxyId: adapter.id,
+                ...(kind.forwarded ? { forwarded: true } : {}),
+              },
+              exchange: x,
+            },
+            v,
+            expecting,
+          );
+          results.push(r);
+          opts.onResult?.(r);
+        }
+      }
+      opts.onWorkItem?.('done', adapter.id, profile.id);
+    };
+    try {
+      await pool(itsProfiles, itemsAtOnce, async (profile) => {
+        // a proxy that is not there carries no load: its items take no slot
+        const release = started && !isUp(started) ? () => {} : await slots.acquire();
+        try {
           opts.onWorkItem?.('start', adapter.id, profile.id);
           // The exchanges of a profile run at once, as an agent runs them; results keep profile order.
           const computed = await pool(profile.exchanges, opts.concurrency ?? Infinity, async (x) => {
@@ -391,22 +359,16 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
             return { x, row, kind, checks, endpoint, verdicts };
           });
           byProfile.set(profile, computed);
-          if (itemsAtOnce === 1) emit(profile);
-        });
-        // results in profile order, whatever order the work items ended in
-        if (itemsAtOnce > 1) for (const profile of itsProfiles) emit(profile);
-      } finally {
-        unregisterProxy();
-        await started?.stop();
-      }
+          emitReady();
+        } finally {
+          release();
+        }
+      });
+      // results in profile order, whatever order the work items ended in
+    } finally {
+      unregisterProxy();
+      await started?.stop();
     }
-  } finally {
-    unregisterOrigins();
-    await origins?.stop();
-    unregisterDir();
-    runDir.remove();
+    return info;
   }
-  const report = assembleReport(startedAt, proxies, results);
-  const stale = watch.stale();
-  return stale.length ? { ...report, staleDeviations: stale } : report;
 }
