@@ -1,13 +1,19 @@
 /**
- * `npm run bench`: measures, in one run, what the proxies cost an agent's bulk transfer and what a
- * matrix run costs, and prints ratios (not absolute targets: the machine varies, ratios less so).
+ * `npm run bench`: measures, in one run, what the proxies cost an agent's bulk transfer, what the
+ * main job costs, and whether the load generator is the bottleneck. It prints ratios measured in
+ * the same run (the machine varies, ratios less so) and three lines the issue tracker reads:
  *
- *  - concurrency first (so RSS growth is not hidden by freed download buffers), then
- *  - throughput: a 64 MiB download from a lab origin direct, through chain-plain and through
- *    chain-mitm (the agent trusting the corporate CA); ratio = proxied / direct.
- *  - concurrency: 50 agents each opening a tunnel and sending a 75 KB report at once through
- *    chain-plain; wall time and RSS growth.
- *  - matrix: wall time of `runMatrix` for the default proxies × flexxagent.
+ *  - `bench main-job:` the default `proxycheck run` (every default proxy x every profile), wall
+ *    seconds with the work items side by side (--jobs default) and one after another (--jobs 1), and
+ *    whether the outcomes are identical;
+ *  - `bench load-ratio:` sessions per second the load generator opens (CONNECT + TLS) against plain
+ *    Node through the same proxy process (bench/fleet/);
+ *  - `bench tunnels:` 5,000 agent tunnels (CONNECT, TLS, WebSocket keep-alives) held 60 s, drops,
+ *    and RSS against plain Node clients and a TLS echo server holding the same tunnels.
+ *
+ * Before them: concurrency (50 agents, a 75 KB report each, through chain-plain) and throughput (a
+ * 64 MiB download direct, through chain-plain and through chain-mitm). BENCH_ONLY=main-job,tunnels
+ * (any of throughput, main-job, load-ratio, tunnels) runs only those.
  */
 import tls from 'node:tls';
 import { reportBody } from '../harness/agent/bodies.ts';
@@ -22,8 +28,11 @@ import { ChainProxy } from '../harness/proxies/chain.ts';
 import { DEFAULT_PROXIES } from '../harness/proxies/registry.ts';
 import type { StartedProxy } from '../harness/proxies/types.ts';
 import { runMatrix } from '../harness/runner/run.ts';
+import { benchLoadRatio, benchTunnels } from './fleet/fleet.ts';
 
 const NET = 140;
+
+class SkipThroughput extends Error {}
 const HOST = 'flexxibleglobal.blob.core.windows.net';
 const BYTES = 64 * 1024 * 1024;
 
@@ -45,8 +54,31 @@ async function viaProxy(p: StartedProxy, ca: string[]): Promise<number> {
   return download(s.socket);
 }
 
+const only = process.env.BENCH_ONLY?.split(',').map((x) => x.trim());
+const wanted = (what: string) => !only || only.includes(what);
+
+async function mainJob(net: number): Promise<string> {
+  const key = (r: { proxy: string; profile: string; endpoint: string; check: string; outcome: string }) =>
+    `${r.proxy}|${r.profile}|${r.endpoint}|${r.check}|${r.outcome}`;
+  const timed = async (jobs?: number) => {
+    const t0 = performance.now();
+    const report = await runMatrix({
+      proxies: DEFAULT_PROXIES,
+      profiles: ['all'],
+      labNet: net,
+      ...(jobs ? { jobs } : {}),
+    });
+    return { s: (performance.now() - t0) / 1000, report };
+  };
+  const side = await timed();
+  const one = await timed(1);
+  const same = side.report.results.map(key).join('\n') === one.report.results.map(key).join('\n');
+  return `bench main-job: ${side.s.toFixed(1)} s (${side.report.results.length} results, ${side.report.summary.unmatched} not as expected; one item at a time: ${one.s.toFixed(1)} s; outcomes and order ${same ? 'identical' : 'DIFFERENT'})`;
+}
+
 const runDir = new RunDir('proxycheck-bench-');
 try {
+  if (!wanted('throughput')) throw new SkipThroughput();
   const pki = await createLabPki(runDir.path);
   const lab = await Lab.start({
     pki,
@@ -96,15 +128,11 @@ try {
     await mitm.stop();
     await lab.stop();
   }
-  const t1 = performance.now();
-  const report = await runMatrix({
-    proxies: DEFAULT_PROXIES,
-    profiles: ['flexxagent'],
-    labNet: NET + 1,
-  });
-  console.log(
-    `matrix (${DEFAULT_PROXIES.length} default proxies × flexxagent, ${report.results.length} results incl. lab PKI): ${(performance.now() - t1).toFixed(0)} ms, ${report.summary.unmatched} unmatched`,
-  );
+} catch (err) {
+  if (!(err instanceof SkipThroughput)) throw err;
 } finally {
   runDir.remove();
 }
+if (wanted('main-job')) console.log(await mainJob(NET + 1));
+if (wanted('load-ratio')) console.log(await benchLoadRatio(NET + 2));
+if (wanted('tunnels')) console.log(await benchTunnels(NET + 3));

@@ -31,6 +31,12 @@ export interface TlsOptions {
   key?: string;
   alpn?: string[];
   timeoutMs?: number;
+  /**
+   * Describe the presented chain in the result (default true). Load generation turns it off: the
+   * session is still refused on an untrusted chain, a wrong name or a pin mismatch, but the chain's
+   * evidence (an X.509 parse and a key export per certificate) is not made.
+   */
+  describe?: boolean;
 }
 
 export interface TlsResult {
@@ -115,7 +121,7 @@ export function startTls(tunnel: Socket, opts: TlsOptions): Promise<TlsResult> {
     socket.once('secureConnect', () => {
       const handshakeMs = Math.round(performance.now() - t0);
       const peer = socket.getPeerCertificate(true);
-      const chain = describeChain(peer);
+      const chain = opts.describe === false && !opts.pins?.length ? [] : describeChain(peer);
       const authorized = socket.authorized;
       const authorizationError = socket.authorizationError ? String(socket.authorizationError) : undefined;
       const idErr = peer?.raw ? tls.checkServerIdentity(opts.servername, peer) : new Error('no certificate');

@@ -13,7 +13,7 @@ import { startTls } from '../agent/tls.ts';
 import { openTunnel, type ProxyAddress } from '../agent/tunnel.ts';
 import { openWebSocket } from '../agent/wsclient.ts';
 import { errorMessage } from '../errors.ts';
-import type { PhaseRecorder } from './histograms.ts';
+import type { Phase } from './histograms.ts';
 import type { SessionPlan, Upload } from './model.ts';
 
 export interface LoadDeadlines {
@@ -33,11 +33,20 @@ export interface Counters {
   errors: Map<string, { count: number; example: string; firstAtMs: number }>;
 }
 
+/** Where a session's measurements go: `proxycheck load`'s histograms, or Artillery's metrics. */
+export interface Recorder {
+  record(phase: Phase, ms: number): void;
+  /** An error happened now (counted by class in `counters`, and reported by `onError`). */
+  error(): void;
+}
+
 export interface AgentContext {
   proxy: ProxyAddress;
   /** The agents' trust store (PEM). */
   ca: string[];
-  recorder: PhaseRecorder;
+  recorder: Recorder;
+  /** Told of each error as it happens (Artillery's error counters). */
+  onError?: (errorClass: string, message: string) => void;
   counters: Counters;
   deadlines: LoadDeadlines;
   /** Profile seconds × timeScale = real seconds. */
@@ -61,6 +70,7 @@ export class LoadError extends Error {
 
 export function countError(ctx: AgentContext, errorClass: string, message: string): void {
   ctx.recorder.error();
+  ctx.onError?.(errorClass, message);
   const e = ctx.counters.errors.get(errorClass);
   if (e) e.count++;
   else
@@ -72,7 +82,7 @@ export function countError(ctx: AgentContext, errorClass: string, message: strin
 }
 
 /** Opens CONNECT + TLS to the plan's origin, recording tcp, connect and tls; throws LoadError. */
-async function openSession(ctx: AgentContext, plan: SessionPlan): Promise<TLSSocket> {
+export async function openSession(ctx: AgentContext, plan: SessionPlan): Promise<TLSSocket> {
   const tun = await openTunnel({
     proxy: ctx.proxy,
     target: { host: plan.host, port: plan.port },
@@ -94,7 +104,12 @@ async function openSession(ctx: AgentContext, plan: SessionPlan): Promise<TLSSoc
     );
   }
   if (tun.timings.connectAnswerMs !== undefined) ctx.recorder.record('connect', tun.timings.connectAnswerMs);
-  const t = await startTls(tun.socket, { servername: plan.host, ca: ctx.ca, timeoutMs: ctx.deadlines.tlsMs });
+  const t = await startTls(tun.socket, {
+    servername: plan.host,
+    ca: ctx.ca,
+    timeoutMs: ctx.deadlines.tlsMs,
+    describe: false,
+  });
   if (!t.socket) {
     tun.socket.destroy();
     throw new LoadError('tls', `TLS to ${plan.host}: ${t.refused ?? t.error}`);
