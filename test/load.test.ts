@@ -35,7 +35,7 @@ const set = loadScenarios();
 const base = (net: number, more: Partial<LoadOptions>): LoadOptions => ({
   proxy: proxyById('chain-plain', { scenarios: set }),
   scenarios: set,
-  mix: parseMix('flexxagent=80,flexx-analyzer=10,remote-assistance=10', set),
+  mix: parseMix('flexxagent=70,flexx-analyzer=10,remote-assistance=10,vpro-cira=10', set),
   steps: [30],
   durationSeconds: 4,
   rampSeconds: 1,
@@ -66,16 +66,22 @@ t.test('30 agents through chain-plain: every phase measured, sustained, nothing 
     t.ok(q && q.count > 0, `${p} measured (${q?.count})`);
     t.ok(q && q.p50 <= q.p90 && q.p90 <= q.p99 && q.p99 <= q.max, `${p} percentiles ordered`);
   }
-  // 24 FlexxAgents, 3 Analyzer hosts (3 upload sessions each) and 3 remote-assistance tunnels
+  // 21 FlexxAgents, 3 Analyzer hosts (3 upload sessions each), 3 remote-assistance tunnels and 3
+  // vPro devices (one CIRA tunnel each: mutual TLS, APF)
   t.same(
     r.mix.map((m) => [m.profile, m.agents]),
     [
-      ['flexxagent', 24],
+      ['flexxagent', 21],
       ['flexx-analyzer', 3],
       ['remote-assistance', 3],
+      ['vpro-cira', 3],
     ],
   );
-  t.equal(step.sessions, 24 + 9 + 3, 'one session per planned session, none reopened');
+  t.equal(step.sessions, 21 + 9 + 3 + 3, 'one session per planned session, none reopened');
+  t.same(
+    r.mix.find((m) => m.profile === 'vpro-cira')?.sessions.map((p) => `${p.kind} ${p.host}:${p.port}`),
+    ['cira iagent.flexxible.com:443'],
+  );
   t.equal(step.drops, 0);
   t.same(step.errors, []);
   t.ok(step.windows.length >= 4, `a window per second (${step.windows.length})`);
@@ -107,8 +113,9 @@ t.test('an idle timer below the keep-alive gap drops held tunnels: not sustained
     base(n, {
       proxy: proxyById(file, { scenarios }),
       scenarios,
-      // remote assistance keeps its tunnel alive every 5 s: 2.5 s here, over the proxy's 1 s
-      mix: parseMix('remote-assistance', scenarios),
+      // remote assistance keeps its tunnel alive every 5 s, vPro every 30 s: 2.5 s and 15 s here,
+      // over the proxy's 1 s
+      mix: parseMix('remote-assistance=1,vpro-cira=1', scenarios),
       steps: [4],
       timeScale: 0.5,
       durationSeconds: 4,
@@ -118,6 +125,12 @@ t.test('an idle timer below the keep-alive gap drops held tunnels: not sustained
   const step = r.steps[0];
   t.ok(step && step.drops >= 4, `every tunnel dropped at least once (${step?.drops})`);
   t.equal(step?.phases.keepalive, undefined, 'no keep-alive came back');
+  t.equal(step?.sessions, step?.drops, 'every tunnel opened (WebSocket and CIRA) was dropped');
+  t.same(
+    step?.errors.map((e) => e.class),
+    ['tunnel dropped'],
+    'nothing else went wrong',
+  );
   t.notOk(r.capacity.sustained);
   t.match(r.capacity.verdict, /^broke at 4 agents: .*held tunnels dropped/);
   t.match(

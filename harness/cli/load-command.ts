@@ -14,7 +14,7 @@ import { labNetOption, parseRuntime, parseSeconds, scenarioDir } from './options
 
 /** Profile seconds × this = real seconds under load (keep-alives every 5 s become every 0.5 s). */
 export const DEFAULT_LOAD_TIME_SCALE = 0.1;
-export const DEFAULT_MIX = 'flexxagent=80,flexx-analyzer=10,remote-assistance=10';
+export const DEFAULT_MIX = 'flexxagent=70,flexx-analyzer=10,remote-assistance=10,vpro-cira=10';
 
 function whole(value: string, flag: string): number {
   if (!/^\d+$/.test(value.trim()) || Number(value) < 1)

@@ -7,13 +7,12 @@
  */
 import type { TLSSocket } from 'node:tls';
 import { Client } from 'undici';
-import type WebSocket from 'ws';
 import { reportBody } from '../agent/bodies.ts';
 import { startTls } from '../agent/tls.ts';
 import { openTunnel, type ProxyAddress } from '../agent/tunnel.ts';
-import { openWebSocket } from '../agent/wsclient.ts';
 import { errorMessage } from '../errors.ts';
 import type { Phase } from './histograms.ts';
+import { runHold } from './hold.ts';
 import type { SessionPlan, Upload } from './model.ts';
 
 export interface LoadDeadlines {
@@ -44,6 +43,8 @@ export interface AgentContext {
   proxy: ProxyAddress;
   /** The agents' trust store (PEM). */
   ca: string[];
+  /** The vPro device certificate (mutual TLS for CIRA). */
+  clientCert?: { certPem: string; keyPem: string };
   recorder: Recorder;
   /** Told of each error as it happens (Artillery's error counters). */
   onError?: (errorClass: string, message: string) => void;
@@ -109,6 +110,9 @@ export async function openSession(ctx: AgentContext, plan: SessionPlan): Promise
     ca: ctx.ca,
     timeoutMs: ctx.deadlines.tlsMs,
     describe: false,
+    ...(plan.kind === 'cira' && ctx.clientCert
+      ? { cert: ctx.clientCert.certPem, key: ctx.clientCert.keyPem }
+      : {}),
   });
   if (!t.socket) {
     tun.socket.destroy();
@@ -120,7 +124,7 @@ export async function openSession(ctx: AgentContext, plan: SessionPlan): Promise
 }
 
 /** Waits `ms` or until the run stops; true when the wait ran out (the run goes on). */
-function pause(ctx: AgentContext, ms: number): Promise<boolean> {
+export function pause(ctx: AgentContext, ms: number): Promise<boolean> {
   if (ctx.isStopped()) return Promise.resolve(false);
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(!ctx.isStopped()), ms);
@@ -209,94 +213,6 @@ async function runReports(ctx: AgentContext, plan: Extract<SessionPlan, { kind: 
   } finally {
     await client?.destroy().catch(() => {});
     socket?.destroy();
-  }
-}
-
-/** A ping's round trip in ms, or undefined when the tunnel closed before the pong. */
-function pingOnce(ws: WebSocket, deadlineMs: number): Promise<number | undefined> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const done = () => {
-      clearTimeout(timer);
-      ws.off('pong', onPong);
-      ws.off('close', onClose);
-    };
-    const timer = setTimeout(() => {
-      done();
-      reject(new LoadError('keepalive', `no pong within ${deadlineMs} ms (deadlines.requestMs)`));
-    }, deadlineMs);
-    const onPong = () => {
-      done();
-      resolve(performance.now() - t0);
-    };
-    const onClose = () => {
-      done();
-      resolve(undefined);
-    };
-    ws.once('pong', onPong);
-    ws.once('close', onClose);
-    ws.ping();
-  });
-}
-
-async function runHold(ctx: AgentContext, plan: Extract<SessionPlan, { kind: 'hold' }>): Promise<void> {
-  const everyMs = plan.keepaliveSeconds * 1000 * ctx.timeScale;
-  while (!ctx.isStopped()) {
-    let ws: WebSocket | undefined;
-    let counted = false;
-    const uncount = () => {
-      if (counted) ctx.open.n--;
-      counted = false;
-    };
-    try {
-      const socket = await openSession(ctx, plan);
-      const opened = await openWebSocket(socket, {
-        url: `wss://${plan.host}${plan.path}`,
-        protocols: [],
-        deadlineMs: ctx.deadlines.answerMs,
-        deadlineName: 'deadlines.answerMs',
-        headers: { 'User-Agent': plan.userAgent },
-      });
-      if (!opened.ok) throw new LoadError('websocket', `${plan.host}${plan.path}: ${opened.error}`);
-      ws = opened.ws;
-      ctx.open.n++;
-      counted = true;
-      const live = ws;
-      const gone = new Promise<void>((resolve) => live.once('close', () => resolve()));
-      let dropped = false;
-      void gone.then(() => {
-        dropped = !ctx.isStopped();
-      });
-      while (!ctx.isStopped() && !dropped) {
-        if (!(await pause(ctx, everyMs))) break;
-        if (dropped) break;
-        const rtt = await pingOnce(live, ctx.deadlines.requestMs);
-        if (rtt === undefined) {
-          dropped = !ctx.isStopped();
-          break;
-        }
-        ctx.recorder.record('keepalive', rtt);
-        ctx.counters.keepalives++;
-      }
-      uncount();
-      if (dropped) {
-        ctx.counters.drops++;
-        countError(
-          ctx,
-          'tunnel dropped',
-          `${plan.host}:${plan.port}: the tunnel closed ${((performance.now() - ctx.t0) / 1000).toFixed(1)} s into the run`,
-        );
-      }
-    } catch (err) {
-      uncount();
-      if (ctx.isStopped()) return;
-      if (err instanceof LoadError) countError(ctx, err.errorClass, err.message);
-      else countError(ctx, 'websocket', `${plan.host}: ${errorMessage(err)}`);
-      // an agent waits before it reconnects; so do we (one keep-alive interval)
-      if (!(await pause(ctx, everyMs))) return;
-    } finally {
-      ws?.terminate();
-    }
   }
 }
 

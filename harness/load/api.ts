@@ -24,6 +24,8 @@ export interface AgentRun {
   seconds: number;
   /** PEM files the agent trusts (the lab root, or an inspection CA it was given). */
   caFiles: string[];
+  /** A vPro device's certificate and key (PEM files) for CIRA's mutual TLS. */
+  clientCertFiles?: { cert: string; key: string };
   /** Profile seconds × timeScale = real seconds (default 1: the agent's real schedule). */
   timeScale?: number;
   /** Values for the catalog host parameters ("***" tenant part; default lab01). */
@@ -63,6 +65,14 @@ export async function runAgent(run: AgentRun): Promise<number> {
   const ctx: AgentContext = {
     proxy: { host, port, auth: proxyAuthFor(credentials) },
     ca,
+    ...(run.clientCertFiles
+      ? {
+          clientCert: {
+            certPem: readFileSync(run.clientCertFiles.cert, 'utf8'),
+            keyPem: readFileSync(run.clientCertFiles.key, 'utf8'),
+          },
+        }
+      : {}),
     recorder: { record: (phase, ms) => run.onPhase(phase, ms), error: () => errors++ },
     onError: (c, m) => run.onError(c, m),
     counters,

@@ -7,7 +7,10 @@
  *    ~75 KB initial report), then its other POSTs in turn (the 3-4 KB differentials) every
  *    DIFFERENTIAL_SECONDS: the seeds give no interval for differentials, so this one is ours;
  *  - a `websocket` exchange (remote assistance): a long-lived tunnel held with a keep-alive every
- *    `session.intervalSeconds`.
+ *    `session.intervalSeconds`;
+ *  - a `cira` exchange (vPro): the firmware's tunnel (mutual TLS with a device certificate, APF set
+ *    up), held with a KEEPALIVE_REQUEST every `session.keepaliveSeconds`; a device holds one
+ *    tunnel, so a profile's further CIRA exchanges (other ports of the same MPS) are variants.
  * Everything else the profile does (downloads, MQTT and AMQP over WebSocket, one-off lookups) is
  * listed as not simulated, with the reason, in the load report.
  */
@@ -44,6 +47,14 @@ export type SessionPlan =
       host: string;
       port: number;
       path: string;
+      userAgent: string;
+      keepaliveSeconds: number;
+    }
+  | {
+      kind: 'cira';
+      exchange: string;
+      host: string;
+      port: number;
       userAgent: string;
       keepaliveSeconds: number;
     };
@@ -99,6 +110,10 @@ export function agentModel(profile: Profile, set: ScenarioSet): AgentModel {
         path: x.path,
         keepaliveSeconds: x.session?.intervalSeconds ?? 5,
       });
+    } else if (kind === 'cira' && !sessions.some((p) => p.kind === 'cira')) {
+      sessions.push({ kind: 'cira', ...base, keepaliveSeconds: x.session?.keepaliveSeconds ?? 30 });
+    } else if (kind === 'cira') {
+      notSimulated.push({ exchange: base.exchange, why: 'a variant: a device holds one CIRA tunnel' });
     } else {
       notSimulated.push({
         exchange: base.exchange,

@@ -108,6 +108,7 @@ async function runStep(
   opts: LoadOptions,
   started: StartedProxy,
   ca: string[],
+  clientCert: { certPem: string; keyPem: string },
   models: Array<{ model: AgentModel; agents: number }>,
   agents: number,
 ): Promise<StepResult> {
@@ -135,6 +136,7 @@ async function runStep(
       ...(started.client ? { resolve: (h: string) => started.client?.resolve(h) } : {}),
     },
     ca,
+    clientCert,
     recorder,
     counters,
     deadlines: { ...DEFAULT_DEADLINES, ...opts.deadlines },
@@ -248,6 +250,8 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
       pki.labRoot.cert.certPem,
       ...(opts.trustInspectionCa && started.inspectionCa ? [started.inspectionCa] : []),
     ];
+    // vPro devices present a device certificate from the lab's device CA (CIRA's mutual TLS)
+    const device = pki.deviceCa.issueLeaf(['device.load.proxycheck.test'], { clientAuth: true });
     const steps: StepResult[] = [];
     for (const agents of opts.steps) {
       const counts = splitAgents(agents, opts.mix);
@@ -255,7 +259,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadReport> {
         model: agentModel(m.profile, opts.scenarios),
         agents: counts[i] ?? 0,
       }));
-      const step = await runStep(opts, started, ca, models, agents);
+      const step = await runStep(opts, started, ca, device, models, agents);
       steps.push(step);
       if (!step.sustained) break;
     }

@@ -11,6 +11,8 @@
  *       proxycheck:
  *         ca: [lab-root.pem]                     # what the agents trust
  *         timeScale: 1                           # profile seconds x timeScale = real seconds
+ *         clientCert: device.crt                 # vPro CIRA: the device certificate and key
+ *         clientKey: device.key
  *         module: /path/to/dist/load/api.js      # optional: another proxycheck build
  *   scenarios:
  *     - engine: proxycheck
@@ -33,6 +35,10 @@ class ProxycheckEngine {
     // relative paths are taken from where `artillery run` runs
     const base = process.cwd();
     this.caFiles = [].concat(this.config.ca || []).map((f) => path.resolve(base, f));
+    this.clientCertFiles =
+      this.config.clientCert && this.config.clientKey
+        ? { cert: path.resolve(base, this.config.clientCert), key: path.resolve(base, this.config.clientKey) }
+        : undefined;
     const mod = this.config.module ? pathToFileURL(path.resolve(base, this.config.module)).href : 'proxycheck/load';
     this.api = undefined;
     this.load = () => {
@@ -54,6 +60,7 @@ class ProxycheckEngine {
             profile: spec.profile,
             seconds: Number(spec.seconds || 30),
             caFiles: this.caFiles,
+            clientCertFiles: this.clientCertFiles,
             timeScale: Number(this.config.timeScale || 1),
             tenant: this.config.tenant,
             onPhase: (phase, ms) => ee.emit('histogram', `proxycheck.${phase}`, ms),
