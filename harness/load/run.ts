@@ -146,9 +146,14 @@ async function runStep(
     isStopped: () => isStopped,
     open,
   };
-  const plans = models.flatMap(({ model, agents: n }) =>
-    Array.from({ length: n }, () => model.sessions).flat(),
-  );
+  // the agents start in a mix, each profile spread evenly over the ramp: agent i of a profile with
+  // n agents starts at the fraction i/n of it
+  const plans = models
+    .flatMap(({ model, agents: n }) =>
+      Array.from({ length: n }, (_, i) => ({ at: i / n, sessions: model.sessions })),
+    )
+    .sort((a, b) => a.at - b.at)
+    .flatMap((a) => a.sessions);
   const rampMs = Math.min(opts.rampSeconds, opts.durationSeconds) * 1000;
   const sessions: Promise<void>[] = [];
   const timers: NodeJS.Timeout[] = [];
