@@ -228,7 +228,7 @@ t.test('HTML report in headless Chromium', async (t) => {
       durationMs: 1,
     };
     const report: RunReport = {
-      schema: 'proxycheck/result@1',
+      schema: 'proxycheck/result@2',
       startedAt: new Date(0).toISOString(),
       finishedAt: new Date(1000).toISOString(),
       tool: { name: 'proxycheck', version: '0.0.0-test' },

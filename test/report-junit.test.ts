@@ -200,7 +200,7 @@ t.test('escaping: <, &, ]]>, quotes, newlines and control characters survive a r
     remediation: '',
   };
   const report: RunReport = {
-    schema: 'proxycheck/result@1',
+    schema: 'proxycheck/result@2',
     startedAt: '2025-01-01T00:00:00.000Z',
     finishedAt: '2025-01-01T00:00:02.500Z',
     tool: { name: 'proxycheck', version: '0.0.0-test' },

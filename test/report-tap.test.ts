@@ -141,7 +141,7 @@ t.test('escaping: # and \\ in descriptions, YAML markers and control characters 
     },
   ];
   const report: RunReport = {
-    schema: 'proxycheck/result@1',
+    schema: 'proxycheck/result@2',
     startedAt: '2025-01-01T00:00:00.000Z',
     finishedAt: '2025-01-01T00:00:01.000Z',
     tool: { name: 'proxycheck', version: '0.0.0-test' },

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { CHECKS } from '../checks/index.ts';
 import { type CheckResult, OUTCOMES, type Outcome, type ProxyInfo, type RunReport } from '../model.ts';
 import { checkTitle, disposition, evidenceJson, proxyOrder, visibleControls } from './disposition.ts';
+import { productLine } from './remediation-render.ts';
 
 /** Glyphs, colours and meanings belong here, in the renderer, not in the result model. */
 const LOOK: Record<Outcome, { glyph: string; meaning: string }> = {
@@ -214,22 +215,17 @@ function summary(report: RunReport, proxies: ProxyInfo[]): string {
 function remediationSection(report: RunReport): string {
   const items = report.remediation ?? [];
   if (!items.length) return '';
-  const blocks = items.map((r) => {
-    const what =
-      r.product === 'squid'
-        ? `squid (${r.productEvidence ?? 'recognised'})`
-        : r.product === 'other'
-          ? `not squid (${r.productEvidence ?? 'recognised'})`
-          : 'product unknown: squid lines and generic steps';
-    return [
-      `<div class="fix" data-proxy="${esc(r.proxy)}"><h3><code>${esc(r.proxy)}</code> <span class="meta">${esc(what)}</span></h3>`,
+  const blocks = items.map((r) =>
+    [
+      `<div class="fix" data-proxy="${esc(r.proxy)}" data-product="${esc(r.product)}"><h3><code>${esc(r.proxy)}</code> <span class="meta">${esc(productLine(r))}</span></h3>`,
       `<ul>${r.text.map((t) => `<li>${esc(t)}</li>`).join('')}</ul>`,
-      r.squidConf.length
-        ? `<p class="meta">${r.product === 'squid' ? 'squid.conf' : 'if it is squid, squid.conf'}:</p><pre class="squid-conf">${esc(r.squidConf.join('\n'))}</pre>`
-        : '',
+      ...(r.settings ?? []).map(
+        (x) =>
+          `<p class="meta">${esc(x.where)}:</p><pre class="${r.product === 'squid' ? 'squid-conf' : 'settings'}">${esc(x.lines.join('\n'))}</pre>`,
+      ),
       '</div>',
-    ].join('');
-  });
+    ].join(''),
+  );
   return ['<section id="remediation"><h2>What to change</h2>', ...blocks, '</section>'].join('\n');
 }
 

@@ -1,0 +1,124 @@
+/**
+ * `validate` through real proxies from Debian packages in their stock configuration
+ * (test/helpers/debian-proxies.ts): the product is named from what it answers, the remedies are
+ * that product's settings (never squid.conf lines for another product), and what it really does
+ * with a Proxy-Authorization header on forwarded plain HTTP shows up as a finding with its fix.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t, { type Test } from 'tap';
+import type { RunReport } from '../harness/model.ts';
+import { BIN, cli } from './helpers/cli.ts';
+import { type DebianProxy, debianProxyProblem, labHostsFile, startApache } from './helpers/debian-proxies.ts';
+import { labNet } from './helpers/lab-net.ts';
+import { requireComponent } from './helpers/requirements.ts';
+
+/** validate through `proxy` with credentials (sent preemptively, as Basic), its JSON report and stdout. */
+async function validate(
+  t: Test,
+  net: number,
+  proxy: DebianProxy,
+  profiles: string,
+): Promise<{ code: number | null; stdout: string; report: RunReport }> {
+  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-products-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const json = join(dir, 'report.json');
+  const r = await cli(
+    [
+      'validate',
+      '--proxy',
+      proxy.url,
+      '--proxy-user',
+      'corp',
+      '--lab-net',
+      String(net),
+      '--profiles',
+      profiles,
+      '--json',
+      json,
+    ],
+    { env: { PROXYCHECK_PROXY_PASSWORD: 's3cr3t-pw' }, timeoutMs: 120_000 },
+  );
+  t.notOk(r.stdout.includes('s3cr3t-pw'), 'the password is never printed');
+  return { code: r.code, stdout: r.stdout, report: JSON.parse(readFileSync(json, 'utf8')) as RunReport };
+}
+
+/** Every settings line the remediation gives for the proxy. */
+const settingLines = (report: RunReport) =>
+  (report.remediation ?? []).flatMap((r) => (r.settings ?? []).flatMap((x) => x.lines));
+
+const apacheSkip = requireComponent(t, 'apache2', debianProxyProblem('/usr/sbin/apache2', 'apache2'));
+
+t.test(
+  'stock Debian apache2 with mod_proxy_connect: Apache httpd 2.4, AllowCONNECT, the leak',
+  apacheSkip,
+  async (t) => {
+    const net = await labNet(t);
+    const hosts = labHostsFile(BIN, net);
+    const apache = await startApache(t, hosts);
+    const { code, stdout, report } = await validate(t, net, apache, 'eset,vpro-cira');
+    t.equal(code, 1, 'red: the stock policy refuses the agents');
+    const product = report.proxies[0]?.product;
+    t.equal(product?.id, 'apache-httpd');
+    t.match(product?.version, /^2\.4\.\d+$/);
+    t.equal(product?.confidence, 'high');
+    t.match(
+      product?.evidence.join('\n'),
+      /"Server: Apache\/2\.4\.\d+[^"]*" in the CONNECT answer/,
+      'from its own answer',
+    );
+    t.match(stdout, /^proxy external: .*Apache httpd 2\.4\.\d+$/m, 'named at the top');
+
+    // the remedy is Apache's: AllowCONNECT keeping its default 443 563, never a squid.conf line
+    const lines = settingLines(report);
+    t.ok(
+      lines.some((l) => /^AllowCONNECT 443 563 .*\b2222\b.*\b4433\b.*\b8883\b/.test(l)),
+      `AllowCONNECT with the refused ports: ${lines.join(' | ')}`,
+    );
+    t.match(stdout, /^ {4}AllowCONNECT 443 563 2222 4433 8883$/m, 'printed ready to paste');
+    t.same(report.remediation?.[0]?.squidConf, [], 'no squid.conf lines in the JSON');
+    t.notMatch(stdout, /squid\.conf|acl SSL_ports|In squid/, 'no squid.conf line printed');
+
+    // Apache passes on a Proxy-Authorization it did not use (measured here, not assumed)
+    const leak = report.findings?.find((f) => f.cause === 'proxy-auth-leak');
+    t.equal(leak?.severity, 'security', 'the leaked credential is a security finding');
+    t.same(leak?.agents, ['eset']);
+    t.match(
+      leak?.title,
+      /Proxy-Authorization forwarded to the origin of eset-repository\.proxycheck\.test:80/,
+    );
+    t.ok(
+      leak?.settings?.some((s) => s.lines.includes('RequestHeader unset Proxy-Authorization')),
+      'its fix is the Apache directive',
+    );
+    t.match(stdout, /^- \[security\] external: Proxy-Authorization forwarded/m);
+
+    // mod_proxy_connect's answer is too loose for vPro's firmware, and no directive fixes that
+    const strict = report.findings?.find((f) => f.cause === 'strict-connect');
+    t.same(strict?.agents, ['vpro-cira']);
+    t.match(strict?.remedy.join('\n'), /no directive changes that/);
+
+    const verdicts = Object.fromEntries((report.agents?.verdicts ?? []).map((v) => [v.agent, v]));
+    t.equal(verdicts.eset?.verdict, 'no-go');
+    t.match(verdicts.eset?.reason, /^CONNECT refused to ports 2222, 8883/);
+    t.equal(verdicts['vpro-cira']?.verdict, 'no-go');
+    t.match(
+      stdout,
+      /^ {2}NO-GO +eset +CONNECT refused to ports 2222, 8883/m,
+      'a verdict per agent at the top',
+    );
+
+    t.test('the printed Apache lines, added as a customer would, fix what they name', async (t) => {
+      const fixed = await startApache(t, hosts, {
+        modules: ['headers'],
+        server: lines.filter((l) => l.startsWith('AllowCONNECT')),
+        proxyBlock: lines.filter((l) => l.startsWith('RequestHeader')),
+      });
+      const after = await validate(t, net, fixed, 'eset');
+      const causes = (after.report.findings ?? []).map((f) => f.cause);
+      t.notOk(causes.includes('connect-port'), `no port refused any more: ${causes.join(', ')}`);
+      t.notOk(causes.includes('proxy-auth-leak'), 'no credential reaches the origin any more');
+    });
+  },
+);
