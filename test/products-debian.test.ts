@@ -10,15 +10,22 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import type { RunReport } from '../harness/model.ts';
 import { BIN, cli } from './helpers/cli.ts';
-import { type DebianProxy, debianProxyProblem, labHostsFile, startApache } from './helpers/debian-proxies.ts';
+import {
+  debianProxyProblem,
+  labHostsFile,
+  startApache,
+  startTrafficServer,
+  stockSquidConf,
+} from './helpers/debian-proxies.ts';
 import { labNet } from './helpers/lab-net.ts';
-import { requireComponent } from './helpers/requirements.ts';
+import { startSquid } from './helpers/hand-squid.ts';
+import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
 /** validate through `proxy` with credentials (sent preemptively, as Basic), its JSON report and stdout. */
 async function validate(
   t: Test,
   net: number,
-  proxy: DebianProxy,
+  proxy: { url: string },
   profiles: string,
 ): Promise<{ code: number | null; stdout: string; report: RunReport }> {
   const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-products-'));
@@ -122,3 +129,84 @@ t.test(
     });
   },
 );
+
+const squidSkip = requireComponent(t, 'squid', squidProblem());
+const atsSkip = requireComponent(
+  t,
+  'trafficserver',
+  debianProxyProblem('/usr/bin/traffic_server', 'trafficserver'),
+);
+
+t.test(
+  'stock Debian trafficserver: Traffic Server 9, connect_ports in records.config',
+  atsSkip,
+  async (t) => {
+    const net = await labNet(t);
+    const hosts = labHostsFile(BIN, net);
+    const ats = await startTrafficServer(t, hosts);
+    const { code, stdout, report } = await validate(t, net, ats, 'eset,vpro-cira');
+    t.equal(code, 1, 'red: connect_ports is "443" by default');
+    const product = report.proxies[0]?.product;
+    t.equal(product?.id, 'apache-trafficserver');
+    t.match(product?.version, /^9\.\d+\.\d+$/);
+    t.match(product?.evidence.join('\n'), /"Server: ATS\/9\.[\d.]+" in the CONNECT answer/);
+    t.match(stdout, /^proxy external: .*Apache Traffic Server 9\.[\d.]+$/m);
+    const lines = settingLines(report);
+    t.same(
+      lines,
+      ['CONFIG proxy.config.http.connect_ports STRING 443 2222 4433 8883'],
+      'the ATS setting, nothing else',
+    );
+    t.match(
+      stdout,
+      /^ {2}records\.config, then traffic_ctl config reload:\n {4}CONFIG proxy\.config\.http\.connect_ports STRING 443 2222 4433 8883$/m,
+    );
+    t.same(report.remediation?.[0]?.squidConf, []);
+    t.notMatch(stdout, /squid\.conf|acl SSL_ports|In squid/, 'no squid.conf line printed');
+    // Traffic Server consumes Proxy-Authorization (proxy_auth_to_parent 0): measured, no leak
+    t.notOk(
+      report.findings?.some((f) => f.cause === 'proxy-auth-leak'),
+      'no leak finding: the origin did not receive the header',
+    );
+    t.equal(
+      report.results.find((r) => r.endpoint === 'eset-repository.proxycheck.test:80' && r.check === 'headers')
+        ?.outcome,
+      'pass',
+    );
+    // its CONNECT answer carries header lines vPro's firmware rejects
+    const strict = report.findings?.find((f) => f.cause === 'strict-connect');
+    t.same(strict?.agents, ['vpro-cira']);
+    t.match(strict?.title, /Server: ATS/);
+    const verdicts = Object.fromEntries((report.agents?.verdicts ?? []).map((v) => [v.agent, v]));
+    t.equal(verdicts.eset?.verdict, 'no-go');
+    t.match(verdicts.eset?.reason, /^CONNECT refused to ports 2222, 8883$/);
+
+    t.test('the printed records.config line, appended as a customer would, opens the ports', async (t) => {
+      const fixed = await startTrafficServer(t, hosts, lines);
+      const after = await validate(t, net, fixed, 'eset');
+      const causes = (after.report.findings ?? []).map((f) => f.cause);
+      t.notOk(causes.includes('connect-port'), `no port refused any more: ${causes.join(', ')}`);
+    });
+  },
+);
+
+t.test('stock Debian squid: squid, SSL_ports lines, and no leak', squidSkip, async (t) => {
+  const net = await labNet(t);
+  const squid = await startSquid(t, labHostsFile(BIN, net), stockSquidConf);
+  const { code, stdout, report } = await validate(t, net, { url: squid.url }, 'eset');
+  t.equal(code, 1);
+  const product = report.proxies[0]?.product;
+  t.equal(product?.id, 'squid');
+  t.match(product?.version, /^\d+\.\d+/);
+  t.match(product?.evidence.join('\n'), /X-Squid-Error|Server: squid/);
+  t.same(report.remediation?.[0]?.squidConf, ['acl SSL_ports port 2222 8883']);
+  t.match(stdout, /^ {2}squid\.conf \(acl lines next to .*\):\n {4}acl SSL_ports port 2222 8883$/m);
+  t.notMatch(stdout, /AllowCONNECT|connect_ports/, "no other product's settings");
+  t.notOk(
+    report.findings?.some((f) => f.cause === 'proxy-auth-leak'),
+    'squid consumes Proxy-Authorization',
+  );
+  const eset = report.agents?.verdicts.find((v) => v.agent === 'eset');
+  t.equal(eset?.verdict, 'no-go');
+  t.match(eset?.reason, /^CONNECT refused to ports 2222, 8883$/);
+});

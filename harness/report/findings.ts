@@ -255,7 +255,9 @@ export function buildAgentVerdicts(
       const first = (fs: Finding[]) => {
         const f = fs[0];
         if (!f) return '';
-        const own = rs.filter((r) => (r.outcome === 'fail' || r.outcome === 'warn') && causeOf(r, rem) === f.cause);
+        const own = rs.filter(
+          (r) => (r.outcome === 'fail' || r.outcome === 'warn') && causeOf(r, rem) === f.cause,
+        );
         return `${what(f.cause, rem, own)}${more(fs.length)}`;
       };
       let verdict: AgentVerdict['verdict'];

@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
 import { pickPort } from '../../harness/proxies/toolkit/ports.ts';
-import { deathBound } from '../../harness/proxies/toolkit/process.ts';
+import { chownTree, deathBound, localUser } from '../../harness/proxies/toolkit/process.ts';
 import { waitForListening } from '../../harness/proxies/toolkit/ready.ts';
 
 const READY_MS = 20_000;
@@ -167,4 +167,92 @@ export function labHostsFile(bin: string, net: number): string {
   });
   if (r.status !== 0) throw new Error(`proxycheck lab hosts failed: ${r.stderr}`);
   return r.stdout;
+}
+
+/**
+ * Debian's trafficserver as a forward proxy: /etc/trafficserver copied; records.config changed
+ * where a forward proxy needs it (remap_required 0) and where a temp dir needs it (server_ports on
+ * 127.0.0.1:<port> only: the stock "8080 8080:ipv6" binds every address; the lab hosts file as
+ * hostdb's host file, DNS to 127.0.0.1; storage.config's cache in the temp dir). A runroot points
+ * every path there. It drops to the trafficserver user as the stock config says.
+ */
+export async function startTrafficServer(
+  t: Test,
+  hosts: string,
+  /** A customer's changes: records.config lines appended (a later CONFIG line wins). */
+  records: string[] = [],
+): Promise<DebianProxy> {
+  const dir = tempDir(t, 'trafficserver');
+  const etc = join(dir, 'etc');
+  cpSync('/etc/trafficserver', etc, { recursive: true });
+  for (const d of ['run', 'log', 'cache', 'var']) mkdirSync(join(dir, d));
+  const port = await pickPort();
+  const recordsFile = join(etc, 'records.config');
+  replace(
+    recordsFile,
+    /^CONFIG proxy\.config\.http\.server_ports STRING .*$/m,
+    `CONFIG proxy.config.http.server_ports STRING ${port}:ip-in=127.0.0.1`,
+  );
+  replace(
+    recordsFile,
+    /^CONFIG proxy\.config\.url_remap\.remap_required INT 1$/m,
+    'CONFIG proxy.config.url_remap.remap_required INT 0',
+  );
+  writeFileSync(
+    recordsFile,
+    [
+      readFileSync(recordsFile, 'utf8').trimEnd(),
+      `CONFIG proxy.config.hostdb.host_file.path STRING ${dir}/hosts`,
+      'CONFIG proxy.config.dns.nameservers STRING 127.0.0.1',
+      ...records,
+      '',
+    ].join('\n'),
+  );
+  replace(join(etc, 'storage.config'), /^\/var\/cache\/trafficserver .*$/m, `${dir}/cache 64M`);
+  writeFileSync(
+    join(dir, 'runroot.yaml'),
+    [
+      `prefix: ${dir}`,
+      'exec_prefix: /usr',
+      'bindir: /usr/bin',
+      'sbindir: /usr/bin',
+      `sysconfdir: ${etc}`,
+      'datadir: /usr/share/trafficserver',
+      'includedir: /usr/include',
+      'libdir: /usr/lib/trafficserver',
+      'libexecdir: /usr/lib/trafficserver/modules',
+      `localstatedir: ${dir}/var`,
+      `runtimedir: ${dir}/run`,
+      `logdir: ${dir}/log`,
+      `cachedir: ${dir}/cache`,
+      '',
+    ].join('\n'),
+  );
+  const user = localUser('trafficserver');
+  if (user) chownTree(dir, user.uid, user.gid);
+  return launch(t, 'traffic_server', dir, hosts, port, [
+    '/usr/bin/traffic_server',
+    `--run-root=${dir}/runroot.yaml`,
+  ]);
+}
+
+/**
+ * Debian's stock /etc/squid/squid.conf (its conf.d included as it is), changed only where a temp
+ * dir needs it: http_port on 127.0.0.1:<port>, and at the end the pid, log and coredump paths,
+ * the lab hosts file, DNS to 127.0.0.1, pinger off, a quick shutdown. Started by hand-squid.ts.
+ */
+export function stockSquidConf(dir: string, port: number): string {
+  const stock = readFileSync('/etc/squid/squid.conf', 'utf8');
+  if (!/^http_port 3128$/m.test(stock)) throw new Error('/etc/squid/squid.conf: no "http_port 3128" line');
+  return [
+    stock.replace(/^http_port 3128$/m, `http_port 127.0.0.1:${port}`).trimEnd(),
+    `pid_filename ${dir}/run/squid.pid`,
+    `cache_log ${dir}/logs/cache.log`,
+    `access_log stdio:${dir}/logs/access.log`,
+    `coredump_dir ${dir}/run`,
+    'pinger_enable off',
+    `hosts_file ${dir}/hosts`,
+    'dns_nameservers 127.0.0.1',
+    'shutdown_lifetime 1 seconds',
+  ].join('\n');
 }

@@ -64,6 +64,11 @@ export const trafficServer: ProductRemedy = {
   },
   notes(r) {
     const out: string[] = [];
+    if (r.strictConnect?.length) {
+      out.push(
+        `Traffic Server adds header lines (Date, Connection, Server) to its CONNECT answer; proxy.config.http.response_server_enabled 0 drops only Server: send the strict client's traffic (${r.strictConnect.map((s) => s.endpoint).join(', ')}) through a proxy that answers a bare "HTTP/1.1 200", or around this one.`,
+      );
+    }
     if (r.refusedEndpoints.length || r.httpRefused?.length) {
       out.push(
         'Traffic Server refuses single hosts through ip_allow.yaml (methods per source network) or remap.config rules: allow these hosts there.',
