@@ -17,8 +17,8 @@ import {
   startTrafficServer,
   stockSquidConf,
 } from './helpers/debian-proxies.ts';
-import { labNet } from './helpers/lab-net.ts';
 import { startSquid } from './helpers/hand-squid.ts';
+import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
 /** validate through `proxy` with credentials (sent preemptively, as Basic), its JSON report and stdout. */

@@ -328,7 +328,7 @@ t.test(
     const life = remedy({ timer: 'lifetime', state: 'tunnelled', lifetimeCapSeconds: 5 });
     t.equal(life?.lifetimeSeconds, 300);
     t.same(life?.squidConf, []);
-    t.match(life?.text.join('\n'), /live at least 300 s.*lifetime cap[^]*client_lifetime does not apply/);
+    t.match(life?.text.join('\n'), /live at least 300 s.*lifetime cap[\s\S]*client_lifetime does not apply/);
   },
 );
 
