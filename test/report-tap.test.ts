@@ -183,6 +183,11 @@ t.test('validate --tap -: stdout is TAP only, read back by tap-parser', async (t
   );
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /^TAP version 14\n/, 'stdout starts with the TAP header: no table before it');
+  t.match(
+    r.stdout,
+    /^# agent flexxagent via external: go: all \d+ checks that ran passed\n[\s\S]*^1\.\.\d+$/m,
+    'the agent verdict comes before the test points',
+  );
   t.notMatch(r.stdout, /PROXY\s+PROFILE\s+ENDPOINT/, 'no verdict table');
   const { asserts, final } = await parseTap(r.stdout);
   t.ok(final.ok);
