@@ -94,7 +94,8 @@ export const SIGNATURES: Signature[] = [
     markers: [
       h('proxy-agent', `^Privoxy${V}`),
       h('server', `^Privoxy${V}`),
-      { where: 'body', re: re(`Privoxy${V}`), confidence: 'medium' },
+      { where: 'body', re: re('Privoxy (?<v>\\d+(?:\\.\\d+)+)'), confidence: 'medium' },
+      { where: 'body', re: re('Privoxy'), confidence: 'medium' },
     ],
   },
   {

@@ -168,7 +168,7 @@ export function genericText(r: ProxyRemediation): string[] {
   }
   if (r.credentials.length) {
     out.push(
-      `Give the agents proxy credentials: the proxy answered 407 for ${list(r.credentials)}. Opening the proxy to unauthenticated clients (e.g. an extra "http_access allow") is not the fix; configure the agents' proxy user and password (proxycheck: --proxy-user and PROXYCHECK_PROXY_PASSWORD).`,
+      `Give the agents proxy credentials: the proxy answered 407 for ${list(r.credentials)}. Opening the proxy to unauthenticated clients (an extra allow rule for everyone) is not the fix; configure the agents' proxy user and password (proxycheck: --proxy-user and PROXYCHECK_PROXY_PASSWORD).`,
     );
   }
   if (r.lifetimeSeconds !== undefined) {
