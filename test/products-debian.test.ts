@@ -14,6 +14,8 @@ import {
   debianProxyProblem,
   labHostsFile,
   startApache,
+  startPrivoxy,
+  startTinyproxy,
   startTrafficServer,
   stockSquidConf,
 } from './helpers/debian-proxies.ts';
@@ -210,3 +212,67 @@ t.test('stock Debian squid: squid, SSL_ports lines, and no leak', squidSkip, asy
   t.equal(eset?.verdict, 'no-go');
   t.match(eset?.reason, /^CONNECT refused to ports 2222, 8883$/);
 });
+
+const tinyproxySkip = requireComponent(t, 'tinyproxy', debianProxyProblem('/usr/bin/tinyproxy', 'tinyproxy'));
+
+t.test(
+  'stock Debian tinyproxy: named from Proxy-agent and Via; it leaks, and answers CONNECT too loosely for vPro',
+  tinyproxySkip,
+  async (t) => {
+    const net = await labNet(t);
+    const tiny = await startTinyproxy(t, labHostsFile(BIN, net));
+    const { code, stdout, report } = await validate(t, net, tiny, 'eset,vpro-cira');
+    t.equal(code, 1);
+    const product = report.proxies[0]?.product;
+    t.equal(product?.id, 'tinyproxy');
+    t.match(product?.version, /^\d+\.\d+\.\d+$/);
+    t.match(product?.evidence.join('\n'), /"Proxy-agent: tinyproxy\/[\d.]+" in the CONNECT answer/);
+    // the stock file has no ConnectPort line: every port is allowed, so no port finding
+    t.notOk(
+      report.findings?.some((f) => f.cause === 'connect-port'),
+      'stock tinyproxy allows CONNECT to any port',
+    );
+    const leak = report.findings?.find((f) => f.cause === 'proxy-auth-leak');
+    t.equal(leak?.severity, 'security', 'tinyproxy passes Proxy-Authorization on (measured)');
+    t.match(leak?.remedy.join('\n'), /tinyproxy has no setting that removes a request header/);
+    t.match(
+      report.findings?.find((f) => f.cause === 'strict-connect')?.remedy.join('\n'),
+      /no setting changes that/,
+    );
+    t.notMatch(stdout, /squid\.conf|acl SSL_ports|AllowCONNECT|connect_ports/);
+    const verdicts = Object.fromEntries((report.agents?.verdicts ?? []).map((v) => [v.agent, v]));
+    t.equal(verdicts.eset?.verdict, 'at-risk', 'eset works, but its credentials leak');
+    t.match(verdicts.eset?.reason, /^Proxy-Authorization forwarded to the origin/);
+    t.equal(verdicts['vpro-cira']?.verdict, 'no-go');
+  },
+);
+
+const privoxySkip = requireComponent(t, 'privoxy', debianProxyProblem('/usr/sbin/privoxy', 'privoxy'));
+
+t.test(
+  'stock Debian privoxy: says nothing about itself and breaks nothing: go, product unknown',
+  privoxySkip,
+  async (t) => {
+    const net = await labNet(t);
+    const privoxy = await startPrivoxy(t, labHostsFile(BIN, net));
+    const { code, stdout, report } = await validate(t, net, privoxy, 'eset,vpro-cira');
+    t.equal(code, 0, 'every check passes through stock Privoxy');
+    // nothing it answered names it: no guess
+    t.same(report.proxies[0]?.product, {
+      id: 'unknown',
+      name: 'unknown product',
+      confidence: 'low',
+      evidence: [],
+    });
+    t.match(stdout, /^proxy external: .*; product unknown$/m);
+    t.same(report.findings, []);
+    t.same(
+      report.agents?.verdicts.map((v) => [v.agent, v.verdict]),
+      [
+        ['eset', 'go'],
+        ['vpro-cira', 'go'],
+      ],
+    );
+    t.match(stdout, /^ {2}GO {6}eset {7}all \d+ checks that ran passed$/m);
+  },
+);

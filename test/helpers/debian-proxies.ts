@@ -256,3 +256,40 @@ export function stockSquidConf(dir: string, port: number): string {
     'shutdown_lifetime 1 seconds',
   ].join('\n');
 }
+
+/**
+ * Debian's tinyproxy: /etc/tinyproxy/tinyproxy.conf copied; `Port <port>` and `Listen 127.0.0.1`
+ * (the stock file listens on every address), pid and log files in the temp dir; run in the
+ * foreground (-d). It drops to the tinyproxy user as the stock file says.
+ */
+export async function startTinyproxy(t: Test, hosts: string): Promise<DebianProxy> {
+  const dir = tempDir(t, 'tinyproxy');
+  const conf = join(dir, 'tinyproxy.conf');
+  cpSync('/etc/tinyproxy/tinyproxy.conf', conf);
+  const port = await pickPort();
+  replace(conf, /^Port 8888$/m, `Port ${port}\nListen 127.0.0.1`);
+  replace(conf, /^LogFile .*$/m, `LogFile "${dir}/tinyproxy.log"`);
+  replace(conf, /^PidFile .*$/m, `PidFile "${dir}/tinyproxy.pid"`);
+  const user = localUser('tinyproxy');
+  if (user) chownTree(dir, user.uid, user.gid);
+  return launch(t, 'tinyproxy', dir, hosts, port, ['/usr/bin/tinyproxy', '-d', '-c', conf]);
+}
+
+/**
+ * Debian's privoxy: /etc/privoxy copied (config and action files); `listen-address
+ * 127.0.0.1:<port>` only (the stock file also listens on [::1]:8118), confdir and logdir in the
+ * temp dir; run in the foreground (--no-daemon).
+ */
+export async function startPrivoxy(t: Test, hosts: string): Promise<DebianProxy> {
+  const dir = tempDir(t, 'privoxy');
+  const etc = join(dir, 'etc');
+  cpSync('/etc/privoxy', etc, { recursive: true, dereference: true });
+  mkdirSync(join(dir, 'log'));
+  const port = await pickPort();
+  const conf = join(etc, 'config');
+  replace(conf, /^listen-address +127\.0\.0\.1:8118$/m, `listen-address 127.0.0.1:${port}`);
+  replace(conf, /^listen-address +\[::1\]:8118$/m, '');
+  replace(conf, /^confdir .*$/m, `confdir ${etc}`);
+  replace(conf, /^logdir .*$/m, `logdir ${dir}/log`);
+  return launch(t, 'privoxy', dir, hosts, port, ['/usr/sbin/privoxy', '--no-daemon', conf]);
+}

@@ -26,10 +26,19 @@ export const tinyproxy: ProductRemedy = {
     return out;
   },
   notes(r) {
-    return r.refusedEndpoints.length || r.httpRefused?.length
-      ? [
-          'tinyproxy refuses single hosts through its Filter file: remove these hosts from it (or turn FilterDefaultDeny off).',
-        ]
-      : [];
+    const out: string[] = [];
+    if (r.refusedEndpoints.length || r.httpRefused?.length)
+      out.push(
+        'tinyproxy refuses single hosts through its Filter file: remove these hosts from it (or turn FilterDefaultDeny off).',
+      );
+    if (r.leakedProxyAuthorization?.length)
+      out.push(
+        'tinyproxy has no setting that removes a request header: unless it asks for credentials itself (BasicAuth), configure the agents without proxy credentials for it, so there is nothing to leak.',
+      );
+    if (r.strictConnect?.length)
+      out.push(
+        `tinyproxy always answers CONNECT with "HTTP/1.0 200 Connection established" and a Proxy-agent line, and no setting changes that: send the strict client's traffic (${r.strictConnect.map((s) => s.endpoint).join(', ')}) through a proxy that answers a bare "HTTP/1.1 200", or around this one.`,
+      );
+    return out;
   },
 };
