@@ -16,7 +16,7 @@ import {
 } from '../harness/model.ts';
 import { CAUSE_FACTS, causeRemedy, withFindings } from '../harness/report/findings.ts';
 import { fingerprint, SIGNATURES } from '../harness/report/fingerprint.ts';
-import { withGoLive } from '../harness/report/golive.ts';
+import { withGoLive, withoutSquidExamples } from '../harness/report/golive.ts';
 import { productRemedy } from '../harness/report/products/index.ts';
 
 const proxy: ProxyInfo = { id: 'external', kind: 'external', runtime: 'external', version: 'unknown' };
@@ -375,4 +375,32 @@ t.test('every check that can fail feeds a finding; verdicts follow the documente
   t.equal(r2.agents?.schema, 'proxycheck/agents@1');
   // findings only from the report's own remediation: rebuilding gives the same
   t.same(withFindings(structuredClone(r2)).findings, r2.findings);
+});
+
+t.test("the checks' squid examples stay out of other products' cells", async (t) => {
+  t.equal(
+    withoutSquidExamples(
+      'Allow CONNECT to h:8883 (the documented failover port) or to the primary port (squid: acl SSL_ports port 8883).',
+    ),
+    'Allow CONNECT to h:8883 (the documented failover port) or to the primary port.',
+  );
+  t.equal(
+    withoutSquidExamples(
+      'Exclude h from TLS inspection (SSL bump / deep inspection): the vendor requires it. In squid: list it in an ssl::server_name ACL used by "ssl_bump splice".',
+    ),
+    'Exclude h from TLS inspection (SSL bump / deep inspection): the vendor requires it.',
+  );
+  const cell = (version: string) =>
+    withGoLive({
+      ...base([
+        result({
+          check: 'failover',
+          remediation: 'Allow CONNECT to h:443 (squid: acl SSL_ports port 443).',
+          evidence: {},
+        }),
+      ]),
+      proxies: [{ id: 'external', kind: 'external', runtime: 'external', version }],
+    }).results[0]?.remediation;
+  t.equal(cell('proxy-chain 3.0.1'), 'Allow CONNECT to h:443.', 'not squid: no squid example');
+  t.equal(cell('squid 5.7'), 'Allow CONNECT to h:443 (squid: acl SSL_ports port 443).', 'squid keeps it');
 });

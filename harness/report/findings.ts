@@ -109,6 +109,8 @@ export function causeOf(r: CheckResult, rem: ProxyRemediation | undefined): stri
       return own;
     case 'forward':
       return rem.httpRefused?.includes(r.endpoint) ? 'http-refused' : own;
+    case 'failover':
+    case 'fallback':
     case 'tls-interception':
     case 'pinning':
     case 'mtls':
