@@ -4,11 +4,12 @@
  * that product's settings (never squid.conf lines for another product), and what it really does
  * with a Proxy-Authorization header on forwarded plain HTTP shows up as a finding with its fix.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import type { RunReport } from '../harness/model.ts';
+import { SQUID_HELPER_DIR } from '../harness/proxies/squid/process.ts';
 import { BIN, cli } from './helpers/cli.ts';
 import {
   debianProxyProblem,
@@ -19,7 +20,7 @@ import {
   startTrafficServer,
   stockSquidConf,
 } from './helpers/debian-proxies.ts';
-import { startSquid } from './helpers/hand-squid.ts';
+import { baseConf, STOCK_POLICY, startSquid } from './helpers/hand-squid.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
@@ -274,5 +275,48 @@ t.test(
       ],
     );
     t.match(stdout, /^ {2}GO {6}eset {7}all \d+ checks that ran passed$/m);
+  },
+);
+
+t.test(
+  'a squid that offers Digest only: the remedy names both schemes, not a plea for credentials',
+  { ...squidSkip },
+  async (t) => {
+    const net = await labNet(t);
+    const squid = await startSquid(t, labHostsFile(BIN, net), (dir, port) => {
+      writeFileSync(join(dir, 'digest-passwd'), 'corp:s3cr3t-pw\n', { mode: 0o644 });
+      return baseConf(dir, port, [
+        ...STOCK_POLICY,
+        `auth_param digest program ${SQUID_HELPER_DIR}/digest_file_auth ${dir}/digest-passwd`,
+        'auth_param digest children 2 startup=1 idle=1',
+        'auth_param digest realm proxycheck-test',
+        'acl authed proxy_auth REQUIRED',
+        'http_access allow localhost authed',
+        'http_access deny all',
+      ]);
+    });
+    // the agent speaks Basic only, and sends the right user and password
+    const { code, report } = await validate(t, net, { url: squid.url }, 'flexxagent');
+    t.equal(code, 1);
+    t.ok(
+      report.results.some((r) => r.check === 'connect' && r.evidence.statusCode === 407),
+      'squid answered 407 to Basic credentials',
+    );
+    const scheme = report.findings?.find((f) => f.cause === 'auth-scheme');
+    t.match(scheme?.title, /the proxy asks for Digest; the agents speak Basic/);
+    t.match(
+      scheme?.remedy.join('\n'),
+      /asks for Digest only and answered 407 to the agents' Basic credentials/,
+    );
+    t.notOk(
+      report.findings?.some((f) => f.cause === 'credentials'),
+      'not "give the agents credentials": they were sent',
+    );
+    t.match(
+      scheme?.remedy.join('\n'),
+      /auth_param block for \(basic, digest, negotiate, ntlm\)/,
+      "squid's own note",
+    );
+    t.equal(report.agents?.verdicts.find((v) => v.agent === 'flexxagent')?.verdict, 'no-go');
   },
 );
