@@ -20,7 +20,7 @@ export const connect: CheckDefinition = {
     const status = Number(v.evidence.insideStatusCode ?? v.evidence.statusCode ?? 0);
     if (status === 407) return PROXY_CREDENTIALS_REMEDY;
     if (status === 403) {
-      return `Allow CONNECT to ${ctx.host} on port ${ctx.port} (the proxy's list of ports CONNECT may reach; the setting for this proxy's product is under "What to change").`;
+      return `Allow CONNECT to ${ctx.host} on port ${ctx.port}: the proxy's list of ports CONNECT may reach must include it (squid: acl SSL_ports port ${ctx.port}, so "http_access deny CONNECT !SSL_ports" lets it through).`;
     }
     if (v.evidence.errorCode === 'ENOTFOUND')
       return "The proxy's host name does not resolve on the agent's machine: use a name its DNS knows (or the proxy's address) in the agent's proxy settings.";
