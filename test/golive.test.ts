@@ -272,7 +272,36 @@ t.test('every finding type has a remedy for every product; squid.conf for squid 
   t.same(setting('connect-port', 'apache-trafficserver', '9.2.9'), [
     'CONFIG proxy.config.http.connect_ports STRING 443 13000',
   ]);
-  t.same(setting('connect-port', 'apache-trafficserver', '10.0.2'), ['http.connect_ports: "443 13000"']);
+  t.same(setting('connect-port', 'apache-trafficserver', '10.0.2'), [
+    'records:',
+    '  http:',
+    '    connect_ports: "443 13000"',
+  ]);
+  const both = remFor('tunnel-timers', 'apache-trafficserver');
+  both.connectPorts = [{ port: 2222, endpoints: ['x.test:2222'] }];
+  both.leakedProxyAuthorization = ['repo.test:80'];
+  t.same(
+    productRemedy('apache-trafficserver')
+      ?.settings(both, {
+        id: 'apache-trafficserver',
+        name: 'ATS',
+        version: '10.1.0',
+        confidence: 'high',
+        evidence: [],
+      })
+      .flatMap((s) => s.lines),
+    [
+      'records:',
+      '  http:',
+      '    connect_ports: "443 2222"',
+      '    transaction_no_activity_timeout_in: 160',
+      '    transaction_no_activity_timeout_out: 160',
+      '    transaction_active_timeout_in: 900',
+      '    forward:',
+      '      proxy_auth_to_parent: 0',
+    ],
+    'ATS 10: one records.yaml document, dotted names as nested keys',
+  );
   t.same(setting('connect-port', 'tinyproxy'), ['ConnectPort 13000']);
   t.same(setting('connect-port', 'privoxy'), ['{+limit-connect{443,13000}}', '/']);
   t.same(setting('inspection', 'mitmproxy'), [

@@ -6,60 +6,64 @@ import { type ProductRemedy, refusedPorts, withHeadroom } from './types.ts';
 const NO_ACTIVITY_DEFAULT_S = 30;
 const ACTIVE_DEFAULT_S = 900;
 
-/** One records setting in the file this version reads. */
-function records(
-  fp: ProductFingerprint,
-  name: string,
-  type: 'STRING' | 'INT',
-  value: string | number,
-): string {
-  if (Number(fp.version?.split('.')[0] ?? 9) >= 10) {
-    // records.yaml: `ts:` keys without the `proxy.config.` prefix
-    return `${name.replace(/^proxy\.config\./, '')}: ${type === 'STRING' ? JSON.stringify(String(value)) : value}`;
+type Entry = [name: string, type: 'STRING' | 'INT', value: string | number];
+
+const yamlStyle = (fp: ProductFingerprint) => Number(fp.version?.split('.')[0] ?? 9) >= 10;
+
+/**
+ * The settings in the file this version reads: `CONFIG name TYPE value` lines for records.config
+ * (9.x), a YAML document under the `records` root with the dotted name as nested keys for
+ * records.yaml (10 and later; a later document in the file overrides earlier fields).
+ */
+function render(fp: ProductFingerprint, entries: Entry[]): string[] {
+  if (!yamlStyle(fp)) return entries.map(([name, type, value]) => `CONFIG ${name} ${type} ${value}`);
+  const out = ['records:'];
+  let open: string[] = [];
+  for (const [name, type, value] of entries) {
+    const path = name.replace(/^proxy\.config\./, '').split('.');
+    const leaf = path.pop() ?? name;
+    let same = 0;
+    while (same < open.length && same < path.length && open[same] === path[same]) same += 1;
+    for (let i = same; i < path.length; i++) out.push(`${'  '.repeat(i + 1)}${path[i]}:`);
+    open = path;
+    out.push(
+      `${'  '.repeat(path.length + 1)}${leaf}: ${type === 'STRING' ? JSON.stringify(String(value)) : value}`,
+    );
   }
-  return `CONFIG ${name} ${type} ${value}`;
+  return out;
 }
 
 function where(fp: ProductFingerprint): string {
-  return Number(fp.version?.split('.')[0] ?? 9) >= 10
-    ? 'records.yaml (under ts:, dotted names as nested keys), then traffic_ctl config reload'
+  return yamlStyle(fp)
+    ? 'records.yaml (this document at its end overrides earlier fields), then traffic_ctl config reload'
     : 'records.config, then traffic_ctl config reload';
 }
 
 export const trafficServer: ProductRemedy = {
   settings(r, fp) {
-    const lines: string[] = [];
+    const entries: Entry[] = [];
     const ports = refusedPorts(r);
-    if (ports.length) {
-      // the setting replaces the default "443": keep it
-      lines.push(
-        records(
-          fp,
-          'proxy.config.http.connect_ports',
-          'STRING',
-          [...new Set([443, ...ports])].sort((a, b) => a - b).join(' '),
-        ),
-      );
-    }
+    // the setting replaces the default "443": keep it
+    if (ports.length)
+      entries.push([
+        'proxy.config.http.connect_ports',
+        'STRING',
+        [...new Set([443, ...ports])].sort((a, b) => a - b).join(' '),
+      ]);
     if (r.idleSeconds !== undefined) {
       const n = withHeadroom(r.idleSeconds, NO_ACTIVITY_DEFAULT_S);
-      lines.push(records(fp, 'proxy.config.http.transaction_no_activity_timeout_in', 'INT', n));
-      lines.push(records(fp, 'proxy.config.http.transaction_no_activity_timeout_out', 'INT', n));
+      entries.push(['proxy.config.http.transaction_no_activity_timeout_in', 'INT', n]);
+      entries.push(['proxy.config.http.transaction_no_activity_timeout_out', 'INT', n]);
     }
-    if (r.lifetimeSeconds !== undefined) {
-      lines.push(
-        records(
-          fp,
-          'proxy.config.http.transaction_active_timeout_in',
-          'INT',
-          withHeadroom(r.lifetimeSeconds, ACTIVE_DEFAULT_S),
-        ),
-      );
-    }
-    if (r.leakedProxyAuthorization?.length) {
-      lines.push(records(fp, 'proxy.config.http.forward.proxy_auth_to_parent', 'INT', 0));
-    }
-    const out: ProductSetting[] = lines.length ? [{ where: where(fp), lines }] : [];
+    if (r.lifetimeSeconds !== undefined)
+      entries.push([
+        'proxy.config.http.transaction_active_timeout_in',
+        'INT',
+        withHeadroom(r.lifetimeSeconds, ACTIVE_DEFAULT_S),
+      ]);
+    if (r.leakedProxyAuthorization?.length)
+      entries.push(['proxy.config.http.forward.proxy_auth_to_parent', 'INT', 0]);
+    const out: ProductSetting[] = entries.length ? [{ where: where(fp), lines: render(fp, entries) }] : [];
     return out;
   },
   notes(r) {
