@@ -14,7 +14,7 @@ import {
   type ProxyRemediation,
   type RunReport,
 } from '../harness/model.ts';
-import { CAUSE_FACTS, causeRemedy, withFindings } from '../harness/report/findings.ts';
+import { CAUSE_FACTS, causeRemedy, portRanges, withFindings } from '../harness/report/findings.ts';
 import { fingerprint, SIGNATURES } from '../harness/report/fingerprint.ts';
 import { withGoLive, withoutSquidExamples } from '../harness/report/golive.ts';
 import { productRemedy } from '../harness/report/products/index.ts';
@@ -432,4 +432,13 @@ t.test("the checks' squid examples stay out of other products' cells", async (t)
     }).results[0]?.remediation;
   t.equal(cell('proxy-chain 3.0.1'), 'Allow CONNECT to h:443.', 'not squid: no squid example');
   t.equal(cell('squid 5.7'), 'Allow CONNECT to h:443 (squid: acl SSL_ports port 443).', 'squid keeps it');
+});
+
+t.test('refused ports read as ranges, as an admin types them', async (t) => {
+  t.equal(
+    portRanges([2222, 8883, 13000, 13291, 13292, 13293, 14000, 17000]),
+    '2222, 8883, 13000, 13291-13293, 14000, 17000',
+  );
+  t.equal(portRanges([443, 444]), '443, 444', 'two in a row are not a range');
+  t.equal(portRanges([]), '');
 });

@@ -139,6 +139,11 @@ t.test('HTML report in headless Chromium', async (t) => {
           `proxy ${p.id}`,
         );
       }
+      t.match(
+        await page.locator('#proxies tr[data-proxy="chain-mitm"]').textContent(),
+        /proxy-chain \(Node\.js\) [\d.]+ \(high\)/,
+        'the product named in the proxies table',
+      );
       t.match(await page.locator('#run-meta').textContent(), `proxycheck ${report.tool.version}`);
       t.ok((await page.locator('#legend li').count()) >= 7, 'a legend entry per outcome');
       // What to change: chain-mitm must stop inspecting the FlexxAgent hosts; chain-plain needs nothing.

@@ -135,6 +135,18 @@ export function causeOf(r: CheckResult, rem: ProxyRemediation | undefined): stri
   }
 }
 
+/** `13000, 13291-13293, 14000`: consecutive ports as a range. */
+export function portRanges(ports: number[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < ports.length; ) {
+    let j = i;
+    while (j + 1 < ports.length && ports[j + 1] === (ports[j] ?? 0) + 1) j += 1;
+    out.push(j - i >= 2 ? `${ports[i]}-${ports[j]}` : ports.slice(i, j + 1).join(', '));
+    i = j + 1;
+  }
+  return out.join(', ');
+}
+
 function severityOf(cause: string, results: CheckResult[]): FindingSeverity {
   if (cause === 'proxy-auth-leak') return 'security';
   return results.some((r) => r.outcome === 'fail') ? 'blocker' : 'degraded';
@@ -145,7 +157,7 @@ function what(cause: string, rem: ProxyRemediation | undefined, results: CheckRe
   switch (cause) {
     case 'connect-port': {
       const ports = [...new Set(results.map((r) => parseEndpoint(r.endpoint).port))].sort((a, b) => a - b);
-      return `CONNECT refused to port${ports.length > 1 ? 's' : ''} ${ports.join(', ')}`;
+      return `CONNECT refused to port${ports.length > 1 ? 's' : ''} ${portRanges(ports)}`;
     }
     case 'connect-host':
       return `CONNECT refused to ${list(endpoints, 4)} (a host rule)`;

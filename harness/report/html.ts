@@ -202,7 +202,11 @@ function summary(report: RunReport, proxies: ProxyInfo[]): string {
   const proxyRows = proxies.map((p) => {
     const rs = report.results.filter((r) => r.proxy === p.id);
     const bad = rs.filter((r) => !r.matched).length;
-    return `<tr data-proxy="${esc(p.id)}"><td><code>${esc(p.id)}</code></td><td>${esc(p.kind)}</td><td>${esc(p.runtime)}</td><td>${esc(p.version)}</td><td class="num">${p.startMs !== undefined ? `${esc(p.startMs)} ms` : '–'}</td><td class="num">${rs.length - bad}/${rs.length}</td></tr>`;
+    const product =
+      p.product && p.product.id !== 'unknown'
+        ? `${p.product.name}${p.product.version ? ` ${p.product.version}` : ''} (${p.product.confidence})`
+        : 'unknown';
+    return `<tr data-proxy="${esc(p.id)}"><td><code>${esc(p.id)}</code></td><td>${esc(p.kind)}</td><td>${esc(p.runtime)}</td><td>${esc(p.version)}</td><td title="${esc(p.product?.evidence.join('; ') ?? '')}">${esc(product)}</td><td class="num">${p.startMs !== undefined ? `${esc(p.startMs)} ms` : '–'}</td><td class="num">${rs.length - bad}/${rs.length}</td></tr>`;
   });
   return [
     '<section id="summary"><h2>Summary</h2><div class="side">',
@@ -211,7 +215,7 @@ function summary(report: RunReport, proxies: ProxyInfo[]): string {
     `</tbody><tfoot><tr><th>total</th><td class="num" data-count="total">${total}</td></tr>`,
     `<tr><th>as expected</th><td class="num" data-count="matched">${matched}</td></tr>`,
     `<tr><th>not as expected</th><td class="num" data-count="unmatched">${total - matched}</td></tr></tfoot></table>`,
-    '<table class="proxies" id="proxies"><thead><tr><th>proxy</th><th>kind</th><th>runtime</th><th>version</th><th>started in</th><th>as expected</th></tr></thead><tbody>',
+    '<table class="proxies" id="proxies"><thead><tr><th>proxy</th><th>kind</th><th>runtime</th><th>version</th><th>product</th><th>started in</th><th>as expected</th></tr></thead><tbody>',
     ...proxyRows,
     '</tbody></table></div></section>',
   ].join('\n');
