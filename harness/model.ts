@@ -19,7 +19,7 @@ export const OUTCOMES = [
 ] as const;
 export type Outcome = (typeof OUTCOMES)[number];
 
-export const RESULT_SCHEMA_ID = 'proxycheck/result@1';
+export const RESULT_SCHEMA_ID = 'proxycheck/result@2';
 
 export interface Endpoint {
   host: string;
@@ -64,6 +64,38 @@ export interface ProxyInfo {
   startMs?: number;
   /** `validate`: how the agents find this route (configured proxy, WPAD, PAC, or DIRECT), per host. */
   discovery?: ProxyDiscovery;
+  /** The product behind it, from what it said (harness/report/fingerprint.ts). */
+  product?: ProductFingerprint;
+}
+
+/** Products we recognise (harness/report/fingerprint.ts) and give remedies for (harness/report/products/). */
+export const PRODUCT_IDS = [
+  'squid',
+  'apache-httpd',
+  'apache-trafficserver',
+  'tinyproxy',
+  'privoxy',
+  'mitmproxy',
+  'zscaler',
+  'netskope',
+  'proxysg',
+  'forcepoint',
+  'paloalto',
+  'fortinet',
+  'proxy-chain',
+  'unknown',
+] as const;
+export type ProductId = (typeof PRODUCT_IDS)[number];
+export type ProductConfidence = 'high' | 'medium' | 'low';
+
+export interface ProductFingerprint {
+  id: ProductId;
+  /** `Apache httpd` */
+  name: string;
+  version?: string;
+  confidence: ProductConfidence;
+  /** What told us, e.g. `"Server: Apache/2.4.71 (Debian)" in the CONNECT answer for host:13000`. */
+  evidence: string[];
 }
 
 /** The way `validate` found a route, as the agent would (harness/cli/validate-routes.ts). */
@@ -96,8 +128,15 @@ export interface DiscoveredHost {
   note: string;
 }
 
-/** squid (exact squid.conf lines), another product (text only), or unknown (both). */
-export type RemediationProduct = 'squid' | 'other' | 'unknown';
+/** The product the remedies are written for (unknown: product-neutral text only). */
+export type RemediationProduct = ProductId;
+
+/** Settings to enter in one place of a product's configuration. */
+export interface ProductSetting {
+  /** Where: `squid.conf (…placement…)`, `records.config`, `the SSL Inspection policy`. */
+  where: string;
+  lines: string[];
+}
 
 /** What to change on one proxy so the agents work behind it (harness/report/remediation.ts). */
 export interface ProxyRemediation {
@@ -105,6 +144,8 @@ export interface ProxyRemediation {
   product: RemediationProduct;
   /** What told us the product, e.g. `"Server: squid/5.7" in the answer to host:13000`. */
   productEvidence?: string;
+  /** `Apache httpd 2.4.71 (high confidence)` */
+  productName?: string;
   /** Ports where every CONNECT was refused with 403, with the endpoints refused. */
   connectPorts: Array<{ port: number; endpoints: string[] }>;
   /** Endpoints refused with 403 on a port where others went through (a host-level rule). */
@@ -127,7 +168,15 @@ export interface ProxyRemediation {
   lifetimeSeconds?: number;
   /** Inspected (bumped) connections were closed by an idle timer: they must survive this much silence. */
   idleInspectedSeconds?: number;
-  /** squid.conf lines (squid or unknown product), directives only. */
+  /** The agent sent Proxy-Authorization and the origin received it (a credential leak). */
+  leakedProxyAuthorization?: string[];
+  /** CONNECT answers a strict client (Intel AMT, CIRA) rejects, and why. */
+  strictConnect?: Array<{ endpoint: string; problems: string[] }>;
+  /** 407 although credentials were sent: the schemes the proxy asks for and the one the agent used. */
+  authSchemes?: Array<{ endpoint: string; offered: string[]; sent: string }>;
+  /** The product's own settings (squid.conf, httpd.conf, records.config, a policy's list), when known. */
+  settings?: ProductSetting[];
+  /** squid.conf lines (squid only), directives only. */
   squidConf: string[];
   /** One sentence per fix, product-neutral. */
   text: string[];
@@ -147,6 +196,56 @@ export interface RunReport {
   remediation?: ProxyRemediation[];
   /** Deviations of proxy definitions that no longer happen (their results came out as the knobs predict). */
   staleDeviations?: StaleDeviation[];
+  /** One finding per root cause per proxy (harness/report/findings.ts). */
+  findings?: Finding[];
+  /** A verdict per agent and proxy: go, no-go or at risk (docs/reports.md, "Agent verdicts"). */
+  agents?: AgentsBlock;
+}
+
+export type FindingSeverity = 'blocker' | 'security' | 'degraded';
+
+/** One root cause on one proxy: what is wrong, whom it stops, what showed it, and the fix. */
+export interface Finding {
+  /** `<proxy>/<cause>`, stable. */
+  id: string;
+  proxy: string;
+  /** connect-port, proxy-auth-leak, ..., or check:<id> for a check's other failures. */
+  cause: string;
+  severity: FindingSeverity;
+  /** One line: "CONNECT refused to ports 13000, 14000: Kaspersky cannot reach its servers". */
+  title: string;
+  /** Profile ids of the agents it affects. */
+  agents: string[];
+  /** The results that show it (ids), at most 20, and how many there were. */
+  evidence: string[];
+  results: number;
+  /** What to change: sentences, then the product's settings. */
+  remedy: string[];
+  settings?: ProductSetting[];
+}
+
+export type AgentVerdictValue = 'go' | 'no-go' | 'at-risk';
+
+export interface AgentVerdict {
+  /** Profile id. */
+  agent: string;
+  /** The profile's title. */
+  title: string;
+  proxy: string;
+  verdict: AgentVerdictValue;
+  /** One line. */
+  reason: string;
+  /** Ids of the findings behind the verdict. */
+  findings: string[];
+}
+
+export const AGENTS_SCHEMA_ID = 'proxycheck/agents@1';
+
+export interface AgentsBlock {
+  schema: typeof AGENTS_SCHEMA_ID;
+  /** How verdicts are decided, in words (docs/reports.md). */
+  rule: string;
+  verdicts: AgentVerdict[];
 }
 
 export function summarize(results: CheckResult[]): RunReport['summary'] {

@@ -17,7 +17,7 @@ const RESULT_SCHEMA = JSON.parse(
 );
 
 t.test(
-  'run: verdict table, JSON report valid against proxycheck/result@1, exit 0 when all matched',
+  'run: verdict table, JSON report valid against proxycheck/result@2, exit 0 when all matched',
   async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'proxycheck-cli-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));

@@ -110,7 +110,7 @@ t.test('real runs', { ...opts, timeout: 180_000 }, async (t) => {
 t.test('squid-default: the SSL_ports line for the refused port, and it parses', opts, async (t) => {
   const r = rem.get('squid-default');
   t.equal(r?.product, 'squid');
-  t.match(r?.productEvidence, /the proxy reports "squid \d/);
+  t.match(r?.productEvidence, /"squid \d[^"]*" in the version the proxy reports/);
   t.same(r?.connectPorts, [{ port: 13000, endpoints: ['odd-port.proxycheck.test:13000'] }]);
   t.same(r?.squidConf, ['acl SSL_ports port 13000']);
   t.same(r?.noInspect, []);
@@ -190,7 +190,7 @@ t.test('squid-auth with a wrong password: give credentials, no http_access line'
 
 t.test('chain-mitm is not squid: text only', opts, async (t) => {
   const r = rem.get('chain-mitm');
-  t.equal(r?.product, 'other');
+  t.equal(r?.product, 'proxy-chain');
   t.match(r?.productEvidence, /proxy-chain/);
   t.same(r?.squidConf, []);
   t.same(
@@ -199,70 +199,83 @@ t.test('chain-mitm is not squid: text only', opts, async (t) => {
   );
   t.match(r?.text.join('\n'), /Exclude from TLS inspection .*pinned\.proxycheck\.test \(pinned\)/);
   const printed = renderRemediation(buildRemediation(report as RunReport, { scenarios }));
-  t.match(printed, /^\nRemediation\nproxy squid-default \(squid, from the proxy reports "squid /);
-  t.match(printed, /proxy chain-mitm \(not squid: the proxy reports "proxy-chain /);
+  t.match(
+    printed,
+    /^\nRemediation\nproxy squid-default \(squid \d[\d.]* \(high confidence\), from "Server: squid\/[\d.]+" in the CONNECT answer for /,
+  );
+  t.match(
+    printed,
+    /proxy chain-mitm \(proxy-chain \(Node\.js\) [\d.]+ \(high confidence\), from "proxy-chain /,
+  );
   t.notMatch(printed.split('proxy chain-mitm')[1] ?? '', /squid\.conf/);
 });
 
-t.test('an unknown product gets both; squid is recognised from its answers', async (t) => {
-  const refused = {
-    id: 'external/p/odd.test:13000/connect',
-    proxy: 'external',
-    profile: 'p',
-    endpoint: 'odd.test:13000',
-    check: 'connect',
-    outcome: 'fail' as const,
-    expected: 'pass' as const,
-    matched: false,
-    message: 'CONNECT odd.test:13000 answered "HTTP/1.1 403 Forbidden", not 200',
-    evidence: {
-      request: 'CONNECT odd.test:13000 HTTP/1.1\r\n\r\n',
-      statusCode: 403,
-      answerHead: 'HTTP/1.1 403 Forbidden\r\nServer: squid/5.7\r\nX-Squid-Error: ERR_ACCESS_DENIED 0\r\n\r\n',
-    },
-    remediation: '',
-    durationMs: 1,
-  };
-  const proxy = { id: 'external', kind: 'external', runtime: 'external', version: 'unknown' };
-  t.same(detectProduct(proxy, [refused]), {
-    product: 'squid',
-    evidence: '"Server: squid/5.7" in the answer for odd.test:13000',
-  });
-  const anon = {
-    ...refused,
-    evidence: { ...refused.evidence, answerHead: 'HTTP/1.1 403 Forbidden\r\n\r\n' },
-  };
-  t.same(detectProduct(proxy, [anon]), { product: 'unknown' });
-  const base = {
-    schema: 'proxycheck/result@1' as const,
-    startedAt: '',
-    finishedAt: '',
-    tool: { name: 'proxycheck' as const, version: '0' },
-    proxies: [proxy],
-    summary: {} as RunReport['summary'],
-  };
-  const unknown = buildRemediation({ ...base, results: [anon] })[0];
-  t.equal(unknown?.product, 'unknown');
-  t.same(unknown?.squidConf, ['acl SSL_ports port 13000']);
-  t.ok(unknown?.text.length);
-  t.match(renderRemediation([unknown as ProxyRemediation]), /if it is squid, squid\.conf/);
-  // a forwarded plain-HTTP request refused with 403: an allow rule, not a CONNECT port
-  const forwarded = {
-    ...anon,
-    id: 'external/p/repo.test:80/forward',
-    endpoint: 'repo.test:80',
-    check: 'forward',
-    evidence: { request: 'HEAD http://repo.test/ HTTP/1.1\r\n\r\n', statusCode: 403 },
-  };
-  const http = buildRemediation({ ...base, results: [forwarded] })[0];
-  t.same(http?.httpRefused, ['repo.test:80']);
-  t.same(http?.connectPorts, []);
-  t.match(http?.text.join('\n'), 'Allow plain HTTP (forwarded requests) to repo.test:80');
-  // nothing failed: no remediation field at all
-  const clean = withRemediation({ ...base, results: [{ ...anon, outcome: 'pass' }] });
-  t.equal(clean.remediation, undefined);
-  t.equal(renderRemediation(clean.remediation), '');
-});
+t.test(
+  'an unknown product gets product-neutral text only; squid is recognised from its answers',
+  async (t) => {
+    const refused = {
+      id: 'external/p/odd.test:13000/connect',
+      proxy: 'external',
+      profile: 'p',
+      endpoint: 'odd.test:13000',
+      check: 'connect',
+      outcome: 'fail' as const,
+      expected: 'pass' as const,
+      matched: false,
+      message: 'CONNECT odd.test:13000 answered "HTTP/1.1 403 Forbidden", not 200',
+      evidence: {
+        request: 'CONNECT odd.test:13000 HTTP/1.1\r\n\r\n',
+        statusCode: 403,
+        answerHead:
+          'HTTP/1.1 403 Forbidden\r\nServer: squid/5.7\r\nX-Squid-Error: ERR_ACCESS_DENIED 0\r\n\r\n',
+      },
+      remediation: '',
+      durationMs: 1,
+    };
+    const proxy = { id: 'external', kind: 'external', runtime: 'external', version: 'unknown' };
+    t.same(detectProduct(proxy, [refused]), {
+      product: 'squid',
+      evidence:
+        '"Server: squid/5.7" in the CONNECT answer for odd.test:13000; "X-Squid-Error: ERR_ACCESS_DENIED 0" in the CONNECT answer for odd.test:13000',
+    });
+    const anon = {
+      ...refused,
+      evidence: { ...refused.evidence, answerHead: 'HTTP/1.1 403 Forbidden\r\n\r\n' },
+    };
+    t.same(detectProduct(proxy, [anon]), { product: 'unknown' });
+    const base = {
+      schema: 'proxycheck/result@2' as const,
+      startedAt: '',
+      finishedAt: '',
+      tool: { name: 'proxycheck' as const, version: '0' },
+      proxies: [proxy],
+      summary: {} as RunReport['summary'],
+    };
+    const unknown = buildRemediation({ ...base, results: [anon] })[0];
+    t.equal(unknown?.product, 'unknown');
+    t.same(unknown?.squidConf, [], 'no squid.conf lines for a product we cannot name');
+    t.ok(unknown?.text.length);
+    const printed = renderRemediation([unknown as ProxyRemediation]);
+    t.match(printed, /proxy external \(product unknown: product-neutral steps\)/);
+    t.notMatch(printed, /squid/i);
+    // a forwarded plain-HTTP request refused with 403: an allow rule, not a CONNECT port
+    const forwarded = {
+      ...anon,
+      id: 'external/p/repo.test:80/forward',
+      endpoint: 'repo.test:80',
+      check: 'forward',
+      evidence: { request: 'HEAD http://repo.test/ HTTP/1.1\r\n\r\n', statusCode: 403 },
+    };
+    const http = buildRemediation({ ...base, results: [forwarded] })[0];
+    t.same(http?.httpRefused, ['repo.test:80']);
+    t.same(http?.connectPorts, []);
+    t.match(http?.text.join('\n'), 'Allow plain HTTP (forwarded requests) to repo.test:80');
+    // nothing failed: no remediation field at all
+    const clean = withRemediation({ ...base, results: [{ ...anon, outcome: 'pass' }] });
+    t.equal(clean.remediation, undefined);
+    t.equal(renderRemediation(clean.remediation), '');
+  },
+);
 
 t.test(
   'tunnel-keepalive remedies follow the measured timer: idle (tunnelled or inspected) or a lifetime cap',
@@ -287,7 +300,7 @@ t.test(
     const proxy = { id: 'external', kind: 'external', runtime: 'external', version: 'squid/5.7' };
     const remedy = (timers: Record<string, unknown>) =>
       buildRemediation({
-        schema: 'proxycheck/result@1',
+        schema: 'proxycheck/result@2',
         startedAt: '',
         finishedAt: '',
         tool: { name: 'proxycheck', version: '0' },
@@ -315,7 +328,7 @@ t.test(
     const life = remedy({ timer: 'lifetime', state: 'tunnelled', lifetimeCapSeconds: 5 });
     t.equal(life?.lifetimeSeconds, 300);
     t.same(life?.squidConf, []);
-    t.match(life?.text.join('\n'), /live at least 300 s.*lifetime cap.*client_lifetime does not apply/);
+    t.match(life?.text.join('\n'), /live at least 300 s.*lifetime cap[\s\S]*client_lifetime does not apply/);
   },
 );
 
@@ -351,15 +364,23 @@ t.test('an intercepting proxy: untrusted re-signing and broken non-TLS tunnels a
   );
   t.match(rem?.text.join('\n'), /agent\.proxycheck\.test \(not HTTP inside TLS/);
   t.same(rem?.squidConf, [], 'proxy-chain is not squid: no squid.conf lines');
-  // the same findings from a proxy we cannot identify get the squid lines too
+  // a proxy we cannot identify gets product-neutral text and no squid lines
   const anonymous = {
     ...report,
     proxies: report.proxies.map((p) => ({ ...p, kind: 'unknown', version: 'unknown' })),
   };
   const [unknown] = buildRemediation(anonymous, { scenarios });
   t.equal(unknown?.product, 'unknown');
+  t.same(unknown?.squidConf, [], 'unknown product: no squid.conf lines');
+  t.equal(unknown?.settings, undefined, 'and no product settings');
+  // the same findings from squid get its lines
+  const [squid] = buildRemediation(
+    { ...report, proxies: report.proxies.map((p) => ({ ...p, kind: 'unknown', version: 'squid 5.7' })) },
+    { scenarios },
+  );
+  t.equal(squid?.product, 'squid');
   t.same(
-    unknown?.squidConf.filter((l) => /nontls/.test(l)),
+    squid?.squidConf.filter((l) => /nontls/.test(l)),
     ['acl proxycheck_nontls dstdomain agent.proxycheck.test', 'ssl_bump splice proxycheck_nontls'],
     'squid lines for non-TLS tunnels, limited to those hosts (spliced at step 1, never on_unsupported_protocol)',
   );

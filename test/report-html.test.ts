@@ -11,8 +11,8 @@ import { pathToFileURL } from 'node:url';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import t, { type Test } from 'tap';
 import { type CheckResult, type RunReport, summarize } from '../harness/model.ts';
+import { withGoLive } from '../harness/report/golive.ts';
 import { renderHtml } from '../harness/report/html.ts';
-import { withRemediation } from '../harness/report/remediation.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { requireComponent } from './helpers/requirements.ts';
@@ -102,7 +102,7 @@ t.test('HTML report in headless Chromium', async (t) => {
     'a real run: matrix, cells, no fetches, screenshot',
     { ...skip, timeout: 180_000 },
     async (t) => {
-      const report: RunReport = withRemediation(
+      const report: RunReport = withGoLive(
         await runMatrix({
           proxies: ['chain-plain', 'chain-mitm'],
           profiles: ['flexxagent'],
@@ -139,6 +139,11 @@ t.test('HTML report in headless Chromium', async (t) => {
           `proxy ${p.id}`,
         );
       }
+      t.match(
+        await page.locator('#proxies tr[data-proxy="chain-mitm"]').textContent(),
+        /proxy-chain \(Node\.js\) [\d.]+ \(high\)/,
+        'the product named in the proxies table',
+      );
       t.match(await page.locator('#run-meta').textContent(), `proxycheck ${report.tool.version}`);
       t.ok((await page.locator('#legend li').count()) >= 7, 'a legend entry per outcome');
       // What to change: chain-mitm must stop inspecting the FlexxAgent hosts; chain-plain needs nothing.
@@ -147,6 +152,28 @@ t.test('HTML report in headless Chromium', async (t) => {
       t.match(await fix.textContent(), /west-eu\.agent-api\.analyzer\.flexxible\.com/);
       t.match(await fix.textContent(), /proxycheck Corporate Inspection CA/);
       t.equal(await page.locator('#remediation .fix[data-proxy="chain-plain"]').count(), 0);
+
+      // The page opens with a verdict per agent and the findings, the matrix below them.
+      const sections = await page.locator('body > section').evaluateAll((ss) => ss.map((x) => x.id));
+      t.same(
+        sections.slice(0, 2),
+        ['agents', 'findings'],
+        `verdicts and findings first: ${sections.join(', ')}`,
+      );
+      const verdict = (proxy: string) =>
+        page.locator(`#agents tr[data-agent="flexxagent"][data-proxy="${proxy}"]`);
+      t.equal(await verdict('chain-plain').getAttribute('data-verdict'), 'go');
+      t.match(
+        await verdict('chain-plain').textContent(),
+        /go.*flexxagent.*proxy-chain.*all \d+ checks that ran passed/,
+      );
+      t.equal(await verdict('chain-mitm').getAttribute('data-verdict'), 'no-go');
+      t.match(await verdict('chain-mitm').textContent(), /no-go.*TLS inspected on .*flexxible\.com/);
+      const inspection = page.locator('#findings .finding[data-finding="chain-mitm/inspection"]');
+      t.ok(await inspection.isVisible(), 'the inspection finding of chain-mitm');
+      t.match(await inspection.textContent(), /\[blocker\].*Exclude from TLS inspection/);
+      const top = async (sel: string) => (await page.locator(sel).boundingBox())?.y ?? -1;
+      t.ok((await top('#agents')) < (await top('#matrix')), 'the verdicts are above the matrix');
 
       // The matrix: a column per proxy, a row per endpoint check (profile + endpoint + check).
       const columns = await page
@@ -228,7 +255,7 @@ t.test('HTML report in headless Chromium', async (t) => {
       durationMs: 1,
     };
     const report: RunReport = {
-      schema: 'proxycheck/result@1',
+      schema: 'proxycheck/result@2',
       startedAt: new Date(0).toISOString(),
       finishedAt: new Date(1000).toISOString(),
       tool: { name: 'proxycheck', version: '0.0.0-test' },

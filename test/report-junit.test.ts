@@ -11,6 +11,7 @@ import { SaxesParser } from 'saxes';
 import t from 'tap';
 import { type CheckResult, type RunReport, summarize } from '../harness/model.ts';
 import { ChainProxy } from '../harness/proxies/chain.ts';
+import { withGoLive } from '../harness/report/golive.ts';
 import { renderJunit } from '../harness/report/junit.ts';
 import { runMatrix } from '../harness/runner/run.ts';
 import { brokenProxy } from './helpers/adapters.ts';
@@ -171,6 +172,35 @@ t.test('a real run: a testsuite per proxy, a testcase per result, counts that ad
   );
   t.equal(unexpected.c?.failure?.['@type'], 'fail');
   t.match(unexpected.c?.failure?.['#text'], 'fail, expected pass');
+
+  // with the go-live block: a testsuite per agent first, red only where the run is
+  const live = parse(renderJunit(withGoLive(report)));
+  t.equal(live.testsuite[0]?.['@name'], 'agent flexxagent', 'the agent verdicts come first');
+  const verdicts = Object.fromEntries((live.testsuite[0]?.testcase ?? []).map((c) => [c['@name'], c]));
+  t.same(Object.keys(verdicts), [
+    'go via chain-plain',
+    'no-go via chain-mitm',
+    'no-go via test-mitm-unexpected',
+    'at-risk via test-broken',
+  ]);
+  t.notOk(verdicts['go via chain-plain']?.failure, 'go passes');
+  t.notOk(verdicts['no-go via chain-mitm']?.failure, 'an expected no-go passes');
+  t.match(verdicts['no-go via chain-mitm']?.['system-out'], /^no-go: TLS inspected on [\s\S]*as expected/);
+  t.equal(
+    verdicts['no-go via test-mitm-unexpected']?.failure?.['@type'],
+    'no-go',
+    'an unexpected no-go fails',
+  );
+  t.equal(
+    verdicts['at-risk via test-broken']?.failure?.['@type'],
+    'at-risk',
+    'checks that did not run: at risk',
+  );
+  t.same(
+    { tests: +live['@tests'], failures: +live['@failures'], errors: +live['@errors'] },
+    { tests: total.tests + 4, failures: total.failures + 2, errors: total.errors },
+    'the totals count the agent testcases too',
+  );
 });
 
 t.test('escaping: <, &, ]]>, quotes, newlines and control characters survive a round trip', async (t) => {
@@ -200,7 +230,7 @@ t.test('escaping: <, &, ]]>, quotes, newlines and control characters survive a r
     remediation: '',
   };
   const report: RunReport = {
-    schema: 'proxycheck/result@1',
+    schema: 'proxycheck/result@2',
     startedAt: '2025-01-01T00:00:00.000Z',
     finishedAt: '2025-01-01T00:00:02.500Z',
     tool: { name: 'proxycheck', version: '0.0.0-test' },

@@ -141,7 +141,7 @@ t.test('escaping: # and \\ in descriptions, YAML markers and control characters 
     },
   ];
   const report: RunReport = {
-    schema: 'proxycheck/result@1',
+    schema: 'proxycheck/result@2',
     startedAt: '2025-01-01T00:00:00.000Z',
     finishedAt: '2025-01-01T00:00:01.000Z',
     tool: { name: 'proxycheck', version: '0.0.0-test' },
@@ -183,6 +183,11 @@ t.test('validate --tap -: stdout is TAP only, read back by tap-parser', async (t
   );
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /^TAP version 14\n/, 'stdout starts with the TAP header: no table before it');
+  t.match(
+    r.stdout,
+    /^# agent flexxagent via external: go: all \d+ checks that ran passed\n[\s\S]*^1\.\.\d+$/m,
+    'the agent verdict comes before the test points',
+  );
   t.notMatch(r.stdout, /PROXY\s+PROFILE\s+ENDPOINT/, 'no verdict table');
   const { asserts, final } = await parseTap(r.stdout);
   t.ok(final.ok);

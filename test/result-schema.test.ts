@@ -26,7 +26,7 @@ function errors(): string {
   return ajv.errorsText(validate.errors);
 }
 
-t.test('run --json FILE and --json - both write a valid proxycheck/result@1 report', async (t) => {
+t.test('run --json FILE and --json - both write a valid proxycheck/result@2 report', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'proxycheck-schema-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const file = join(dir, 'report.json');
@@ -51,7 +51,7 @@ t.test('run --json FILE and --json - both write a valid proxycheck/result@1 repo
     const report = JSON.parse(text); // stdout holds the JSON alone: no table around it
     t.equal(run.code, report.summary.unmatched === 0 ? 0 : 1, `${where}: exit code follows the report`);
     t.ok(validate(report), `${where}: ${errors()}`);
-    t.equal(report.schema, 'proxycheck/result@1');
+    t.equal(report.schema, 'proxycheck/result@2');
     t.same(
       report.proxies.map((p: { id: string }) => p.id),
       ['chain-plain', 'chain-mitm'],
@@ -83,7 +83,7 @@ t.test('run --json FILE and --json - both write a valid proxycheck/result@1 repo
 
 t.test('the schema check can fail: broken reports are rejected', async (t) => {
   const good = {
-    schema: 'proxycheck/result@1',
+    schema: 'proxycheck/result@2',
     startedAt: '2025-01-01T00:00:00.000Z',
     finishedAt: '2025-01-01T00:00:01.000Z',
     tool: { name: 'proxycheck', version: '0.1.0' },
@@ -112,7 +112,7 @@ t.test('the schema check can fail: broken reports are rejected', async (t) => {
     ['a start time that is not date-time', (r) => ({ ...r, startedAt: 'yesterday' })],
     ['a result without evidence', (r) => ({ ...r, results: [{ ...r.results[0], evidence: undefined }] })],
     ['an empty message', (r) => ({ ...r, results: [{ ...r.results[0], message: '' }] })],
-    ['another schema id', (r) => ({ ...r, schema: 'proxycheck/result@2' })],
+    ['another schema id', (r) => ({ ...r, schema: 'proxycheck/result@1' })],
   ];
   for (const [what, mutate] of broken) {
     t.notOk(validate(JSON.parse(JSON.stringify(mutate(good)))), `rejects ${what}`);

@@ -86,7 +86,7 @@ t.test(
     t.same(rem?.squidConf, ['acl SSL_ports port 13000']);
     t.match(
       r.stdout,
-      /\nRemediation\nproxy external \(squid, from .*\):\n {2}- Allow CONNECT to port 13000: /,
+      /\nRemediation\nproxy external \(squid \d+\.\d+ \(high confidence\), from .*\):\n {2}- Allow CONNECT to port 13000: /,
     );
     t.match(r.stdout, /\n {4}acl SSL_ports port 13000\n/);
 

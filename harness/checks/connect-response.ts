@@ -14,6 +14,13 @@ export const connectResponse: CheckDefinition = {
     `The answer to CONNECT ${c.host}:${c.port} is exactly what strict firmware (Intel AMT doing CIRA) accepts: "HTTP/1.1 200", no header lines, no body, nothing glued after the blank line.`,
   remediation: (c) =>
     `Make the proxy answer CONNECT to ${c.host}:${c.port} with a bare "HTTP/1.1 200 Connection established" and an empty line (squid does this by default); turn off added headers (Proxy-Agent, Via, Connection) or HTTP/1.0 answers for CONNECT, and never send bytes before the client speaks.`,
+  collectRemedy(results, facts) {
+    for (const r of results) {
+      if (r.check !== 'connect-response' || r.outcome !== 'fail') continue;
+      const problems = Array.isArray(r.evidence.problems) ? r.evidence.problems.map(String) : [r.message];
+      facts.strictConnect = [...(facts.strictConnect ?? []), { endpoint: r.endpoint, problems }];
+    }
+  },
 };
 
 /** What a strict client finds wrong with an answer (empty when it accepts it). */

@@ -1,7 +1,13 @@
 /** `connect`: the proxy opens a CONNECT tunnel and answers 2xx. Judged from the tunnel the route opened. */
 import { type ConnectAnswer, refusalDetail, type TunnelResult } from '../agent/tunnel.ts';
 import { parseEndpoint } from '../model.ts';
-import { type CheckDefinition, isConnectResult, PROXY_CREDENTIALS_REMEDY, type Verdict } from './types.ts';
+import {
+  type CheckDefinition,
+  isConnectResult,
+  PROXY_CREDENTIALS_REMEDY,
+  str,
+  type Verdict,
+} from './types.ts';
 
 export const connect: CheckDefinition = {
   id: 'connect',
@@ -14,7 +20,7 @@ export const connect: CheckDefinition = {
     const status = Number(v.evidence.insideStatusCode ?? v.evidence.statusCode ?? 0);
     if (status === 407) return PROXY_CREDENTIALS_REMEDY;
     if (status === 403) {
-      return `Allow CONNECT to ${ctx.host} on port ${ctx.port}. In squid: add the port to the SSL_ports ACL (acl SSL_ports port ${ctx.port}) so "http_access deny CONNECT !SSL_ports" lets it through.`;
+      return `Allow CONNECT to ${ctx.host} on port ${ctx.port}: the proxy's list of ports CONNECT may reach must include it (squid: acl SSL_ports port ${ctx.port}, so "http_access deny CONNECT !SSL_ports" lets it through).`;
     }
     if (v.evidence.errorCode === 'ENOTFOUND')
       return "The proxy's host name does not resolve on the agent's machine: use a name its DNS knows (or the proxy's address) in the agent's proxy settings.";
@@ -32,7 +38,19 @@ export const connect: CheckDefinition = {
     const refused = new Map<number, string[]>();
     for (const r of results.filter((x) => x.outcome === 'fail' && isConnectResult(x))) {
       const status = Number(r.evidence.insideStatusCode ?? r.evidence.statusCode ?? 0);
-      if (status === 407) facts.credentials.push(r.endpoint);
+      if (status === 407) {
+        // credentials were sent and still 407: the proxy wants a scheme the agent does not speak
+        const sent = /^Proxy-Authorization: *(\S+)/im.exec(str(r.evidence.request))?.[1];
+        const offered = [...str(r.evidence.answerHead).matchAll(/^Proxy-Authenticate: *([^\s,]+)/gim)].map(
+          (m) => m[1] ?? '',
+        );
+        if (sent && offered.length && !offered.some((o) => o.toLowerCase() === sent.toLowerCase()))
+          facts.authSchemes = [
+            ...(facts.authSchemes ?? []),
+            { endpoint: r.endpoint, offered: [...new Set(offered)], sent },
+          ];
+        else facts.credentials.push(r.endpoint);
+      }
       if (status !== 403) continue;
       const port = portOf(r.endpoint);
       if (passedPorts.has(port)) facts.refusedEndpoints.push(r.endpoint);

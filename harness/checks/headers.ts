@@ -19,4 +19,10 @@ export const headers: CheckDefinition = {
       : c.forwarded
         ? `The proxy changes end-to-end headers of requests forwarded to ${c.host}: disable header rewriting for this host (squid: request_header_access / request_header_replace rules).`
         : 'Something inside the tunnel rewrites request headers; a CONNECT tunnel must carry bytes untouched. Disable header rewriting and TLS inspection for these hosts.',
+  collectRemedy(results, facts) {
+    for (const r of results) {
+      if (r.check === 'headers' && r.outcome === 'fail' && r.evidence.leakedProxyAuthorization === true)
+        facts.leakedProxyAuthorization = [...(facts.leakedProxyAuthorization ?? []), r.endpoint];
+    }
+  },
 };

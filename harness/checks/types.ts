@@ -62,7 +62,7 @@ export interface CheckDefinition {
 /** What a proxy must change, as facts the checks collect (rendered to text and squid.conf later). */
 export type RemedyFacts = Omit<
   ProxyRemediation,
-  'proxy' | 'product' | 'productEvidence' | 'squidConf' | 'text'
+  'proxy' | 'product' | 'productEvidence' | 'productName' | 'settings' | 'squidConf' | 'text'
 >;
 
 export interface RemedyEnv {

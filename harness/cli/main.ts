@@ -7,7 +7,8 @@ import { createLabPki } from '../lab/pki.ts';
 import { RunDir } from '../lab/rundir.ts';
 import { cleanupAll, installSignalHandlers, onCleanup } from '../lifecycle.ts';
 import { DEFAULT_PROXIES, proxyCatalog } from '../proxies/registry.ts';
-import { renderRemediation, withRemediation } from '../report/remediation.ts';
+import { withGoLive } from '../report/golive.ts';
+import { renderRemediation } from '../report/remediation.ts';
 import { printRunOutput } from '../report/summary.ts';
 import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
@@ -104,7 +105,7 @@ function buildProgram(out: { code: number }): Command {
       } finally {
         ci.progress.stop();
       }
-      withRemediation(report, { scenarios });
+      withGoLive(report, { scenarios });
       if (!reports.stdout && !o.quiet) {
         printRunOutput(report, { details: o.details, verbose: o.verbose }, renderTable, renderRemediation);
       }

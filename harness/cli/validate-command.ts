@@ -15,8 +15,9 @@ import { publicRootStore, splitPem } from '../live/roots.ts';
 import type { CheckResult, RunReport } from '../model.ts';
 import { ExternalProxy, parseProxyUrl } from '../proxies/external.ts';
 import type { ProxyCredentials } from '../proxies/types.ts';
+import { withGoLive } from '../report/golive.ts';
 import { Progress, progressMode } from '../report/progress.ts';
-import { renderRemediation, withRemediation } from '../report/remediation.ts';
+import { renderRemediation } from '../report/remediation.ts';
 import { printRunOutput } from '../report/summary.ts';
 import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
@@ -213,7 +214,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
           quiet: Boolean(o.quiet),
         }));
       }
-      withRemediation(report, { scenarios });
+      withGoLive(report, { scenarios });
       // the routes found come first, where the summary goes (stderr when a report takes stdout)
       if (routes.length)
         (reports.stdout ? process.stderr : process.stdout).write(

@@ -1,5 +1,6 @@
 /**
- * One self-contained HTML page: summary, legend, and the matrix (rows = endpoint checks, i.e.
+ * One self-contained HTML page: the agent verdicts and the findings by root cause first, then the
+ * summary, what to change per proxy, the legend, and the matrix (rows = endpoint checks, i.e.
  * profile + endpoint + check; columns = proxies), after the cache-tests results page. Each cell is
  * a <details> holding the message, the expectation, the remediation and the evidence (pretty
  * JSON, itself collapsible), so the page works without JavaScript; the small inline script only
@@ -11,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { CHECKS } from '../checks/index.ts';
 import { type CheckResult, OUTCOMES, type Outcome, type ProxyInfo, type RunReport } from '../model.ts';
 import { checkTitle, disposition, evidenceJson, proxyOrder, visibleControls } from './disposition.ts';
+import { productLine } from './remediation-render.ts';
 
 /** Glyphs, colours and meanings belong here, in the renderer, not in the result model. */
 const LOOK: Record<Outcome, { glyph: string; meaning: string }> = {
@@ -54,6 +56,11 @@ td.cell .body{font-weight:400;margin-top:.4em}td.cell .body p{margin:.25em 0}
 .message{white-space:pre-wrap;overflow-wrap:anywhere}.remediation{white-space:pre-wrap;overflow-wrap:anywhere}
 .evidence pre{background:#f6f8fa;border:1px solid var(--line);padding:.5em;max-height:24em;overflow:auto;white-space:pre-wrap;overflow-wrap:anywhere;margin:.3em 0}
 .controls{margin:.3em 0 .7em}.controls button{margin-left:.6em}
+table.agents td.v{font-weight:700;white-space:nowrap}td.v-go{background:var(--pass);color:var(--pass-fg)}
+td.v-no-go{background:var(--fail);color:var(--fail-fg)}td.v-at-risk{background:var(--warn);color:var(--warn-fg)}
+.finding{border-left:4px solid var(--line);padding:.2em .8em;margin:.6em 0}.finding h3{font-size:1em;margin:.2em 0}
+.finding.s-blocker{border-color:var(--bad)}.finding.s-security{border-color:#8250df}.finding.s-degraded{border-color:var(--warn-fg)}
+.finding pre{background:#f6f8fa;border:1px solid var(--line);padding:.4em;margin:.2em 0}
 body.only-unexpected tr.check:not(.has-unexpected){display:none}
 `;
 
@@ -195,7 +202,11 @@ function summary(report: RunReport, proxies: ProxyInfo[]): string {
   const proxyRows = proxies.map((p) => {
     const rs = report.results.filter((r) => r.proxy === p.id);
     const bad = rs.filter((r) => !r.matched).length;
-    return `<tr data-proxy="${esc(p.id)}"><td><code>${esc(p.id)}</code></td><td>${esc(p.kind)}</td><td>${esc(p.runtime)}</td><td>${esc(p.version)}</td><td class="num">${p.startMs !== undefined ? `${esc(p.startMs)} ms` : '–'}</td><td class="num">${rs.length - bad}/${rs.length}</td></tr>`;
+    const product =
+      p.product && p.product.id !== 'unknown'
+        ? `${p.product.name}${p.product.version ? ` ${p.product.version}` : ''} (${p.product.confidence})`
+        : 'unknown';
+    return `<tr data-proxy="${esc(p.id)}"><td><code>${esc(p.id)}</code></td><td>${esc(p.kind)}</td><td>${esc(p.runtime)}</td><td>${esc(p.version)}</td><td title="${esc(p.product?.evidence.join('; ') ?? '')}">${esc(product)}</td><td class="num">${p.startMs !== undefined ? `${esc(p.startMs)} ms` : '–'}</td><td class="num">${rs.length - bad}/${rs.length}</td></tr>`;
   });
   return [
     '<section id="summary"><h2>Summary</h2><div class="side">',
@@ -204,7 +215,7 @@ function summary(report: RunReport, proxies: ProxyInfo[]): string {
     `</tbody><tfoot><tr><th>total</th><td class="num" data-count="total">${total}</td></tr>`,
     `<tr><th>as expected</th><td class="num" data-count="matched">${matched}</td></tr>`,
     `<tr><th>not as expected</th><td class="num" data-count="unmatched">${total - matched}</td></tr></tfoot></table>`,
-    '<table class="proxies" id="proxies"><thead><tr><th>proxy</th><th>kind</th><th>runtime</th><th>version</th><th>started in</th><th>as expected</th></tr></thead><tbody>',
+    '<table class="proxies" id="proxies"><thead><tr><th>proxy</th><th>kind</th><th>runtime</th><th>version</th><th>product</th><th>started in</th><th>as expected</th></tr></thead><tbody>',
     ...proxyRows,
     '</tbody></table></div></section>',
   ].join('\n');
@@ -214,23 +225,54 @@ function summary(report: RunReport, proxies: ProxyInfo[]): string {
 function remediationSection(report: RunReport): string {
   const items = report.remediation ?? [];
   if (!items.length) return '';
-  const blocks = items.map((r) => {
-    const what =
-      r.product === 'squid'
-        ? `squid (${r.productEvidence ?? 'recognised'})`
-        : r.product === 'other'
-          ? `not squid (${r.productEvidence ?? 'recognised'})`
-          : 'product unknown: squid lines and generic steps';
-    return [
-      `<div class="fix" data-proxy="${esc(r.proxy)}"><h3><code>${esc(r.proxy)}</code> <span class="meta">${esc(what)}</span></h3>`,
+  const blocks = items.map((r) =>
+    [
+      `<div class="fix" data-proxy="${esc(r.proxy)}" data-product="${esc(r.product)}"><h3><code>${esc(r.proxy)}</code> <span class="meta">${esc(productLine(r))}</span></h3>`,
       `<ul>${r.text.map((t) => `<li>${esc(t)}</li>`).join('')}</ul>`,
-      r.squidConf.length
-        ? `<p class="meta">${r.product === 'squid' ? 'squid.conf' : 'if it is squid, squid.conf'}:</p><pre class="squid-conf">${esc(r.squidConf.join('\n'))}</pre>`
-        : '',
+      ...(r.settings ?? []).map(
+        (x) =>
+          `<p class="meta">${esc(x.where)}:</p><pre class="${r.product === 'squid' ? 'squid-conf' : 'settings'}">${esc(x.lines.join('\n'))}</pre>`,
+      ),
       '</div>',
-    ].join('');
-  });
+    ].join(''),
+  );
   return ['<section id="remediation"><h2>What to change</h2>', ...blocks, '</section>'].join('\n');
+}
+
+const VERDICT_TEXT = { go: 'go', 'no-go': 'no-go', 'at-risk': 'at risk' } as const;
+
+/** First thing in the page: go / no-go / at risk per agent with its reason, then the findings. */
+function goLiveSection(report: RunReport): string {
+  const verdicts = report.agents?.verdicts ?? [];
+  if (!verdicts.length) return '';
+  const product = (id: string) => {
+    const p = report.proxies.find((x) => x.id === id)?.product;
+    return p && p.id !== 'unknown' ? `${p.name}${p.version ? ` ${p.version}` : ''}` : 'product unknown';
+  };
+  const rows = verdicts.map(
+    (v) =>
+      `<tr data-agent="${esc(v.agent)}" data-proxy="${esc(v.proxy)}" data-verdict="${esc(v.verdict)}"><td class="v v-${esc(v.verdict)}">${esc(VERDICT_TEXT[v.verdict])}</td><td>${esc(v.title)} <code>${esc(v.agent)}</code></td><td><code>${esc(v.proxy)}</code> <span class="meta">${esc(product(v.proxy))}</span></td><td>${esc(v.reason)}</td></tr>`,
+  );
+  const findings = (report.findings ?? []).map((f) =>
+    [
+      `<div class="finding s-${esc(f.severity)}" data-finding="${esc(f.id)}" data-cause="${esc(f.cause)}"><h3>[${esc(f.severity)}] <code>${esc(f.proxy)}</code> ${esc(f.title)}</h3>`,
+      `<ul>${f.remedy.map((t) => `<li>${esc(t)}</li>`).join('')}</ul>`,
+      ...(f.settings ?? []).map(
+        (x) => `<p class="meta">${esc(x.where)}:</p><pre class="settings">${esc(x.lines.join('\n'))}</pre>`,
+      ),
+      `<p class="meta">evidence: ${f.evidence.map((id) => `<a href="#${esc(id)}">${esc(id)}</a>`).join(', ')}${f.results > f.evidence.length ? ` and ${f.results - f.evidence.length} more` : ''}</p></div>`,
+    ].join(''),
+  );
+  return [
+    '<section id="agents"><h2>Agents: go, no-go, at risk</h2>',
+    `<p class="meta">${esc(report.agents?.rule ?? '')}</p>`,
+    '<table class="agents"><thead><tr><th>verdict</th><th>agent</th><th>proxy</th><th>reason</th></tr></thead><tbody>',
+    ...rows,
+    '</tbody></table></section>',
+    `<section id="findings"><h2>Findings by root cause</h2>${findings.length ? '' : '<p class="meta">none: every check that ran passed</p>'}`,
+    ...findings,
+    '</section>',
+  ].join('\n');
 }
 
 function legend(): string {
@@ -269,6 +311,7 @@ export function renderHtml(report: RunReport): string {
     verdict,
     `<p class="meta" id="run-meta"><span>${esc(report.tool.name)} ${esc(report.tool.version)}</span><span>${esc(report.schema)}</span><span>started <time>${esc(report.startedAt)}</time></span><span>finished <time>${esc(report.finishedAt)}</time></span><span>${Number.isFinite(wall) ? `${(wall / 1000).toFixed(1)} s` : ''}</span></p>`,
     '</header>',
+    goLiveSection(report),
     summary(report, proxies),
     remediationSection(report),
     legend(),

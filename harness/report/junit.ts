@@ -1,6 +1,7 @@
 /**
- * JUnit XML (the Ant/Jenkins/Surefire dialect every CI understands): one <testsuite> per proxy,
- * one <testcase> per result, classname `<proxy>/<profile>`, name `<host:port> <check>`.
+ * JUnit XML (the Ant/Jenkins/Surefire dialect every CI understands): first a <testsuite> per agent
+ * (its go / no-go / at-risk verdict per proxy), then one <testsuite> per proxy, one <testcase> per
+ * result, classname `<proxy>/<profile>`, name `<host:port> <check>`.
  *
  * Mapping (see disposition.ts): an unmatched result is a <failure type="<outcome>"> (an <error>
  * when the outcome is our own setup_fail/harness_fail) whose body holds the expectation, message,
@@ -89,8 +90,58 @@ function testcase(r: CheckResult): string {
   return [head, ...body, '    </testcase>'].join('\n');
 }
 
+/**
+ * The agent verdicts as the first suites: one <testsuite name="agent <profile>"> per agent, a
+ * testcase per proxy named by its verdict. A no-go or at-risk verdict is a <failure> when it rests
+ * on results not as expected (so the XML stays red exactly when the run is); an expected one
+ * (e.g. chain-mitm breaks a pinned agent by design) passes and says so in <system-out>.
+ */
+function agentSuites(report: RunReport): { xml: string[]; counts: Counts } {
+  const verdicts = report.agents?.verdicts ?? [];
+  const counts: Counts = { tests: 0, failures: 0, errors: 0, skipped: 0 };
+  const xml: string[] = [];
+  for (const agent of [...new Set(verdicts.map((v) => v.agent))]) {
+    const mine = verdicts.filter((v) => v.agent === agent);
+    const cases = mine.map((v) => {
+      const unexpected = report.results.some((r) => r.proxy === v.proxy && r.profile === agent && !r.matched);
+      const failed = v.verdict !== 'go' && unexpected;
+      const text = `${v.verdict}: ${v.reason}${v.findings.length ? `\nfindings: ${v.findings.join(', ')}` : ''}`;
+      return {
+        failed,
+        xml: [
+          `    <testcase${attrs({ classname: `agents/${agent}`, name: `${v.verdict} via ${v.proxy}`, time: '0.000' })}>`,
+          failed
+            ? `      <failure${attrs({ message: `${v.verdict}: ${v.reason}`, type: v.verdict })}>${xmlText(text)}</failure>`
+            : `      <system-out>${xmlText(v.verdict === 'go' ? text : `${text}\n(as expected for this proxy)`)}</system-out>`,
+          '    </testcase>',
+        ].join('\n'),
+      };
+    });
+    const failures = cases.filter((c) => c.failed).length;
+    counts.tests += cases.length;
+    counts.failures += failures;
+    xml.push(
+      `  <testsuite${attrs({ name: `agent ${agent}`, tests: cases.length, failures, errors: 0, skipped: 0, time: '0.000', timestamp: report.startedAt })}>`,
+      '    <properties>',
+      `      <property${attrs({ name: 'title', value: mine[0]?.title ?? agent })}/>`,
+      `      <property${attrs({ name: 'rule', value: report.agents?.rule ?? '' })}/>`,
+      '    </properties>',
+      ...cases.map((c) => c.xml),
+      '  </testsuite>',
+    );
+  }
+  return { xml, counts };
+}
+
 export function renderJunit(report: RunReport): string {
-  const total = count(report.results);
+  const agents = agentSuites(report);
+  const results = count(report.results);
+  const total: Counts = {
+    tests: results.tests + agents.counts.tests,
+    failures: results.failures + agents.counts.failures,
+    errors: results.errors,
+    skipped: results.skipped,
+  };
   const wall = Date.parse(report.finishedAt) - Date.parse(report.startedAt);
   const out = [
     '<?xml version="1.0" encoding="UTF-8"?>',
@@ -101,6 +152,7 @@ export function renderJunit(report: RunReport): string {
       timestamp: report.startedAt,
     })}>`,
   ];
+  out.push(...agents.xml);
   for (const p of proxyOrder(report)) {
     const results = report.results.filter((r) => r.proxy === p.id);
     out.push(
@@ -115,6 +167,10 @@ export function renderJunit(report: RunReport): string {
         kind: p.kind,
         runtime: p.runtime,
         version: p.version,
+        product:
+          p.product && p.product.id !== 'unknown'
+            ? `${p.product.name}${p.product.version ? ` ${p.product.version}` : ''} (${p.product.confidence} confidence)`
+            : undefined,
         url: p.url,
         startMs: p.startMs,
         tool: `${report.tool.name} ${report.tool.version}`,

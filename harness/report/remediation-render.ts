@@ -1,27 +1,24 @@
 /** The printed "Remediation" section, and the squid.conf edit that proves the printed lines work. */
 import type { ProxyRemediation } from '../model.ts';
 
-const SQUID_PLACEMENT =
-  'acl lines next to your "acl SSL_ports port 443" line, before the http_access rules; "ssl_bump splice" before your first ssl_bump bump/stare rule';
+/** `Apache httpd 2.4.71 (high confidence), from "Server: Apache/2.4.71 (Debian)" in …` */
+export function productLine(r: ProxyRemediation): string {
+  if (r.product === 'unknown')
+    return `product unknown${r.productEvidence ? ` (${r.productEvidence})` : ''}: product-neutral steps`;
+  const first = r.productEvidence?.split('; ')[0];
+  return `${r.productName ?? r.product}${first ? `, from ${first}` : ''}`;
+}
 
 /** The "Remediation" section printed after the verdict table; '' when there is nothing to fix. */
 export function renderRemediation(items: ProxyRemediation[] | undefined): string {
   if (!items?.length) return '';
   const lines = ['', 'Remediation'];
   for (const r of items) {
-    const what =
-      r.product === 'squid'
-        ? `squid, from ${r.productEvidence}`
-        : r.product === 'other'
-          ? `not squid: ${r.productEvidence}`
-          : 'product unknown: squid lines and generic steps';
-    lines.push(`proxy ${r.proxy} (${what}):`);
+    lines.push(`proxy ${r.proxy} (${productLine(r)}):`);
     for (const t of r.text) lines.push(`  - ${t}`);
-    if (r.squidConf.length) {
-      lines.push(
-        `  ${r.product === 'squid' ? 'squid.conf' : 'if it is squid, squid.conf'} (${SQUID_PLACEMENT}):`,
-      );
-      for (const l of r.squidConf) lines.push(`    ${l}`);
+    for (const s of r.settings ?? []) {
+      lines.push(`  ${s.where}:`);
+      for (const l of s.lines) lines.push(`    ${l}`);
     }
   }
   return lines.join('\n') + '\n';

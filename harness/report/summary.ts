@@ -57,9 +57,12 @@ export function renderSummary(report: RunReport, opts: SummaryOptions = {}): str
   const width = opts.width ?? 100;
   const paint = (code: string, s: string) => (opts.color ? `${code}${s}${RESET}` : s);
   const lines: string[] = [verdictLine(report, Boolean(opts.color)), totalsLine(report)];
-  const proxyLine = `proxies: ${report.proxies.map((p) => `${p.id} (${p.version}, ${p.runtime})`).join('; ')}`;
-  if (proxyLine.length <= width) lines.push(proxyLine);
-  else for (const p of report.proxies) lines.push(fit(`proxy ${p.id}: ${p.version} (${p.runtime})`, width));
+  if (report.agents) lines.push(...agentLines(report, width));
+  else {
+    const proxyLine = `proxies: ${report.proxies.map((p) => `${p.id} (${p.version}, ${p.runtime})`).join('; ')}`;
+    if (proxyLine.length <= width) lines.push(proxyLine);
+    else for (const p of report.proxies) lines.push(fit(`proxy ${p.id}: ${p.version} (${p.runtime})`, width));
+  }
   lines.push('');
 
   // the matrix: one row per profile, one column per proxy, pass/fail/other counts
@@ -106,6 +109,40 @@ export function renderSummary(report: RunReport, opts: SummaryOptions = {}): str
   return `${lines.join('\n')}\n`;
 }
 
+const VERDICT_WORD = { go: 'GO', 'no-go': 'NO-GO', 'at-risk': 'AT RISK' } as const;
+
+/**
+ * The agent verdicts, first thing after the totals. One proxy: the proxy and its product, then a
+ * line per agent with its reason. Several: a line per proxy naming the agents per verdict (the
+ * reasons are in the JSON, HTML and JUnit reports, and in a one-proxy run).
+ */
+export function agentLines(report: RunReport, width = 100): string[] {
+  const verdicts = report.agents?.verdicts ?? [];
+  const product = (id: string) => {
+    const p = report.proxies.find((x) => x.id === id)?.product;
+    return p && p.id !== 'unknown' ? `${p.name}${p.version ? ` ${p.version}` : ''}` : 'product unknown';
+  };
+  const out: string[] = [];
+  if (report.proxies.length === 1) {
+    const p = report.proxies[0];
+    if (!p) return out;
+    out.push(fit(`proxy ${p.id}: ${p.version} (${p.runtime}); ${product(p.id)}`, width));
+    const pad = Math.max(...verdicts.map((v) => v.agent.length), 5);
+    for (const v of verdicts)
+      out.push(fit(`  ${VERDICT_WORD[v.verdict].padEnd(7)} ${v.agent.padEnd(pad)}  ${v.reason}`, width));
+    return out;
+  }
+  for (const p of report.proxies) {
+    const mine = verdicts.filter((v) => v.proxy === p.id);
+    const groups = (['no-go', 'at-risk', 'go'] as const)
+      .map((w) => [w, mine.filter((v) => v.verdict === w).map((v) => v.agent)] as const)
+      .filter(([, agents]) => agents.length)
+      .map(([w, agents]) => `${VERDICT_WORD[w]} ${agents.join(', ')}`);
+    out.push(fit(`proxy ${p.id} (${p.version}, ${p.runtime}): ${groups.join('; ') || 'no agents'}`, width));
+  }
+  return out;
+}
+
 function unexpectedLines(r: CheckResult, width: number): string[] {
   return [
     fit(
@@ -129,16 +166,23 @@ export function renderRunOutput(
   renderRemediation: (r: RunReport['remediation']) => string,
 ): string {
   const body = o.details
-    ? `${verdictLine(report, Boolean(o.color))}\n${renderTable(report, { verbose: Boolean(o.verbose) })}`
+    ? `${[verdictLine(report, Boolean(o.color)), ...agentLines(report, o.width ?? 160)].join('\n')}\n${renderTable(report, { verbose: Boolean(o.verbose) })}`
     : renderSummary(report, { ...(o.color ? { color: true } : {}), ...(o.width ? { width: o.width } : {}) });
   const fixes = report.remediation?.length ?? 0;
   const remedy =
     o.verbose || o.details || report.summary.unmatched > 0
-      ? renderRemediation(report.remediation)
+      ? findingLines(report) + renderRemediation(report.remediation)
       : fixes
         ? `\nWhat to change: ${fixes} ${fixes === 1 ? 'proxy has' : 'proxies have'} fixes, all expected here; -v prints them.\n`
         : '';
   return body + staleDeviationLines(report) + remedy;
+}
+
+/** The findings by root cause, one line each (their remedies follow under "Remediation"). */
+export function findingLines(report: RunReport): string {
+  const findings = report.findings ?? [];
+  if (!findings.length) return '';
+  return `\nFindings (${findings.length}, by root cause)\n${findings.map((f) => `- [${f.severity}] ${f.proxy}: ${f.title}\n`).join('')}`;
 }
 
 /** One line per definition deviation that no longer happens (the run is red through its results). */

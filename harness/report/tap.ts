@@ -69,8 +69,14 @@ export function renderTap(report: RunReport): string {
     'TAP version 14',
     `# ${tapLine(`${report.tool.name} ${report.tool.version} (${report.schema}), ${report.startedAt} to ${report.finishedAt}`)}`,
     ...report.proxies.map(
-      (p) => `# ${tapLine(`proxy ${p.id}: kind ${p.kind}, runtime ${p.runtime}, ${p.version}`)}`,
+      (p) =>
+        `# ${tapLine(`proxy ${p.id}: kind ${p.kind}, runtime ${p.runtime}, ${p.version}${p.product && p.product.id !== 'unknown' ? `; ${p.product.name}${p.product.version ? ` ${p.product.version}` : ''}` : ''}`)}`,
     ),
+    // the agent verdicts and the findings first, as comments (the test points follow)
+    ...(report.agents?.verdicts ?? []).map(
+      (v) => `# ${tapLine(`agent ${v.agent} via ${v.proxy}: ${v.verdict}: ${v.reason}`)}`,
+    ),
+    ...(report.findings ?? []).map((f) => `# ${tapLine(`finding [${f.severity}] ${f.proxy}: ${f.title}`)}`),
     `1..${report.results.length}`,
   ];
   report.results.forEach((r, i) => {

@@ -14,7 +14,7 @@ import { renderTap } from './tap.ts';
 
 export const REPORT_FORMATS = {
   json: {
-    help: 'write the full report (schema proxycheck/result@1) to FILE ("-" for stdout)',
+    help: 'write the full report (schema proxycheck/result@2) to FILE ("-" for stdout)',
     render: (r: RunReport) => JSON.stringify(r, null, 2) + '\n',
   },
   junit: {
