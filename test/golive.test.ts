@@ -402,6 +402,31 @@ t.test('every check that can fail feeds a finding; verdicts follow the documente
   t.match(v['unknown-agent']?.reason, /did not run/);
   t.equal(v.skipped?.verdict, 'at-risk', 'nothing observed is never a go');
   t.equal(r2.agents?.schema, 'proxycheck/agents@1');
+  // a fail-open agent whose proxy is unreachable: working through auto detect is at risk; a
+  // fallback that failed too is no-go
+  const down = (profile: string, fallback: 'pass' | 'fail') => [
+    result({
+      check: 'connect',
+      profile,
+      endpoint: 'ras.test:443',
+      message: 'proxy unreachable',
+      evidence: {},
+    }),
+    result({
+      check: 'fallback',
+      profile,
+      endpoint: 'ras.test:443',
+      outcome: fallback,
+      matched: true,
+      expected: fallback,
+      evidence: {},
+    }),
+  ];
+  const r3 = withGoLive(base([...down('fell-back', 'pass'), ...down('stranded', 'fail')]));
+  const v3 = Object.fromEntries((r3.agents?.verdicts ?? []).map((x) => [x.agent, x]));
+  t.equal(v3['fell-back']?.verdict, 'at-risk', 'unreachable proxy, fallback worked: at risk');
+  t.match(v3['fell-back']?.reason, /falls back through auto detect and works .*ras\.test:443/);
+  t.equal(v3.stranded?.verdict, 'no-go', 'unreachable proxy, fallback failed: no-go');
   // findings only from the report's own remediation: rebuilding gives the same
   t.same(withFindings(structuredClone(r2)).findings, r2.findings);
 });

@@ -11,7 +11,8 @@
  *   no-go   — a `fail` of the agent's own exchanges (a blocker finding);
  *   at risk — no blocker, but a security or degraded finding (a warn, a leaked credential), or some
  *             of its checks did not run for a reason of ours (setup_fail, harness_fail), or nothing
- *             was observed;
+ *             was observed, or its only failures are connect/forward to an unreachable proxy while
+ *             its auto-detect fallback passed for the same endpoint;
  *   go      — every check that ran for it passed (skips that do not apply are not failures).
  */
 import { CHECKS } from '../checks/index.ts';
@@ -245,7 +246,7 @@ export function buildFindings(report: RunReport, opts: FindingsOptions = {}): Fi
 }
 
 export const AGENT_RULE =
-  'no-go: a check of the agent failed (a blocker); at risk: no blocker, but a security or degraded finding, or checks that did not run for a reason of ours; go: everything that ran for it passed';
+  'no-go: a check of the agent failed (a blocker); at risk: no blocker, but a security or degraded finding, or checks that did not run for a reason of ours, or the proxy unreachable with the agent working through its auto-detect fallback; go: everything that ran for it passed';
 
 /** A verdict per agent (profile) and proxy. */
 export function buildAgentVerdicts(
@@ -274,9 +275,21 @@ export function buildAgentVerdicts(
         );
         return `${what(f.cause, rem, own)}${more(fs.length)}`;
       };
+      // A fail-open agent whose proxy is unreachable but whose fallback (auto detect) worked is not
+      // blocked: it works, on a route the customer did not plan for.
+      const recovered = new Set(
+        rs.filter((r) => r.check === 'fallback' && r.outcome === 'pass').map((r) => r.endpoint),
+      );
+      const fails = rs.filter((r) => r.outcome === 'fail');
+      const onlyFellBack =
+        fails.length > 0 &&
+        fails.every((r) => (r.check === 'connect' || r.check === 'forward') && recovered.has(r.endpoint));
       let verdict: AgentVerdict['verdict'];
       let reason: string;
-      if (blockers.length) {
+      if (onlyFellBack) {
+        verdict = 'at-risk';
+        reason = `the proxy is not reachable (${fails[0]?.message}); it falls back through auto detect and works on that route (fallback passed for ${[...recovered].join(', ')})`;
+      } else if (blockers.length) {
         verdict = 'no-go';
         reason = first(blockers);
       } else if (mine.length) {
