@@ -59,11 +59,13 @@ async function twoRoundProxy(t: Test, upstreamPort: number, closeBetween = false
 /** A strategy for the made-up scheme: nothing preemptive, one answer to a `Token` challenge. */
 const tokenAuth: ProxyAuth = {
   scheme: 'Token',
-  preemptive: () => undefined,
-  answer(challenges) {
-    const c = challenges.map((x) => /^Token (c\d+)$/.exec(x)?.[1]).find(Boolean);
-    return c ? `Token ${c}-signed` : undefined;
-  },
+  start: () => ({
+    preemptive: () => undefined,
+    answer(challenges) {
+      const c = challenges.map((x) => /^Token (c\d+)$/.exec(x)?.[1]).find(Boolean);
+      return c ? `Token ${c}-signed` : undefined;
+    },
+  }),
 };
 
 t.test('a two-round scheme completes on one kept-alive connection', async (t) => {
@@ -111,8 +113,11 @@ t.test('a proxy that closes the connection between rounds breaks the dance: the 
 
 t.test('a rejected answer ends the dance with the 407; Basic is one preemptive round', async (t) => {
   const wrong: ProxyAuth = {
-    ...tokenAuth,
-    answer: (_challenges, round) => (round === 1 ? 'Token wrong' : undefined),
+    scheme: 'Token',
+    start: () => ({
+      preemptive: () => undefined,
+      answer: (_challenges, round) => (round === 1 ? 'Token wrong' : undefined),
+    }),
   };
   const { p } = await twoRoundProxy(t, await echoServer(t));
   const tun = await openTunnel({
@@ -122,7 +127,11 @@ t.test('a rejected answer ends the dance with the 407; Basic is one preemptive r
   t.notOk(tun.ok);
   t.equal(tun.answer?.statusCode, 407);
   t.equal(tun.authRounds?.length, 1);
-  const basic = basicAuth({ username: 'agent', password: 's3cret' });
+  const basic = basicAuth({ username: 'agent', password: 's3cret' }).start({
+    method: 'CONNECT',
+    uri: 'o.test:443',
+    proxyHost: 'p',
+  });
   t.equal(basic.preemptive(), `Basic ${Buffer.from('agent:s3cret').toString('base64')}`);
   t.equal(basic.answer(['Basic realm="x"'], 1), undefined, 'a 407 after Basic credentials is final');
 });

@@ -6,7 +6,14 @@
  */
 import net, { type Socket } from 'node:net';
 import { errorMessage } from '../errors.ts';
-import { type ProxyAuth, redactAuthorization } from '../route/auth.ts';
+import { offeredSchemes, type ProxyAuth, redactAuthorization, redactChallenges } from '../route/auth.ts';
+import {
+  bodyComplete,
+  type ConnectAnswer,
+  headEnd,
+  MAX_REFUSAL_BODY,
+  parseAnswerHead,
+} from './connect-answer.ts';
 
 export interface ProxyAddress {
   host: string;
@@ -29,54 +36,7 @@ export function proxyDialAddress(proxy: ProxyAddress): { address: string } | { e
     : { error: `proxy host ${proxy.host} does not resolve (ENOTFOUND on the machine's name service)` };
 }
 
-export interface ConnectAnswer {
-  /** The answer head exactly as received (status line + headers + CRLF CRLF). */
-  raw: Buffer;
-  statusLine: string;
-  httpVersion: string;
-  statusCode: number;
-  reason: string;
-  headers: Array<[string, string]>;
-  /** Bytes that arrived after the head in the same reads (a strict client sees these as a violation). */
-  extra: Buffer;
-  /** The head's line endings: CRLF as HTTP says, or bare LF (which lenient clients accept). */
-  lineEndings: 'CRLF' | 'LF' | 'mixed';
-  /** The head ended before its blank line (the proxy closed): what came is quoted as it is. */
-  truncated?: boolean;
-}
-
-/** Where an answer head ends (after its blank line, CRLF or bare LF), or -1 while it has not. */
-export function headEnd(buf: Buffer): number {
-  const crlf = buf.indexOf('\r\n\r\n');
-  const lf = buf.indexOf('\n\n');
-  const mixed = buf.indexOf('\n\r\n');
-  const ends = [crlf >= 0 ? crlf + 4 : -1, lf >= 0 ? lf + 2 : -1, mixed >= 0 ? mixed + 3 : -1].filter(
-    (e) => e >= 0,
-  );
-  return ends.length ? Math.min(...ends) : -1;
-}
-
-/** The refusal's body is all here (its Content-Length, or as much as is kept). */
-function bodyComplete(a: ConnectAnswer): boolean {
-  const length = a.headers.find(([k]) => /^content-length$/i.test(k));
-  return a.extra.length >= MAX_REFUSAL_BODY || (length !== undefined && a.extra.length >= Number(length[1]));
-}
-
-/** What a refusal says about itself: the proxy's error header, or the title / first line of its page. */
-export function refusalDetail(answer: ConnectAnswer): string | undefined {
-  const marker = answer.headers.find(([k]) =>
-    /^(x-squid-error|proxy-status|x-error|x-proxy-error)$/i.test(k),
-  );
-  if (marker) return `${marker[0]}: ${marker[1]}`;
-  const body = answer.extra.toString('latin1');
-  const title = /<title[^>]*>([^<]{1,160})<\/title>/i.exec(body)?.[1]?.trim();
-  if (title) return `page: "${title}"`;
-  const line = body
-    .split(/\r?\n/)
-    .find((l) => l.trim())
-    ?.trim();
-  return line ? `body: "${line.slice(0, 160)}"` : undefined;
-}
+export { type ConnectAnswer, headEnd, parseAnswerHead, refusalDetail } from './connect-answer.ts';
 
 export interface TunnelTimings {
   tcpConnectMs?: number;
@@ -92,6 +52,24 @@ export interface AuthRound {
   answeredWith: string;
 }
 
+/** The proxy-authentication dance on one CONNECT, for the `proxy-auth` check. */
+export interface AuthDance {
+  /** The schemes the agent speaks (strongest first). */
+  agentSpeaks: string;
+  /** The schemes the proxy offered in its last 407 (none: it never asked). */
+  offered: string[];
+  /** The scheme the agent answered with (or sent preemptively). */
+  used?: string;
+  /** Requests that carried credentials. */
+  rounds: number;
+  /** Always 1: the agent never starts over on a new connection. */
+  connections: 1;
+  /** How the proxy broke the connection the dance needed. */
+  closedBetweenRounds?: string;
+  /** Why the agent could not answer (a scheme it does not speak, no Kerberos ticket, ...). */
+  agentCannot?: string;
+}
+
 export type TunnelResult =
   | {
       ok: true;
@@ -100,6 +78,7 @@ export type TunnelResult =
       requestHead: string;
       timings: TunnelTimings;
       authRounds?: AuthRound[];
+      auth?: AuthDance;
     }
   | {
       ok: false;
@@ -110,6 +89,7 @@ export type TunnelResult =
       requestHead: string;
       timings: TunnelTimings;
       authRounds?: AuthRound[];
+      auth?: AuthDance;
     };
 
 export interface TunnelOptions {
@@ -123,34 +103,8 @@ export interface TunnelOptions {
 }
 
 const MAX_ANSWER_HEAD = 32 * 1024;
-/** How much of a refusal's body is kept for its quote, and how long it is waited for. */
-const MAX_REFUSAL_BODY = 4 * 1024;
+/** How long a refusal's body (kept for its quote) is waited for. */
 const REFUSAL_BODY_WAIT_MS = 200;
-
-export function parseAnswerHead(raw: Buffer, extra: Buffer): ConnectAnswer {
-  const text = raw.toString('latin1');
-  const lines = text.split(/\r?\n/);
-  const lf = (text.match(/(?<!\r)\n/g) ?? []).length;
-  const crlf = (text.match(/\r\n/g) ?? []).length;
-  const statusLine = lines[0] ?? '';
-  const m = /^HTTP\/(\d\.\d) (\d{3})(?: (.*))?$/.exec(statusLine);
-  const headers: Array<[string, string]> = [];
-  for (const line of lines.slice(1)) {
-    if (!line) continue;
-    const i = line.indexOf(':');
-    if (i > 0) headers.push([line.slice(0, i), line.slice(i + 1).trim()]);
-  }
-  return {
-    raw,
-    statusLine,
-    httpVersion: m?.[1] ?? '',
-    statusCode: m ? Number(m[2]) : 0,
-    reason: m?.[3] ?? '',
-    headers,
-    extra,
-    lineEndings: lf && crlf ? 'mixed' : lf ? 'LF' : 'CRLF',
-  };
-}
 
 /** Why a TCP connection could not be had: no answer by the deadline, or a socket error. */
 export class TcpConnectError extends Error {
@@ -222,9 +176,11 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
     for (const [k, v] of opts.headers ?? []) head.push(`${k}: ${v}`);
     return head.join('\r\n') + '\r\n\r\n';
   };
-  let requestHead = headFor(auth?.preemptive());
+  const handshake = auth?.start({ method: 'CONNECT', uri: authority, proxyHost: opts.proxy.host });
+  let requestHead = headFor(handshake?.preemptive());
   let redacted = redactAuthorization(requestHead);
   const authRounds: AuthRound[] = [];
+  const preemptiveScheme = /^Proxy-Authorization: (\S+)/im.exec(requestHead)?.[1];
   /** Body bytes of a 407 still to skip before the next answer on the same connection. */
   let skipBody = 0;
 
@@ -243,6 +199,10 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
     let settled = false;
     let buf = Buffer.alloc(0);
     let refusal: ConnectAnswer | undefined;
+    let answering = false;
+    let lastChallenges: string[] = [];
+    let usedScheme = preemptiveScheme;
+    let closedBetween: string | undefined;
     const socket = net.connect({ host: dialAt.address, port: opts.proxy.port });
     let timer = setTimeout(
       () =>
@@ -265,7 +225,23 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
       socket.on('error', () => {});
       resolve(r);
     }
-    const rounds = () => (authRounds.length ? { authRounds } : {});
+    const rounds = () => ({
+      ...(authRounds.length ? { authRounds } : {}),
+      ...(auth ? { auth: authEvidence() } : {}),
+    });
+    /** What the dance was: schemes offered, the one used, the rounds, whether the connection held. */
+    function authEvidence(): AuthDance {
+      const offered = offeredSchemes(lastChallenges);
+      return {
+        agentSpeaks: auth?.scheme ?? '',
+        offered,
+        ...(usedScheme ? { used: usedScheme } : {}),
+        rounds: authRounds.length + (preemptiveScheme ? 1 : 0),
+        connections: 1,
+        ...(closedBetween ? { closedBetweenRounds: closedBetween } : {}),
+        ...(handshake?.refusal ? { agentCannot: handshake.refusal } : {}),
+      };
+    }
     function fail(error: string, code?: string, answer?: ConnectAnswer): void {
       socket.destroy();
       finish({
@@ -279,24 +255,38 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
       });
     }
     /** After a 407: answer its challenges on the same connection when the strategy can. */
-    function answerChallenge(answer: ConnectAnswer): boolean {
-      if (!auth) return false;
+    async function answerChallenge(answer: ConnectAnswer): Promise<boolean> {
+      if (!handshake) return false;
       const challenges = answer.headers.filter(([k]) => /^proxy-authenticate$/i.test(k)).map(([, v]) => v);
-      const value = auth.answer(challenges, authRounds.length + 1);
-      if (!value) return false;
+      lastChallenges = challenges;
       const closes = answer.headers.some(([k, v]) => /^(proxy-)?connection$/i.test(k) && /close/i.test(v));
       const length = answer.headers.find(([k]) => /^content-length$/i.test(k));
       const chunked = answer.headers.some(([k, v]) => /^transfer-encoding$/i.test(k) && /chunked/i.test(v));
-      if (closes || chunked || answer.httpVersion !== '1.1') return false;
+      const value = await handshake.answer(challenges, authRounds.length + 1);
+      if (!value) return false;
+      if (closes || chunked || answer.httpVersion !== '1.1') {
+        // the proxy ends the connection the next round needs: a connection-bound dance cannot go on
+        closedBetween = closes
+          ? `the proxy's 407 (round ${authRounds.length + 1}) says Connection: close`
+          : chunked
+            ? `the proxy's 407 (round ${authRounds.length + 1}) has a chunked body the agent does not read through`
+            : `the proxy answered ${answer.httpVersion ? `HTTP/${answer.httpVersion}` : 'without a version'}, which keeps no connection`;
+        return false;
+      }
+      usedScheme = value.split(' ')[0] ?? '';
       authRounds.push({
         round: authRounds.length + 1,
         statusLine: answer.statusLine,
-        challenges,
-        answeredWith: value.split(' ')[0] ?? '',
+        challenges: redactChallenges(challenges),
+        answeredWith: usedScheme,
       });
       skipBody = length ? Number(length[1]) || 0 : 0;
       requestHead = headFor(value);
       redacted = redactAuthorization(requestHead);
+      if (socket.destroyed) {
+        closedBetween = `the proxy closed the connection after its 407 (round ${authRounds.length})`;
+        return false;
+      }
       socket.write(requestHead);
       return true;
     }
@@ -326,16 +316,32 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
         // Give glued bytes back to the stream; the strict-client check reads them from `answer.extra`.
         if (answer.extra.length) socket.unshift(answer.extra);
         finish({ ok: true, socket, answer, requestHead: redacted, timings, ...rounds() });
-      } else if (answer.statusCode === 407 && answerChallenge(answer)) {
+      } else if (answer.statusCode === 407 && handshake && !answering) {
+        // the answer may take a moment (a Kerberos ticket): hold the bytes until it is sent
+        answering = true;
+        socket.pause();
         buf = Buffer.from(answer.extra);
-        if (buf.length) onData(Buffer.alloc(0));
+        void answerChallenge(answer).then(
+          (answered) => {
+            answering = false;
+            if (settled) return;
+            if (!answered) return reject407(answer);
+            socket.resume();
+            if (buf.length) onData(Buffer.alloc(0));
+          },
+          (err: unknown) => fail(`answering the proxy's 407: ${errorMessage(err)}`, 'PC_AUTH'),
+        );
       } else {
-        // a refusal: wait a moment for its body (the error page says why), then fail quoting it
-        refusal = answer;
-        clearTimeout(timer);
-        if (bodyComplete(answer)) refuse();
-        else timer = setTimeout(refuse, REFUSAL_BODY_WAIT_MS);
+        reject407(answer);
       }
+    }
+    function reject407(answer: ConnectAnswer): void {
+      // a refusal: wait a moment for its body (the error page says why), then fail quoting it
+      refusal = answer;
+      socket.resume();
+      clearTimeout(timer);
+      if (bodyComplete(answer)) refuse();
+      else timer = setTimeout(refuse, REFUSAL_BODY_WAIT_MS);
     }
     function refuse(): void {
       const a = refusal as ConnectAnswer;
@@ -368,6 +374,14 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
           `proxy answered "${a.statusLine}" and closed before the end of its head`,
           `HTTP_${a.statusCode}`,
           a,
+        );
+        return;
+      }
+      if (authRounds.length && !buf.length) {
+        closedBetween = `the proxy closed the connection after the agent's round ${authRounds.length} answer`;
+        fail(
+          `proxy closed the connection between authentication rounds (after the agent's ${usedScheme} answer to round ${authRounds.length})`,
+          'PC_AUTH_CLOSED',
         );
         return;
       }

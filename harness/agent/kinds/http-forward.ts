@@ -148,7 +148,9 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
       if (ctx.exchange.userAgent) headers.push(['User-Agent', ctx.exchange.userAgent]);
       for (const h of ctx.exchange.headers ?? []) headers.push(h);
       headers.push(['Proxy-Connection', 'Keep-Alive']);
-      const authorization = proxy.auth?.preemptive();
+      const authorization = proxy.auth
+        ?.start({ method: req.method, uri: path, proxyHost: proxy.host })
+        .preemptive();
       if (authorization) headers.push(['Proxy-Authorization', authorization]);
       // one connection per request: the agent reconnects whenever the proxy closes, as it may
       let socket: Socket;
