@@ -6,7 +6,13 @@
  */
 import net, { type Socket } from 'node:net';
 import { errorMessage } from '../errors.ts';
-import { offeredSchemes, type ProxyAuth, redactAuthorization, redactChallenges } from '../route/auth.ts';
+import {
+  MAX_AUTH_ROUNDS,
+  offeredSchemes,
+  type ProxyAuth,
+  redactAuthorization,
+  redactChallenges,
+} from '../route/auth.ts';
 import {
   bodyComplete,
   type ConnectAnswer,
@@ -262,6 +268,10 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
       const closes = answer.headers.some(([k, v]) => /^(proxy-)?connection$/i.test(k) && /close/i.test(v));
       const length = answer.headers.find(([k]) => /^content-length$/i.test(k));
       const chunked = answer.headers.some(([k, v]) => /^transfer-encoding$/i.test(k) && /chunked/i.test(v));
+      // a proxy that challenges past what any scheme needs: stop (the check calls it 407 forever)
+      if (authRounds.length + (preemptiveScheme ? 1 : 0) >= MAX_AUTH_ROUNDS) return false;
+      // a proxy that challenges past what any scheme needs: stop (the check calls it 407 forever)
+      if (authRounds.length + (preemptiveScheme ? 1 : 0) >= MAX_AUTH_ROUNDS) return false;
       const value = await handshake.answer(challenges, authRounds.length + 1);
       if (!value) return false;
       if (closes || chunked || answer.httpVersion !== '1.1') {

@@ -103,7 +103,7 @@ export function negotiateHandshake(c: ProxyCredentials, req: AuthRequest): AuthH
           client = await k.initializeClient(service, { mechOID: k.GSS_MECH_OID_SPNEGO });
           return `Negotiate ${await client.step('')}`;
         } catch (err) {
-          hs.refusal = `no Kerberos token for ${service}: ${(err as Error).message}`;
+          hs.refusal = `Negotiate: the agent has no Kerberos ticket for ${service} (${(err as Error).message})`;
           return undefined;
         }
       }
@@ -111,7 +111,7 @@ export function negotiateHandshake(c: ProxyCredentials, req: AuthRequest): AuthH
         const next = await client.step(token);
         return next ? `Negotiate ${next}` : undefined;
       } catch (err) {
-        hs.refusal = `the proxy's Negotiate token was not accepted: ${(err as Error).message}`;
+        hs.refusal = `Negotiate: the proxy's answer token was not accepted (${(err as Error).message})`;
         return undefined;
       }
     },

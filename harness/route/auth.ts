@@ -14,6 +14,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { negotiateHandshake, ntlmHandshake } from './auth-schemes.ts';
 
+/** Rounds after which the proxy is said to challenge forever (NTLM needs 2, Digest 1 or 2 with a stale nonce). */
+export const MAX_AUTH_ROUNDS = 5;
+
 export type AuthSchemeName = 'basic' | 'digest' | 'ntlm' | 'negotiate';
 /** Strongest first: the order the agent prefers when a proxy offers several. */
 export const AUTH_SCHEMES: AuthSchemeName[] = ['negotiate', 'ntlm', 'digest', 'basic'];

@@ -29,6 +29,7 @@
  * squid cannot be pointed at another port.) Lab hosts are always in the hosts file.
  */
 import { resolveHost, type ScenarioSet } from '../../scenarios.ts';
+import { authParamLines, type EnterpriseScheme, HELPER } from './auth-schemes.ts';
 
 export const SQUID_FLAVOURS = ['default', 'open', 'auth', 'bump', 'splice'] as const;
 export type SquidFlavour = (typeof SQUID_FLAVOURS)[number];
@@ -51,6 +52,8 @@ export interface SquidPaths {
   helperDir: string;
   /** squid-auth */
   htpasswd?: string;
+  /** Auth digest / ntlm / negotiate: the helper's arguments after its program (auth-schemes.ts). */
+  authHelperArgs?: string;
   /** Auth `loop`: the helper that rejects everything (AUTH_LOOP_HELPER, executable). */
   authLoopHelper?: string;
   /** squid-bump / squid-splice: signing CA certificate and key (PEM), origin trust bundle, cert db. */
@@ -70,8 +73,11 @@ export interface SquidPolicy {
    * 'stock' = Debian's `acl SSL_ports port 443` + `http_access deny CONNECT !SSL_ports`.
    */
   connectPorts: number[] | 'any' | 'stock';
-  /** `basic`: basic_ncsa_auth, per-run credentials; `loop`: Basic asked for, every credential rejected. */
-  auth: 'none' | 'basic' | 'loop';
+  /**
+   * `basic`: basic_ncsa_auth, per-run credentials; `loop`: Basic asked for, every credential
+   * rejected; `digest`, `ntlm`, `negotiate`: auth-schemes.ts.
+   */
+  auth: 'none' | 'basic' | 'loop' | EnterpriseScheme;
   /** `hosts`: lower-case, tenant resolved (spliced for `all-except`, the only ones bumped for `only`). */
   inspection: { mode: 'none' | 'all' | 'all-except' | 'only'; hosts: string[] };
   /** Close a tunnel (spliced/plain CONNECT) or a bumped connection that has been silent this long. */
@@ -183,6 +189,8 @@ export function describePolicy(policy: SquidPolicy): string {
   );
   if (policy.auth === 'basic') parts.push('basic_ncsa_auth');
   if (policy.auth === 'loop') parts.push('Basic auth that rejects every credential (407 again and again)');
+  if (policy.auth !== 'none' && policy.auth !== 'basic' && policy.auth !== 'loop')
+    parts.push(HELPER[policy.auth]);
   const { mode, hosts } = policy.inspection;
   if (mode === 'all') parts.push('ssl_bump: bump all');
   if (mode === 'all-except') parts.push(`ssl_bump: bump all but ${countHosts(hosts)} (spliced)`);
@@ -344,6 +352,15 @@ export function squidConfig(input: SquidConfigInput): string {
       'auth_param basic children 2 startup=1 idle=1',
       'auth_param basic realm proxycheck',
       'auth_param basic credentialsttl 1 minute',
+      'acl authed proxy_auth REQUIRED',
+      'http_access allow localhost authed',
+      'http_access deny all',
+    );
+  } else if (policy.auth !== 'none') {
+    const helper = `${p(paths.helperDir)}/${HELPER[policy.auth]}`;
+    add(
+      '',
+      ...authParamLines(policy.auth, `${helper} ${paths.authHelperArgs ?? ''}`.trim()),
       'acl authed proxy_auth REQUIRED',
       'http_access allow localhost authed',
       'http_access deny all',
