@@ -84,7 +84,12 @@ t.test('Negotiate against a hand-configured squid and a lab KDC', krbOpts, async
 
   const good = await connectVia(squid.port, negotiate, echo);
   t.equal(good.verdict.outcome, 'pass', good.verdict.message);
-  t.match(good.verdict.evidence, { offered: ['Negotiate'], used: 'Negotiate', rounds: 1, connections: 1 });
+  t.match(good.verdict.evidence, {
+    offered: ['Negotiate'],
+    used: 'Negotiate',
+    rounds: 1,
+    connectionKept: true,
+  });
   t.match(good.verdict.message, /authenticated with Negotiate .*1 round\(s\) on one connection/);
   t.notMatch(JSON.stringify(good.verdict.evidence), /YII|oYI/, 'no SPNEGO token in the evidence');
 
@@ -170,6 +175,7 @@ t.test('a proxy that keeps its connection but answers type 2 with Connection: cl
   const r = await connectVia(p.port, agentAuth({ username: 'u', password: 'p' }, ['ntlm']), 9);
   t.equal(r.verdict.outcome, 'fail');
   t.equal(r.verdict.evidence.problem, 'closed');
+  t.equal(r.verdict.evidence.connectionKept, false);
   t.match(r.verdict.message, /round 2\) says Connection: close, so the NTLM handshake could not go on/);
   t.equal(r.tun.authRounds?.length, 1, 'the type 1 went out on the kept connection');
 });

@@ -68,8 +68,11 @@ export interface AuthDance {
   used?: string;
   /** Requests that carried credentials. */
   rounds: number;
-  /** Always 1: the agent never starts over on a new connection. */
-  connections: 1;
+  /**
+   * Every round went over the one connection the dance began on (the agent never starts over on a
+   * new one): false when the proxy closed it or said it would.
+   */
+  connectionKept: boolean;
   /** How the proxy broke the connection the dance needed. */
   closedBetweenRounds?: string;
   /** Why the agent could not answer (a scheme it does not speak, no Kerberos ticket, ...). */
@@ -243,7 +246,7 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
         offered,
         ...(usedScheme ? { used: usedScheme } : {}),
         rounds: authRounds.length + (preemptiveScheme ? 1 : 0),
-        connections: 1,
+        connectionKept: !closedBetween,
         ...(closedBetween ? { closedBetweenRounds: closedBetween } : {}),
         ...(handshake?.refusal ? { agentCannot: handshake.refusal } : {}),
       };

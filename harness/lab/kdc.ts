@@ -19,6 +19,8 @@ import { launchProcess, which } from '../proxies/toolkit/process.ts';
 import { waitForListening } from '../proxies/toolkit/ready.ts';
 
 export const LAB_REALM = 'PROXYCHECK.TEST';
+/** The realm directory whose realm the agent (this process) uses now. */
+let agentRealm: string | undefined;
 const READY_MS = 15_000;
 const COMMAND_MS = 20_000;
 const SBIN = ['/usr/sbin', '/usr/bin'];
@@ -152,11 +154,18 @@ export async function startRealm(dir: string, realm = LAB_REALM): Promise<Kerber
       await run(kinitBin, ['-k', '-t', keytab, '-c', ccache, name], `kinit ${name}`);
     },
     useForAgent(ccache) {
+      // the Kerberos client reads the process environment: one realm points the agent at a time
+      if (agentRealm && agentRealm !== dir)
+        throw new SetupError(
+          `lab Kerberos realm ${dir}: the agent already uses the realm in ${agentRealm} (the Kerberos environment is process-wide: one realm at a time)`,
+        );
+      agentRealm = dir;
       for (const k of ['KRB5_CONFIG', 'KRB5CCNAME']) saved[k] ??= process.env[k] ?? '';
       process.env.KRB5_CONFIG = env.KRB5_CONFIG;
       process.env.KRB5CCNAME = ccache;
     },
     async stop() {
+      if (agentRealm === dir) agentRealm = undefined;
       for (const [k, v] of Object.entries(saved)) {
         if (v) process.env[k] = v;
         else delete process.env[k];

@@ -46,5 +46,6 @@ export function expectedResults(set: ScenarioSet, proxies: number | string[], pr
 /** Exchanges that go through a CONNECT tunnel (every kind but forwarded plain HTTP). */
 function tunnelledExchanges(set: ScenarioSet, profiles?: string[]): number {
   const ids = profiles ?? [...set.profiles.keys()];
-  return ids.flatMap((id) => set.profiles.get(id)?.exchanges ?? []).filter((x) => !kindOf(x).forwarded).length;
+  return ids.flatMap((id) => set.profiles.get(id)?.exchanges ?? []).filter((x) => !kindOf(x).forwarded)
+    .length;
 }

@@ -84,13 +84,44 @@ export async function prepareAuth(
   };
 }
 
-/** The auth_param block of one scheme (its helper program given in full). */
-export function authParamLines(scheme: EnterpriseScheme, program: string): string[] {
+/**
+ * The auth_param block and http_access lines of `auth` (its helper program given in full), or
+ * plain localhost access without auth.
+ */
+export function authAccessLines(
+  auth: 'none' | 'basic' | 'loop' | EnterpriseScheme,
+  program: string,
+): string[] {
+  if (auth === 'none') return ['http_access allow localhost', 'http_access deny all'];
+  const scheme = auth === 'loop' ? 'basic' : auth;
   const lines = [
+    '',
+    ...(auth === 'loop'
+      ? ['# auth loop: Basic credentials asked for, every one rejected (the helper answers ERR to each)']
+      : []),
     `auth_param ${scheme} program ${program}`,
     `auth_param ${scheme} children 2 startup=1 idle=1`,
   ];
-  if (scheme === 'digest') lines.push('auth_param digest realm proxycheck');
+  if (scheme === 'basic')
+    lines.push('auth_param basic realm proxycheck', 'auth_param basic credentialsttl 1 minute');
+  else if (scheme === 'digest') lines.push('auth_param digest realm proxycheck');
   else lines.push(`auth_param ${scheme} keep_alive on`);
+  lines.push('acl authed proxy_auth REQUIRED', 'http_access allow localhost authed', 'http_access deny all');
   return lines;
 }
+
+/**
+ * Auth `loop`'s basic helper: squid writes one `user password` line per check (concurrency 0, the
+ * default: no channel ID) and reads one answer line, OK or ERR; this answers ERR to each. `read -r`
+ * keeps backslashes; dash's echo is a builtin writing straight to the pipe, so nothing is buffered.
+ * Written with mode 0755 next to squid.conf (squid.ts), which works for both runtimes: the
+ * container gets that directory bind-mounted and runs it with the image's /bin/sh.
+ */
+export const AUTH_LOOP_HELPER = [
+  '#!/bin/sh',
+  '# proxycheck auth loop: every credential is rejected',
+  'while read -r line; do echo ERR; done',
+  '',
+].join('\n');
+/** Its file name in the instance's etc directory. */
+export const AUTH_LOOP_HELPER_FILE = 'auth-loop-helper';
