@@ -8,7 +8,12 @@
 import net, { type Socket } from 'node:net';
 import t, { type Test } from 'tap';
 import { openTunnel } from '../harness/agent/tunnel.ts';
-import { basicAuth, type ProxyAuth, redactAuthorization } from '../harness/route/auth.ts';
+import {
+  basicAuth,
+  type ProxyAuth,
+  redactAuthorization,
+  redactChallengeHead,
+} from '../harness/route/auth.ts';
 import { parseConnect, readHead, startRawProxy } from './helpers/raw-proxy.ts';
 
 /** A byte echo standing in for the origin. */
@@ -143,4 +148,12 @@ t.test('redaction hides every Proxy-Authorization value and keeps the scheme', a
   t.notMatch(red, /YWdlbnQ6czNjcmV0|YIIabc/);
   t.match(red, /Proxy-Authorization: Basic <redacted>/);
   t.match(red, /proxy-authorization: Negotiate <redacted>/);
+  const answer = redactChallengeHead(
+    'HTTP/1.1 407 No\r\nProxy-Authenticate: NTLM TlRMTVNTUAACAAAA\r\nProxy-Authenticate: Digest realm="p", nonce="n0nce", qop="auth"\r\n\r\n',
+  );
+  t.notMatch(answer, /TlRMTVNTUAACAAAA|n0nce/, "the proxy's challenge tokens and nonces too");
+  t.match(
+    answer,
+    /Proxy-Authenticate: NTLM <redacted>\r\nProxy-Authenticate: Digest realm="p", nonce=<redacted>, qop="auth"\r\n/,
+  );
 });

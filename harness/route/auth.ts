@@ -238,6 +238,14 @@ export function redactAuthorization(head: string): string {
   return head.replace(/^(Proxy-Authorization: *)(\S+)(?: +.+)?$/gim, '$1$2 <redacted>');
 }
 
+/** A proxy's answer head with the tokens and nonces of its Proxy-Authenticate lines redacted. */
+export function redactChallengeHead(head: string): string {
+  return head.replace(
+    /^(Proxy-Authenticate: *)(.*)$/gim,
+    (_m, name: string, value: string) => `${name}${redactChallenges([value])[0]}`,
+  );
+}
+
 /** Challenges for evidence: NTLM / Negotiate tokens and Digest nonces redacted. */
 export function redactChallenges(values: string[]): string[] {
   return values.map((v) =>
