@@ -7,7 +7,7 @@
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { labAddress } from '../harness/lab/addresses.ts';
 import { realmProblem, startRealm } from '../harness/lab/kdc.ts';
 import type { RunReport } from '../harness/model.ts';
@@ -35,7 +35,7 @@ function hostsFile(net: number): string {
   return [...lines].join('\n') + '\n';
 }
 
-async function validate(t: Test, dir: string, net: number, args: string[], env: Record<string, string>) {
+async function validate(dir: string, net: number, args: string[], env: Record<string, string>) {
   const json = join(dir, `report-${Math.random().toString(36).slice(2)}.json`);
   const r = await cli(
     [
@@ -98,7 +98,7 @@ t.test(
       ]),
     );
 
-    const ok = await validate(t, dir, net, ['--proxy', squid.url, '--proxy-auth', 'negotiate'], env);
+    const ok = await validate(dir, net, ['--proxy', squid.url, '--proxy-auth', 'negotiate'], env);
     t.equal(ok.code, 0, `${ok.stdout.slice(-1500)}\n${ok.stderr.slice(-1500)}`);
     const auth = ok.report?.results.filter((r) => r.check === 'proxy-auth') ?? [];
     t.ok(auth.length > 0, 'proxy-auth is reported');
@@ -109,7 +109,7 @@ t.test(
     t.notMatch(ok.stdout + ok.stderr, /Negotiate [A-Za-z0-9+/]{20,}/, 'no token printed');
 
     // no ticket: the 407 stands, and the verdict names Negotiate
-    const none = await validate(t, dir, net, ['--proxy', squid.url, '--proxy-auth', 'negotiate'], {
+    const none = await validate(dir, net, ['--proxy', squid.url, '--proxy-auth', 'negotiate'], {
       ...env,
       KRB5CCNAME: `FILE:${join(dir, 'empty.ccache')}`,
     });

@@ -69,6 +69,36 @@ export interface ProxyAuth {
   start(req: AuthRequest): AuthHandshake;
 }
 
+/** One 407 the agent answered on the same connection (multi-round proxy authentication). */
+export interface AuthRound {
+  round: number;
+  statusLine: string;
+  challenges: string[];
+  /** The scheme of the value the agent answered with. */
+  answeredWith: string;
+}
+
+/** The proxy-authentication dance on one CONNECT (recorded by agent/tunnel.ts), for the `proxy-auth` check. */
+export interface AuthDance {
+  /** The schemes the agent speaks (strongest first). */
+  agentSpeaks: string;
+  /** The schemes the proxy offered in its last 407 (none: it never asked). */
+  offered: string[];
+  /** The scheme the agent answered with (or sent preemptively). */
+  used?: string;
+  /** Requests that carried credentials. */
+  rounds: number;
+  /**
+   * Every round went over the one connection the dance began on (the agent never starts over on a
+   * new one): false when the proxy closed it or said it would.
+   */
+  connectionKept: boolean;
+  /** How the proxy broke the connection the dance needed. */
+  closedBetweenRounds?: string;
+  /** Why the agent could not answer (a scheme it does not speak, no Kerberos ticket, ...). */
+  agentCannot?: string;
+}
+
 /** A Proxy-Authenticate challenge: its scheme, its auth-params, or its token (NTLM, Negotiate). */
 export interface Challenge {
   scheme: string;
