@@ -5,6 +5,7 @@
  * the agent then runs over the tunnel is tls.ts.
  */
 import net, { type Socket } from 'node:net';
+import tls from 'node:tls';
 import { errorMessage } from '../errors.ts';
 import {
   type AuthDance,
@@ -28,6 +29,11 @@ export interface ProxyAddress {
   port: number;
   /** How the agent answers the proxy's 407 (harness/route/auth.ts); none: it sends no credentials. */
   auth?: ProxyAuth;
+  /**
+   * TLS to the proxy (an `https://` proxy): its certificate checked against `ca` for `servername`
+   * (default the proxy host; sent as SNI when it is a name), and no ALPN offered, so never h2.
+   */
+  tls?: { ca: string[]; servername?: string };
   /**
    * The agent machine's name service for a proxy given by name (the lab's; undefined: the name
    * does not resolve). Without it a name goes to the operating system's resolver.
@@ -186,7 +192,17 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
     let lastChallenges: string[] = [];
     let usedScheme = preemptiveScheme;
     let closedBetween: string | undefined;
-    const socket = net.connect({ host: dialAt.address, port: opts.proxy.port });
+    const pt = opts.proxy.tls;
+    const proxyName = pt?.servername ?? opts.proxy.host;
+    const socket = pt
+      ? tls.connect({
+          host: dialAt.address,
+          port: opts.proxy.port,
+          ca: pt.ca,
+          ...(net.isIP(proxyName) ? {} : { servername: proxyName }),
+          checkServerIdentity: (_h, cert) => tls.checkServerIdentity(proxyName, cert),
+        })
+      : net.connect({ host: dialAt.address, port: opts.proxy.port });
     let timer = setTimeout(
       () =>
         fail(
@@ -334,8 +350,10 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
       const a = refusal as ConnectAnswer;
       fail(`proxy answered "${a.statusLine}"`, `HTTP_${a.statusCode}`, a);
     }
-    socket.once('connect', () => {
-      timings.tcpConnectMs = Math.round(performance.now() - t0);
+    // TLS to the proxy: the TCP connect is timed on its own, the CONNECT goes after the handshake
+    if (pt) socket.once('connect', () => (timings.tcpConnectMs = Math.round(performance.now() - t0)));
+    socket.once(pt ? 'secureConnect' : 'connect', () => {
+      timings.tcpConnectMs ??= Math.round(performance.now() - t0);
       clearTimeout(timer);
       timer = setTimeout(
         () => fail(`CONNECT ${authority}: proxy gave no answer within ${answerTimeoutMs} ms`, 'PC_DEADLINE'),
