@@ -158,6 +158,8 @@ export interface ProxyRemediation {
   untrustedInspection: Array<{ host: string; reSignedBy: string }>;
   /** Endpoints where the proxy answered 407. */
   credentials: string[];
+  /** Proxy authentication problems (check proxy-auth), one sentence each with its endpoints. */
+  authProblems?: string[];
   /** Endpoints whose non-TLS protocol broke in a tunnel of a TLS-inspecting proxy. */
   nonTls?: string[];
   /** Ports other than 443 where TLS was re-signed (squid may be hiding an SSL_ports denial). */

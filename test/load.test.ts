@@ -6,13 +6,12 @@
  * the knee), the CLI's output, bad input and the HTML page in Chromium.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import { chromium } from 'playwright-core';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { labAddress } from '../harness/lab/addresses.ts';
 import { parseMix } from '../harness/load/model.ts';
 import { DEFAULT_SLO, type LoadOptions, runLoad } from '../harness/load/run.ts';
@@ -23,6 +22,7 @@ import { cli } from './helpers/cli.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { parseConnect, readHead, startRawProxy } from './helpers/raw-proxy.ts';
 import { requireComponent } from './helpers/requirements.ts';
+import { listening } from './helpers/script-server.ts';
 
 const schema = JSON.parse(
   readFileSync(new URL('../scenarios/schema/load.schema.json', import.meta.url), 'utf8'),
@@ -45,14 +45,13 @@ const base = (net: number, more: Partial<LoadOptions>): LoadOptions => ({
   ...more,
 });
 
-function listening(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
+/** A chain definition (a file, as a user gives one) whose idle timer closes tunnels silent for 1 s. */
+function idleOneSecond(t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-load-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'idle-1s.yaml');
+  writeFileSync(file, 'id: idle-1s\nengine: chain\nidleTimeoutSeconds: 1\n');
+  return file;
 }
 
 t.test('30 agents through chain-plain: every phase measured, sustained, nothing left running', async (t) => {
@@ -104,10 +103,7 @@ t.test('30 agents through chain-plain: every phase measured, sustained, nothing 
 
 t.test('an idle timer below the keep-alive gap drops held tunnels: not sustained', async (t) => {
   const n = await labNet(t);
-  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-load-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'idle-1s.yaml');
-  writeFileSync(file, 'id: idle-1s\nengine: chain\nidleTimeoutSeconds: 1\n');
+  const file = idleOneSecond(t);
   const scenarios = loadScenarios();
   const r = await runLoad(
     base(n, {
@@ -141,10 +137,7 @@ t.test('an idle timer below the keep-alive gap drops held tunnels: not sustained
 
 t.test('vPro CIRA tunnels under an idle timer below their keep-alive gap: each one dropped', async (t) => {
   const n = await labNet(t);
-  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-load-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const file = join(dir, 'idle-1s.yaml');
-  writeFileSync(file, 'id: idle-1s\nengine: chain\nidleTimeoutSeconds: 1\n');
+  const file = idleOneSecond(t);
   const scenarios = loadScenarios();
   // a KEEPALIVE_REQUEST every 30 s is 15 s here: the proxy closes the silent tunnel after 1 s, and
   // the device waits one interval before it reconnects (after the run)

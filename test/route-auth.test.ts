@@ -8,7 +8,12 @@
 import net, { type Socket } from 'node:net';
 import t, { type Test } from 'tap';
 import { openTunnel } from '../harness/agent/tunnel.ts';
-import { basicAuth, type ProxyAuth, redactAuthorization } from '../harness/route/auth.ts';
+import {
+  basicAuth,
+  type ProxyAuth,
+  redactAuthorization,
+  redactChallengeHead,
+} from '../harness/route/auth.ts';
 import { parseConnect, readHead, startRawProxy } from './helpers/raw-proxy.ts';
 
 /** A byte echo standing in for the origin. */
@@ -59,11 +64,13 @@ async function twoRoundProxy(t: Test, upstreamPort: number, closeBetween = false
 /** A strategy for the made-up scheme: nothing preemptive, one answer to a `Token` challenge. */
 const tokenAuth: ProxyAuth = {
   scheme: 'Token',
-  preemptive: () => undefined,
-  answer(challenges) {
-    const c = challenges.map((x) => /^Token (c\d+)$/.exec(x)?.[1]).find(Boolean);
-    return c ? `Token ${c}-signed` : undefined;
-  },
+  start: () => ({
+    preemptive: () => undefined,
+    answer(challenges) {
+      const c = challenges.map((x) => /^Token (c\d+)$/.exec(x)?.[1]).find(Boolean);
+      return c ? `Token ${c}-signed` : undefined;
+    },
+  }),
 };
 
 t.test('a two-round scheme completes on one kept-alive connection', async (t) => {
@@ -111,8 +118,11 @@ t.test('a proxy that closes the connection between rounds breaks the dance: the 
 
 t.test('a rejected answer ends the dance with the 407; Basic is one preemptive round', async (t) => {
   const wrong: ProxyAuth = {
-    ...tokenAuth,
-    answer: (_challenges, round) => (round === 1 ? 'Token wrong' : undefined),
+    scheme: 'Token',
+    start: () => ({
+      preemptive: () => undefined,
+      answer: (_challenges, round) => (round === 1 ? 'Token wrong' : undefined),
+    }),
   };
   const { p } = await twoRoundProxy(t, await echoServer(t));
   const tun = await openTunnel({
@@ -122,7 +132,11 @@ t.test('a rejected answer ends the dance with the 407; Basic is one preemptive r
   t.notOk(tun.ok);
   t.equal(tun.answer?.statusCode, 407);
   t.equal(tun.authRounds?.length, 1);
-  const basic = basicAuth({ username: 'agent', password: 's3cret' });
+  const basic = basicAuth({ username: 'agent', password: 's3cret' }).start({
+    method: 'CONNECT',
+    uri: 'o.test:443',
+    proxyHost: 'p',
+  });
   t.equal(basic.preemptive(), `Basic ${Buffer.from('agent:s3cret').toString('base64')}`);
   t.equal(basic.answer(['Basic realm="x"'], 1), undefined, 'a 407 after Basic credentials is final');
 });
@@ -134,4 +148,12 @@ t.test('redaction hides every Proxy-Authorization value and keeps the scheme', a
   t.notMatch(red, /YWdlbnQ6czNjcmV0|YIIabc/);
   t.match(red, /Proxy-Authorization: Basic <redacted>/);
   t.match(red, /proxy-authorization: Negotiate <redacted>/);
+  const answer = redactChallengeHead(
+    'HTTP/1.1 407 No\r\nProxy-Authenticate: NTLM TlRMTVNTUAACAAAA\r\nProxy-Authenticate: Digest realm="p", nonce="n0nce", qop="auth"\r\n\r\n',
+  );
+  t.notMatch(answer, /TlRMTVNTUAACAAAA|n0nce/, "the proxy's challenge tokens and nonces too");
+  t.match(
+    answer,
+    /Proxy-Authenticate: NTLM <redacted>\r\nProxy-Authenticate: Digest realm="p", nonce=<redacted>, qop="auth"\r\n/,
+  );
 });

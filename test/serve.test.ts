@@ -15,6 +15,7 @@ import type { Flow } from '../harness/proxies/relay.ts';
 import { cli, foreground } from './helpers/cli.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { requireComponent } from './helpers/requirements.ts';
+import { listening } from './helpers/script-server.ts';
 
 const CURL = '/usr/bin/curl';
 const HOST = 'south-br.agent-api.analyzer.flexxible.com';
@@ -39,17 +40,6 @@ function curl(args: string[], timeoutMs = 20_000): Promise<Run> {
       if (e && typeof e.code !== 'number') return reject(e);
       resolve({ code: e ? (e.code as unknown as number) : 0, stdout, stderr });
     });
-  });
-}
-
-/** Whether something accepts TCP connections at host:port. */
-function listening(host: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host, port }, () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
   });
 }
 

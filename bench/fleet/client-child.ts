@@ -9,7 +9,13 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { type AgentContext, openSession, runSession } from '../../harness/load/agents.ts';
+import {
+  type AgentContext,
+  newCounters,
+  openSession,
+  runSession,
+  stopSignal,
+} from '../../harness/load/agents.ts';
 import { PhaseRecorder } from '../../harness/load/histograms.ts';
 import type { SessionPlan } from '../../harness/load/model.ts';
 
@@ -29,18 +35,18 @@ const plan: SessionPlan = {
   keepaliveSeconds: KEEPALIVE_S,
 };
 
-function context(stopped: Promise<void>, isStopped: () => boolean): AgentContext {
+function context(signal: ReturnType<typeof stopSignal>): AgentContext {
   const t0 = performance.now();
   return {
     proxy: { host: '127.0.0.1', port: setup.proxyPort },
     ca: [setup.ca],
     recorder: new PhaseRecorder(t0),
-    counters: { sessions: 0, requests: 0, reconnects: 0, keepalives: 0, drops: 0, errors: new Map() },
+    counters: newCounters(),
     deadlines: { connectMs: 30_000, answerMs: 30_000, tlsMs: 30_000, requestMs: 30_000 },
     timeScale: 1,
     t0,
-    stopped,
-    isStopped,
+    stopped: signal.stopped,
+    isStopped: signal.isStopped,
     open: { n: 0 },
   };
 }
@@ -72,7 +78,7 @@ if (mode === 'generator-loop' || mode === 'bare-loop') {
   let sessions = 0;
   let errors = 0;
   const until = performance.now() + seconds * 1000;
-  const ctx = context(new Promise(() => {}), () => false);
+  const ctx = context(stopSignal());
   await Promise.all(
     Array.from({ length: n }, async () => {
       while (performance.now() < until) {
@@ -90,17 +96,13 @@ if (mode === 'generator-loop' || mode === 'bare-loop') {
 } else {
   // open the tunnels over a ramp of at most 20 s, hold them `seconds` once all are open
   const ramp = Math.min(20_000, n * 4);
-  let stop!: () => void;
-  const stopped = new Promise<void>((r) => {
-    stop = r;
-  });
-  let isStopped = false;
+  const signal = stopSignal();
   let held = 0;
   let drops = 0;
   let errors = 0;
   const sessions: Promise<void>[] = [];
   if (mode === 'generator-hold') {
-    const ctx = context(stopped, () => isStopped);
+    const ctx = context(signal);
     for (let i = 0; i < n; i++) {
       sessions.push(runSession(ctx, plan));
       await sleep(ramp / n);
@@ -112,8 +114,7 @@ if (mode === 'generator-loop' || mode === 'bare-loop') {
     drops = ctx.counters.drops;
     errors = [...ctx.counters.errors.values()].reduce((s, e) => s + e.count, 0);
     const stillHeld = ctx.open.n;
-    isStopped = true;
-    stop();
+    signal.stop();
     await Promise.all(sessions);
     out({ held, stillHeld, drops, errors, rss, keepalives: ctx.counters.keepalives });
   } else {
@@ -126,7 +127,7 @@ if (mode === 'generator-loop' || mode === 'bare-loop') {
             open.add(s);
             s.on('error', () => {});
             s.on('close', () => {
-              if (open.delete(s) && !isStopped) drops++;
+              if (open.delete(s) && !signal.isStopped()) drops++;
             });
             const timer = setInterval(() => {
               s.write('ping');
@@ -147,7 +148,7 @@ if (mode === 'generator-loop' || mode === 'bare-loop') {
     await sleep(seconds * 1000);
     const rss = process.memoryUsage().rss;
     const stillHeld = open.size;
-    isStopped = true;
+    signal.stop();
     for (const s of open) s.destroy();
     out({ held, stillHeld, drops, errors, rss, keepalives });
   }

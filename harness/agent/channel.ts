@@ -11,8 +11,10 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { judgeConnect } from '../checks/connect.ts';
 import { judgeConnectResponse } from '../checks/connect-response.ts';
+import { judgeProxyAuth } from '../checks/proxy-auth.ts';
 import { judgeTls } from '../checks/tls-judgement.ts';
 import type { Verdict } from '../checks/types.ts';
+import { notApplicable } from '../checks/types.ts';
 import { diagnoseReach, type Reach } from '../route/reach.ts';
 import { dial } from '../route/route.ts';
 import { type KindContext, type KindVerdicts, notRun, since } from './kinds/types.ts';
@@ -116,6 +118,16 @@ export async function openChannel(
     },
   );
   if (route.via === 'proxy' && d.tunnel) set('connect', judgeConnect(target, d.tunnel, since(t0)));
+  if (route.via === 'proxy' && route.proxy.auth)
+    set(
+      'proxy-auth',
+      d.tunnel
+        ? judgeProxyAuth(target, d.tunnel, since(t0))
+        : {
+            ...notApplicable(`CONNECT ${target} was not tried: ${d.ok ? 'no tunnel' : d.error}`),
+            durationMs: 0,
+          },
+    );
   if (!d.ok) {
     // on the direct route the first step is the fallback's: the route policy completes its verdict
     if (route.via === 'direct')

@@ -5,14 +5,35 @@
  * the agent then runs over the tunnel is tls.ts.
  */
 import net, { type Socket } from 'node:net';
+import tls from 'node:tls';
 import { errorMessage } from '../errors.ts';
-import { type ProxyAuth, redactAuthorization } from '../route/auth.ts';
+import {
+  type AuthDance,
+  type AuthRound,
+  MAX_AUTH_ROUNDS,
+  offeredSchemes,
+  type ProxyAuth,
+  redactAuthorization,
+  redactChallenges,
+} from '../route/auth.ts';
+import {
+  bodyComplete,
+  type ConnectAnswer,
+  headEnd,
+  MAX_REFUSAL_BODY,
+  parseAnswerHead,
+} from './connect-answer.ts';
 
 export interface ProxyAddress {
   host: string;
   port: number;
   /** How the agent answers the proxy's 407 (harness/route/auth.ts); none: it sends no credentials. */
   auth?: ProxyAuth;
+  /**
+   * TLS to the proxy (an `https://` proxy): its certificate checked against `ca` for `servername`
+   * (default the proxy host; sent as SNI when it is a name), and no ALPN offered, so never h2.
+   */
+  tls?: { ca: string[]; servername?: string };
   /**
    * The agent machine's name service for a proxy given by name (the lab's; undefined: the name
    * does not resolve). Without it a name goes to the operating system's resolver.
@@ -29,68 +50,14 @@ export function proxyDialAddress(proxy: ProxyAddress): { address: string } | { e
     : { error: `proxy host ${proxy.host} does not resolve (ENOTFOUND on the machine's name service)` };
 }
 
-export interface ConnectAnswer {
-  /** The answer head exactly as received (status line + headers + CRLF CRLF). */
-  raw: Buffer;
-  statusLine: string;
-  httpVersion: string;
-  statusCode: number;
-  reason: string;
-  headers: Array<[string, string]>;
-  /** Bytes that arrived after the head in the same reads (a strict client sees these as a violation). */
-  extra: Buffer;
-  /** The head's line endings: CRLF as HTTP says, or bare LF (which lenient clients accept). */
-  lineEndings: 'CRLF' | 'LF' | 'mixed';
-  /** The head ended before its blank line (the proxy closed): what came is quoted as it is. */
-  truncated?: boolean;
-}
-
-/** Where an answer head ends (after its blank line, CRLF or bare LF), or -1 while it has not. */
-export function headEnd(buf: Buffer): number {
-  const crlf = buf.indexOf('\r\n\r\n');
-  const lf = buf.indexOf('\n\n');
-  const mixed = buf.indexOf('\n\r\n');
-  const ends = [crlf >= 0 ? crlf + 4 : -1, lf >= 0 ? lf + 2 : -1, mixed >= 0 ? mixed + 3 : -1].filter(
-    (e) => e >= 0,
-  );
-  return ends.length ? Math.min(...ends) : -1;
-}
-
-/** The refusal's body is all here (its Content-Length, or as much as is kept). */
-function bodyComplete(a: ConnectAnswer): boolean {
-  const length = a.headers.find(([k]) => /^content-length$/i.test(k));
-  return a.extra.length >= MAX_REFUSAL_BODY || (length !== undefined && a.extra.length >= Number(length[1]));
-}
-
-/** What a refusal says about itself: the proxy's error header, or the title / first line of its page. */
-export function refusalDetail(answer: ConnectAnswer): string | undefined {
-  const marker = answer.headers.find(([k]) =>
-    /^(x-squid-error|proxy-status|x-error|x-proxy-error)$/i.test(k),
-  );
-  if (marker) return `${marker[0]}: ${marker[1]}`;
-  const body = answer.extra.toString('latin1');
-  const title = /<title[^>]*>([^<]{1,160})<\/title>/i.exec(body)?.[1]?.trim();
-  if (title) return `page: "${title}"`;
-  const line = body
-    .split(/\r?\n/)
-    .find((l) => l.trim())
-    ?.trim();
-  return line ? `body: "${line.slice(0, 160)}"` : undefined;
-}
+export { type ConnectAnswer, headEnd, parseAnswerHead, refusalDetail } from './connect-answer.ts';
 
 export interface TunnelTimings {
   tcpConnectMs?: number;
   connectAnswerMs?: number;
 }
 
-/** One 407 the agent answered on the same connection (multi-round proxy authentication). */
-export interface AuthRound {
-  round: number;
-  statusLine: string;
-  challenges: string[];
-  /** The scheme of the value the agent answered with. */
-  answeredWith: string;
-}
+export type { AuthDance, AuthRound } from '../route/auth.ts';
 
 export type TunnelResult =
   | {
@@ -100,6 +67,7 @@ export type TunnelResult =
       requestHead: string;
       timings: TunnelTimings;
       authRounds?: AuthRound[];
+      auth?: AuthDance;
     }
   | {
       ok: false;
@@ -110,6 +78,7 @@ export type TunnelResult =
       requestHead: string;
       timings: TunnelTimings;
       authRounds?: AuthRound[];
+      auth?: AuthDance;
     };
 
 export interface TunnelOptions {
@@ -123,34 +92,8 @@ export interface TunnelOptions {
 }
 
 const MAX_ANSWER_HEAD = 32 * 1024;
-/** How much of a refusal's body is kept for its quote, and how long it is waited for. */
-const MAX_REFUSAL_BODY = 4 * 1024;
+/** How long a refusal's body (kept for its quote) is waited for. */
 const REFUSAL_BODY_WAIT_MS = 200;
-
-export function parseAnswerHead(raw: Buffer, extra: Buffer): ConnectAnswer {
-  const text = raw.toString('latin1');
-  const lines = text.split(/\r?\n/);
-  const lf = (text.match(/(?<!\r)\n/g) ?? []).length;
-  const crlf = (text.match(/\r\n/g) ?? []).length;
-  const statusLine = lines[0] ?? '';
-  const m = /^HTTP\/(\d\.\d) (\d{3})(?: (.*))?$/.exec(statusLine);
-  const headers: Array<[string, string]> = [];
-  for (const line of lines.slice(1)) {
-    if (!line) continue;
-    const i = line.indexOf(':');
-    if (i > 0) headers.push([line.slice(0, i), line.slice(i + 1).trim()]);
-  }
-  return {
-    raw,
-    statusLine,
-    httpVersion: m?.[1] ?? '',
-    statusCode: m ? Number(m[2]) : 0,
-    reason: m?.[3] ?? '',
-    headers,
-    extra,
-    lineEndings: lf && crlf ? 'mixed' : lf ? 'LF' : 'CRLF',
-  };
-}
 
 /** Why a TCP connection could not be had: no answer by the deadline, or a socket error. */
 export class TcpConnectError extends Error {
@@ -222,9 +165,11 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
     for (const [k, v] of opts.headers ?? []) head.push(`${k}: ${v}`);
     return head.join('\r\n') + '\r\n\r\n';
   };
-  let requestHead = headFor(auth?.preemptive());
+  const handshake = auth?.start({ method: 'CONNECT', uri: authority, proxyHost: opts.proxy.host });
+  let requestHead = headFor(handshake?.preemptive());
   let redacted = redactAuthorization(requestHead);
   const authRounds: AuthRound[] = [];
+  const preemptiveScheme = /^Proxy-Authorization: (\S+)/im.exec(requestHead)?.[1];
   /** Body bytes of a 407 still to skip before the next answer on the same connection. */
   let skipBody = 0;
 
@@ -243,7 +188,21 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
     let settled = false;
     let buf = Buffer.alloc(0);
     let refusal: ConnectAnswer | undefined;
-    const socket = net.connect({ host: dialAt.address, port: opts.proxy.port });
+    let answering = false;
+    let lastChallenges: string[] = [];
+    let usedScheme = preemptiveScheme;
+    let closedBetween: string | undefined;
+    const pt = opts.proxy.tls;
+    const proxyName = pt?.servername ?? opts.proxy.host;
+    const socket = pt
+      ? tls.connect({
+          host: dialAt.address,
+          port: opts.proxy.port,
+          ca: pt.ca,
+          ...(net.isIP(proxyName) ? {} : { servername: proxyName }),
+          checkServerIdentity: (_h, cert) => tls.checkServerIdentity(proxyName, cert),
+        })
+      : net.connect({ host: dialAt.address, port: opts.proxy.port });
     let timer = setTimeout(
       () =>
         fail(
@@ -265,7 +224,23 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
       socket.on('error', () => {});
       resolve(r);
     }
-    const rounds = () => (authRounds.length ? { authRounds } : {});
+    const rounds = () => ({
+      ...(authRounds.length ? { authRounds } : {}),
+      ...(auth ? { auth: authEvidence() } : {}),
+    });
+    /** What the dance was: schemes offered, the one used, the rounds, whether the connection held. */
+    function authEvidence(): AuthDance {
+      const offered = offeredSchemes(lastChallenges);
+      return {
+        agentSpeaks: auth?.scheme ?? '',
+        offered,
+        ...(usedScheme ? { used: usedScheme } : {}),
+        rounds: authRounds.length + (preemptiveScheme ? 1 : 0),
+        connectionKept: !closedBetween,
+        ...(closedBetween ? { closedBetweenRounds: closedBetween } : {}),
+        ...(handshake?.refusal ? { agentCannot: handshake.refusal } : {}),
+      };
+    }
     function fail(error: string, code?: string, answer?: ConnectAnswer): void {
       socket.destroy();
       finish({
@@ -279,24 +254,42 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
       });
     }
     /** After a 407: answer its challenges on the same connection when the strategy can. */
-    function answerChallenge(answer: ConnectAnswer): boolean {
-      if (!auth) return false;
+    async function answerChallenge(answer: ConnectAnswer): Promise<boolean> {
+      if (!handshake) return false;
       const challenges = answer.headers.filter(([k]) => /^proxy-authenticate$/i.test(k)).map(([, v]) => v);
-      const value = auth.answer(challenges, authRounds.length + 1);
-      if (!value) return false;
+      lastChallenges = challenges;
       const closes = answer.headers.some(([k, v]) => /^(proxy-)?connection$/i.test(k) && /close/i.test(v));
       const length = answer.headers.find(([k]) => /^content-length$/i.test(k));
       const chunked = answer.headers.some(([k, v]) => /^transfer-encoding$/i.test(k) && /chunked/i.test(v));
-      if (closes || chunked || answer.httpVersion !== '1.1') return false;
+      // a proxy that challenges past what any scheme needs: stop (the check calls it 407 forever)
+      if (authRounds.length + (preemptiveScheme ? 1 : 0) >= MAX_AUTH_ROUNDS) return false;
+      // a proxy that challenges past what any scheme needs: stop (the check calls it 407 forever)
+      if (authRounds.length + (preemptiveScheme ? 1 : 0) >= MAX_AUTH_ROUNDS) return false;
+      const value = await handshake.answer(challenges, authRounds.length + 1);
+      if (!value) return false;
+      if (closes || chunked || answer.httpVersion !== '1.1') {
+        // the proxy ends the connection the next round needs: a connection-bound dance cannot go on
+        closedBetween = closes
+          ? `the proxy's 407 (round ${authRounds.length + 1}) says Connection: close`
+          : chunked
+            ? `the proxy's 407 (round ${authRounds.length + 1}) has a chunked body the agent does not read through`
+            : `the proxy answered ${answer.httpVersion ? `HTTP/${answer.httpVersion}` : 'without a version'}, which keeps no connection`;
+        return false;
+      }
+      usedScheme = value.split(' ')[0] ?? '';
       authRounds.push({
         round: authRounds.length + 1,
         statusLine: answer.statusLine,
-        challenges,
-        answeredWith: value.split(' ')[0] ?? '',
+        challenges: redactChallenges(challenges),
+        answeredWith: usedScheme,
       });
       skipBody = length ? Number(length[1]) || 0 : 0;
       requestHead = headFor(value);
       redacted = redactAuthorization(requestHead);
+      if (socket.destroyed) {
+        closedBetween = `the proxy closed the connection after its 407 (round ${authRounds.length})`;
+        return false;
+      }
       socket.write(requestHead);
       return true;
     }
@@ -326,23 +319,41 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
         // Give glued bytes back to the stream; the strict-client check reads them from `answer.extra`.
         if (answer.extra.length) socket.unshift(answer.extra);
         finish({ ok: true, socket, answer, requestHead: redacted, timings, ...rounds() });
-      } else if (answer.statusCode === 407 && answerChallenge(answer)) {
+      } else if (answer.statusCode === 407 && handshake && !answering) {
+        // the answer may take a moment (a Kerberos ticket): hold the bytes until it is sent
+        answering = true;
+        socket.pause();
         buf = Buffer.from(answer.extra);
-        if (buf.length) onData(Buffer.alloc(0));
+        void answerChallenge(answer).then(
+          (answered) => {
+            answering = false;
+            if (settled) return;
+            if (!answered) return reject407(answer);
+            socket.resume();
+            if (buf.length) onData(Buffer.alloc(0));
+          },
+          (err: unknown) => fail(`answering the proxy's 407: ${errorMessage(err)}`, 'PC_AUTH'),
+        );
       } else {
-        // a refusal: wait a moment for its body (the error page says why), then fail quoting it
-        refusal = answer;
-        clearTimeout(timer);
-        if (bodyComplete(answer)) refuse();
-        else timer = setTimeout(refuse, REFUSAL_BODY_WAIT_MS);
+        reject407(answer);
       }
+    }
+    function reject407(answer: ConnectAnswer): void {
+      // a refusal: wait a moment for its body (the error page says why), then fail quoting it
+      refusal = answer;
+      socket.resume();
+      clearTimeout(timer);
+      if (bodyComplete(answer)) refuse();
+      else timer = setTimeout(refuse, REFUSAL_BODY_WAIT_MS);
     }
     function refuse(): void {
       const a = refusal as ConnectAnswer;
       fail(`proxy answered "${a.statusLine}"`, `HTTP_${a.statusCode}`, a);
     }
-    socket.once('connect', () => {
-      timings.tcpConnectMs = Math.round(performance.now() - t0);
+    // TLS to the proxy: the TCP connect is timed on its own, the CONNECT goes after the handshake
+    if (pt) socket.once('connect', () => (timings.tcpConnectMs = Math.round(performance.now() - t0)));
+    socket.once(pt ? 'secureConnect' : 'connect', () => {
+      timings.tcpConnectMs ??= Math.round(performance.now() - t0);
       clearTimeout(timer);
       timer = setTimeout(
         () => fail(`CONNECT ${authority}: proxy gave no answer within ${answerTimeoutMs} ms`, 'PC_DEADLINE'),
@@ -368,6 +379,14 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
           `proxy answered "${a.statusLine}" and closed before the end of its head`,
           `HTTP_${a.statusCode}`,
           a,
+        );
+        return;
+      }
+      if (authRounds.length && !buf.length) {
+        closedBetween = `the proxy closed the connection after the agent's round ${authRounds.length} answer`;
+        fail(
+          `proxy closed the connection between authentication rounds (after the agent's ${usedScheme} answer to round ${authRounds.length})`,
+          'PC_AUTH_CLOSED',
         );
         return;
       }

@@ -1,6 +1,7 @@
 /** `connect`: the proxy opens a CONNECT tunnel and answers 2xx. Judged from the tunnel the route opened. */
 import { type ConnectAnswer, refusalDetail, type TunnelResult } from '../agent/tunnel.ts';
 import { parseEndpoint } from '../model.ts';
+import { redactChallengeHead } from '../route/auth.ts';
 import {
   type CheckDefinition,
   isConnectResult,
@@ -69,7 +70,7 @@ export function answerEvidence(answer: ConnectAnswer | undefined): Record<string
   return {
     statusLine: answer.statusLine,
     statusCode: answer.statusCode,
-    answerHead: answer.raw.toString('latin1'),
+    answerHead: redactChallengeHead(answer.raw.toString('latin1')),
     ...(refused
       ? { answerBody: answer.extra.subarray(0, 1024).toString('latin1') }
       : { gluedBytes: answer.extra.length }),

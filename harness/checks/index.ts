@@ -13,6 +13,7 @@ import { mtls } from './mtls.ts';
 import { payload } from './payload.ts';
 import { pinning } from './pinning.ts';
 import { protocol } from './protocol.ts';
+import { proxyAuth } from './proxy-auth.ts';
 import { tlsInterception } from './tls-interception.ts';
 import { tunnelKeepalive } from './tunnel-keepalive.ts';
 import type { CheckDefinition } from './types.ts';
@@ -23,6 +24,7 @@ export { notApplicable, notRun, ROUTE } from './types.ts';
 /** In report order. */
 const CHECK_LIST: CheckDefinition[] = [
   connect,
+  proxyAuth,
   forward,
   connectResponse,
   failover,

@@ -26,6 +26,7 @@ import { DEFAULT_TIMEOUTS, endpointOf, runMatrix, selectProfiles } from '../runn
 import { loadScenarios, type ScenarioSet } from '../scenarios.ts';
 import { printQuietSummary, quietOption } from './ci-options.ts';
 import { parseSeconds, parseTimeScale, scenarioDir, timerWaitOption, timeScaleOption } from './options.ts';
+import { proxyAuthCredentials } from './proxy-auth-option.ts';
 import {
   checkDnsSuffix,
   findRoutes,
@@ -80,6 +81,11 @@ export function registerValidateCommand(program: Command, out: { code: number })
       'proxy user name (instead of putting it in the URL; for every proxy found)',
     )
     .option('--proxy-password <password>', `proxy password (or set ${PASSWORD_ENV}; never printed)`)
+    .option(
+      '--proxy-auth <scheme>',
+      'basic (default with a user), digest, ntlm (user DOMAIN\\name for a domain) or negotiate (Kerberos: your ticket cache, KRB5CCNAME honoured, or --proxy-keytab)',
+    )
+    .option('--proxy-keytab <file>', 'negotiate: get the ticket from this client keytab')
     .option(
       '--origins <lab|live>',
       'lab: our lab origins (default); live: the catalog endpoints on the internet',
@@ -150,12 +156,13 @@ export function registerValidateCommand(program: Command, out: { code: number })
       });
       const parsed = how.configured ? parseProxyUrl(how.configured) : undefined;
       const password: string | undefined = o.proxyPassword ?? process.env[PASSWORD_ENV];
-      if (password !== undefined && !o.proxyUser && !parsed?.credentials) {
+      const schemed = proxyAuthCredentials(o, password, parsed?.credentials);
+      if (password !== undefined && !o.proxyUser && !parsed?.credentials && !schemed) {
         throw new UsageError('a proxy password was given without a user: add --proxy-user');
       }
-      const credentials: ProxyCredentials | undefined = o.proxyUser
-        ? { username: o.proxyUser as string, password: password ?? '' }
-        : parsed?.credentials;
+      const credentials: ProxyCredentials | undefined =
+        schemed ??
+        (o.proxyUser ? { username: o.proxyUser as string, password: password ?? '' } : parsed?.credentials);
       let extraTrust: string[] = [];
       if (o.trustCa) {
         try {

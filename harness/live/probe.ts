@@ -157,7 +157,9 @@ async function forwardHead(ctx: KindContext): Promise<HeadResult & { request: st
     `Host: ${hostPort}`,
     `User-Agent: proxycheck/${VERSION}`,
   ];
-  const authorization = proxy.auth?.preemptive();
+  const authorization = proxy.auth
+    ?.start({ method: 'HEAD', uri: `http://${hostPort}/`, proxyHost: proxy.host })
+    .preemptive();
   if (authorization) head.push(`Proxy-Authorization: ${authorization}`);
   head.push('Connection: close');
   const raw = `${head.join('\r\n')}\r\n\r\n`;

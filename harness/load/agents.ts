@@ -60,6 +60,27 @@ export interface AgentContext {
   open: { n: number };
 }
 
+export function newCounters(): Counters {
+  return { sessions: 0, requests: 0, reconnects: 0, keepalives: 0, drops: 0, errors: new Map() };
+}
+
+/** When a run (or a step) stops: a promise for waits, a flag for loops, and the trigger. */
+export function stopSignal(): { stopped: Promise<void>; isStopped: () => boolean; stop: () => void } {
+  let isStopped = false;
+  let resolve!: () => void;
+  const stopped = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return {
+    stopped,
+    isStopped: () => isStopped,
+    stop: () => {
+      isStopped = true;
+      resolve();
+    },
+  };
+}
+
 export class LoadError extends Error {
   constructor(
     readonly errorClass: string,

@@ -9,7 +9,7 @@ import { UsageError } from '../errors.ts';
 import { parseProxyUrl } from '../proxies/external.ts';
 import { proxyAuthFor } from '../route/auth.ts';
 import { loadScenarios } from '../scenarios.ts';
-import { type AgentContext, type Counters, runSession } from './agents.ts';
+import { type AgentContext, type Counters, newCounters, runSession, stopSignal } from './agents.ts';
 import { PHASE_MEANING, PHASES, type Phase } from './histograms.ts';
 import { agentModel } from './model.ts';
 
@@ -49,19 +49,8 @@ export async function runAgent(run: AgentRun): Promise<number> {
   const { host, port, credentials } = parseProxyUrl(run.proxy);
   const ca = run.caFiles.map((f) => readFileSync(f, 'utf8'));
   let errors = 0;
-  let stop!: () => void;
-  const stopped = new Promise<void>((r) => {
-    stop = r;
-  });
-  let isStopped = false;
-  const counters: Counters = {
-    sessions: 0,
-    requests: 0,
-    reconnects: 0,
-    keepalives: 0,
-    drops: 0,
-    errors: new Map(),
-  };
+  const signal = stopSignal();
+  const counters = newCounters();
   const ctx: AgentContext = {
     proxy: { host, port, auth: proxyAuthFor(credentials) },
     ca,
@@ -79,14 +68,11 @@ export async function runAgent(run: AgentRun): Promise<number> {
     deadlines: { connectMs: 10_000, answerMs: 15_000, tlsMs: 10_000, requestMs: 30_000 },
     timeScale: run.timeScale ?? 1,
     t0: performance.now(),
-    stopped,
-    isStopped: () => isStopped,
+    stopped: signal.stopped,
+    isStopped: signal.isStopped,
     open: { n: 0 },
   };
-  const timer = setTimeout(() => {
-    isStopped = true;
-    stop();
-  }, run.seconds * 1000);
+  const timer = setTimeout(signal.stop, run.seconds * 1000);
   await Promise.all(model.sessions.map((plan) => runSession(ctx, plan)));
   clearTimeout(timer);
   for (const name of ['sessions', 'requests', 'reconnects', 'keepalives', 'drops'] as const)

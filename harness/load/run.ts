@@ -14,7 +14,7 @@ import type { ProxyUnderTest, StartedProxy } from '../proxies/types.ts';
 import { proxyAuthFor } from '../route/auth.ts';
 import { labHostsFor, VERSION } from '../runner/run.ts';
 import type { Profile, ScenarioSet } from '../scenarios.ts';
-import { type AgentContext, type Counters, type LoadDeadlines, runSession } from './agents.ts';
+import { type AgentContext, type LoadDeadlines, newCounters, runSession, stopSignal } from './agents.ts';
 import { type Percentiles, PHASE_MEANING, type Phase, PhaseRecorder, type Window } from './histograms.ts';
 import { type AgentModel, agentModel, splitAgents } from './model.ts';
 
@@ -115,19 +115,8 @@ async function runStep(
   const t0 = performance.now();
   const open = { n: 0 };
   const recorder = new PhaseRecorder(t0, () => open.n);
-  const counters: Counters = {
-    sessions: 0,
-    requests: 0,
-    reconnects: 0,
-    keepalives: 0,
-    drops: 0,
-    errors: new Map(),
-  };
-  let stop!: () => void;
-  const stopped = new Promise<void>((r) => {
-    stop = r;
-  });
-  let isStopped = false;
+  const counters = newCounters();
+  const signal = stopSignal();
   const ctx: AgentContext = {
     proxy: {
       host: started.host,
@@ -142,8 +131,8 @@ async function runStep(
     deadlines: { ...DEFAULT_DEADLINES, ...opts.deadlines },
     timeScale: opts.timeScale,
     t0,
-    stopped,
-    isStopped: () => isStopped,
+    stopped: signal.stopped,
+    isStopped: signal.isStopped,
     open,
   };
   // the agents start in a mix, each profile spread evenly over the ramp: agent i of a profile with
@@ -163,7 +152,7 @@ async function runStep(
       new Promise<void>((resolve) => {
         timers.push(
           setTimeout(() => {
-            if (isStopped) resolve();
+            if (signal.isStopped()) resolve();
             else void runSession(ctx, plan).then(resolve);
           }, at),
         );
@@ -178,8 +167,7 @@ async function runStep(
     );
   }, 1000);
   await new Promise((r) => setTimeout(r, opts.durationSeconds * 1000));
-  isStopped = true;
-  stop();
+  signal.stop();
   clearInterval(progress);
   for (const t of timers) clearTimeout(t);
   await Promise.all(sessions);

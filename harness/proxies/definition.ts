@@ -12,8 +12,11 @@ import type { ExpectationRule } from '../scenarios.ts';
 export type Engine = 'chain' | 'squid';
 export const ENGINES: Engine[] = ['chain', 'squid'];
 
-/** `none` today; the union stays open for digest, ntlm and negotiate. */
-export type AuthScheme = 'none' | 'basic';
+/**
+ * How the proxy authenticates agents: Basic, or the enterprise schemes (squid: digest_file_auth,
+ * ntlm_fake_auth, which accepts any credentials, and negotiate_kerberos_auth with a lab KDC).
+ */
+export type AuthScheme = 'none' | 'basic' | 'digest' | 'ntlm' | 'negotiate';
 
 export type InspectionMode = 'none' | 'all' | 'all-except' | 'only';
 
@@ -134,6 +137,9 @@ const KNOBS = [
   'runtime',
   'connectPorts',
   'auth',
+  'auth.digest',
+  'auth.ntlm',
+  'auth.negotiate',
   'inspection',
   'inspection.caSubject',
   'idleTimeoutSeconds',
@@ -158,7 +164,12 @@ function allBut(cannot: Partial<Record<Knob, string>>): Partial<Record<Knob, tru
  * engine (harness/proxies/relay.ts).
  */
 export const ENGINE_KNOBS: Record<Engine, Partial<Record<Knob, true | string>>> = {
-  chain: allBut({ runtime: 'the in-process engine has no runtime to choose (it runs in this process)' }),
+  chain: allBut({
+    runtime: 'the in-process engine has no runtime to choose (it runs in this process)',
+    'auth.digest': 'proxy-chain authenticates with Basic only',
+    'auth.ntlm': 'proxy-chain authenticates with Basic only',
+    'auth.negotiate': 'proxy-chain authenticates with Basic only',
+  }),
   squid: allBut({
     'headers.proxyAuthorization':
       'squid consumes Proxy-Authorization and has no setting that passes it on to the origin',
@@ -172,6 +183,7 @@ export function knobsSet(d: ProxyDefinition): Knob[] {
   if (d.runtime !== undefined) k.push('runtime');
   if (d.connectPorts !== undefined) k.push('connectPorts');
   if (d.auth !== undefined && d.auth !== 'none') k.push('auth');
+  if (d.auth === 'digest' || d.auth === 'ntlm' || d.auth === 'negotiate') k.push(`auth.${d.auth}`);
   if (d.inspection && d.inspection.mode !== 'none') k.push('inspection');
   if (d.inspection?.caSubject !== undefined) k.push('inspection.caSubject');
   if (d.idleTimeoutSeconds !== undefined) k.push('idleTimeoutSeconds');

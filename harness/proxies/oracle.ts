@@ -146,6 +146,9 @@ export function predict(
   const availability = def.availability ?? 'up';
   if (UNREACHABLE.has(availability) || availability === 'auth-loop') return predictAbsent(def, key, set, env);
   if (check === 'fallback') return undefined; // up (or up until it dies): no fallback
+  // an up proxy that asks for credentials accepts the agent's (its own default: pass, or skip
+  // where the CONNECT was refused before credentials were decided)
+  if (check === 'proxy-auth') return undefined;
 
   // --- forwarded plain HTTP ---------------------------------------------------------------------
   if (kind.forwarded) {
@@ -409,6 +412,9 @@ function predictAbsent(
   const why = ABSENT_REASON[availability] as string;
   const entry = kindOf(x).forwarded ? 'forward' : 'connect';
   const failOpen = x.proxyUnreachable?.fallback === 'auto-detect' && availability !== 'auth-loop';
+  // the agent's credentials, rejected round after round
+  if (check === 'proxy-auth')
+    return availability === 'auth-loop' ? { expect: 'fail', reason: why } : undefined;
   if (!failOpen) {
     if (check === entry) return { expect: 'fail', reason: why };
     if (check === 'failover')

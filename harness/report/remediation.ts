@@ -171,6 +171,7 @@ export function genericText(r: ProxyRemediation): string[] {
       `Give the agents proxy credentials: the proxy answered 407 for ${list(r.credentials)}. Opening the proxy to unauthenticated clients (an extra allow rule for everyone) is not the fix; configure the agents' proxy user and password (proxycheck: --proxy-user and PROXYCHECK_PROXY_PASSWORD).`,
     );
   }
+  for (const problem of r.authProblems ?? []) out.push(problem);
   if (r.lifetimeSeconds !== undefined) {
     out.push(
       `Let CONNECT tunnels live at least ${Math.ceil(r.lifetimeSeconds)} s: something ends them after a fixed time even while traffic flows (a lifetime cap), shorter than the agents' sessions: the proxy's maximum connection or session time, or a firewall's session limit on the way. This opens no port and no host; it only stops cutting sessions short.`,

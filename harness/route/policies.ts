@@ -21,7 +21,7 @@ import { errorMessage } from '../errors.ts';
 import type { ProfileExchange } from '../scenarios.ts';
 import { plainClientNetwork, scriptUrlFor } from './client-network.ts';
 import type { PacEntry } from './pac.ts';
-import { directRoute, proxyRoute } from './route.ts';
+import { directRoute, proxyRoute, type Route } from './route.ts';
 
 const since = (t0: number) => Math.round(performance.now() - t0);
 const FINE = new Set(['pass', 'warn', 'skip']);
@@ -29,8 +29,10 @@ const FINE = new Set(['pass', 'warn', 'skip']);
 const REACH = ['connect', 'connect-response', 'tls-interception', 'pinning', 'mtls', 'protocol'];
 
 /** The checks an exchange reports: its kind's, plus those of the route policies it declares. */
-export function exchangeChecks(kind: ExchangeKind, x: ProfileExchange): string[] {
+export function exchangeChecks(kind: ExchangeKind, x: ProfileExchange, route?: Route): string[] {
   const extra = [
+    // an agent configured with proxy credentials: how it authenticated, on every tunnel
+    ...(route?.via === 'proxy' && route.proxy.auth && !kind.forwarded ? ['proxy-auth'] : []),
     ...(x.failover ? ['failover'] : []),
     ...(x.proxyUnreachable?.fallback === 'auto-detect' ? ['fallback'] : []),
   ];

@@ -328,7 +328,7 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
             const host = hostOf(x);
             const row = catalogRow(set, x);
             const kind = kindOf(x);
-            const checks = exchangeChecks(kind, x);
+            const checks = exchangeChecks(kind, x, contexts.get(x)?.route);
             const endpoint = endpointOf(host, x.port, x.name);
             let verdicts: Map<string, KindVerdict>;
             if (!started) {

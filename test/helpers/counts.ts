@@ -28,7 +28,24 @@ export function resultsPerProxy(set: ScenarioSet, profiles?: string[]): number {
   return n;
 }
 
-/** Results of a run of `proxies` proxies (a count or their ids) over `profiles`. */
+/**
+ * Results of a run of `proxies` proxies (a count or their ids) over `profiles`. A proxy the agent
+ * has credentials for (a definition with `auth`, or availability auth-loop) adds `proxy-auth` to
+ * every tunnelled exchange.
+ */
 export function expectedResults(set: ScenarioSet, proxies: number | string[], profiles?: string[]): number {
-  return (typeof proxies === 'number' ? proxies : proxies.length) * resultsPerProxy(set, profiles);
+  const base = (typeof proxies === 'number' ? proxies : proxies.length) * resultsPerProxy(set, profiles);
+  if (typeof proxies === 'number') return base;
+  const withAuth = proxies.filter((id) => {
+    const d = set.proxies.get(id);
+    return d && ((d.auth ?? 'none') !== 'none' || d.availability === 'auth-loop');
+  }).length;
+  return base + withAuth * tunnelledExchanges(set, profiles);
+}
+
+/** Exchanges that go through a CONNECT tunnel (every kind but forwarded plain HTTP). */
+function tunnelledExchanges(set: ScenarioSet, profiles?: string[]): number {
+  const ids = profiles ?? [...set.profiles.keys()];
+  return ids.flatMap((id) => set.profiles.get(id)?.exchanges ?? []).filter((x) => !kindOf(x).forwarded)
+    .length;
 }

@@ -17,9 +17,9 @@ import type { Socket } from 'node:net';
 import type { Verdict } from '../../checks/types.ts';
 import { errorMessage, rethrowHarness } from '../../errors.ts';
 import { type EchoReply, sha256 } from '../../lab/lab.ts';
-import { redactAuthorization } from '../../route/auth.ts';
+import { type AuthHandshake, MAX_AUTH_ROUNDS, redactAuthorization } from '../../route/auth.ts';
 import { labJson, reportBody } from '../bodies.ts';
-import { TunnelHttpClient } from '../http.ts';
+import { type HttpExchange, TunnelHttpClient } from '../http.ts';
 import { connectToProxy, type TcpConnectError } from '../tunnel.ts';
 import { type ExchangeKind, type KindContext, type KindVerdicts, notRun, since } from './types.ts';
 
@@ -148,7 +148,8 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
       if (ctx.exchange.userAgent) headers.push(['User-Agent', ctx.exchange.userAgent]);
       for (const h of ctx.exchange.headers ?? []) headers.push(h);
       headers.push(['Proxy-Connection', 'Keep-Alive']);
-      const authorization = proxy.auth?.preemptive();
+      const handshake = proxy.auth?.start({ method: req.method, uri: path, proxyHost: proxy.host });
+      const authorization = handshake?.preemptive();
       if (authorization) headers.push(['Proxy-Authorization', authorization]);
       // one connection per request: the agent reconnects whenever the proxy closes, as it may
       let socket: Socket;
@@ -170,8 +171,10 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
         break;
       }
       const client = new TunnelHttpClient(socket, origin, ctx.timeouts.requestMs);
-      const res = await client
-        .request({ method: req.method, path, headers, ...(body ? { body } : {}) })
+      const send = (h: Array<[string, string]>) =>
+        client.request({ method: req.method, path, headers: h, ...(body ? { body } : {}) });
+      const res = await send(headers)
+        .then((first) => answer407(first, handshake, headers, send))
         .finally(() => client.close());
       const sentHead = res.sentHead.toString('latin1');
       const redactedHead = redactAuthorization(sentHead);
@@ -309,4 +312,33 @@ async function runForward(ctx: KindContext): Promise<KindVerdicts> {
 function addedSummary(steps: Array<Record<string, unknown>>): string {
   const added = new Set(steps.flatMap((s) => (s.added as string[]) ?? []));
   return added.size ? `; the proxy added ${[...added].join(', ')}` : '';
+}
+
+/**
+ * The 407 dance of a forwarded request: answered round by round on the same connection while the
+ * agent's handshake has an answer (harness/route/auth.ts); the last answer stands otherwise.
+ */
+async function answer407(
+  first: HttpExchange,
+  handshake: AuthHandshake | undefined,
+  headers: Array<[string, string]>,
+  send: (h: Array<[string, string]>) => Promise<HttpExchange>,
+): Promise<HttpExchange> {
+  let res = first;
+  for (let round = 1; handshake && res.status === 407 && round < MAX_AUTH_ROUNDS; round++) {
+    const raw = res.headers['proxy-authenticate'];
+    const challenges = Array.isArray(raw) ? raw : raw ? [raw] : [];
+    const value = await handshake.answer(challenges, round);
+    if (!value) break;
+    const next: Array<[string, string]> = [
+      ...headers.filter(([k]) => !/^proxy-authorization$/i.test(k)),
+      ['Proxy-Authorization', value],
+    ];
+    try {
+      res = await send(next);
+    } catch {
+      break; // the proxy closed between rounds: its 407 stands
+    }
+  }
+  return res;
 }

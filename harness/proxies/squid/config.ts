@@ -29,6 +29,9 @@
  * squid cannot be pointed at another port.) Lab hosts are always in the hosts file.
  */
 import { resolveHost, type ScenarioSet } from '../../scenarios.ts';
+import { authAccessLines, type EnterpriseScheme, HELPER } from './auth-schemes.ts';
+
+export { AUTH_LOOP_HELPER, AUTH_LOOP_HELPER_FILE } from './auth-schemes.ts';
 
 export const SQUID_FLAVOURS = ['default', 'open', 'auth', 'bump', 'splice'] as const;
 export type SquidFlavour = (typeof SQUID_FLAVOURS)[number];
@@ -51,6 +54,8 @@ export interface SquidPaths {
   helperDir: string;
   /** squid-auth */
   htpasswd?: string;
+  /** Auth digest / ntlm / negotiate: the helper's arguments after its program (auth-schemes.ts). */
+  authHelperArgs?: string;
   /** Auth `loop`: the helper that rejects everything (AUTH_LOOP_HELPER, executable). */
   authLoopHelper?: string;
   /** squid-bump / squid-splice: signing CA certificate and key (PEM), origin trust bundle, cert db. */
@@ -70,8 +75,11 @@ export interface SquidPolicy {
    * 'stock' = Debian's `acl SSL_ports port 443` + `http_access deny CONNECT !SSL_ports`.
    */
   connectPorts: number[] | 'any' | 'stock';
-  /** `basic`: basic_ncsa_auth, per-run credentials; `loop`: Basic asked for, every credential rejected. */
-  auth: 'none' | 'basic' | 'loop';
+  /**
+   * `basic`: basic_ncsa_auth, per-run credentials; `loop`: Basic asked for, every credential
+   * rejected; `digest`, `ntlm`, `negotiate`: auth-schemes.ts.
+   */
+  auth: 'none' | 'basic' | 'loop' | EnterpriseScheme;
   /** `hosts`: lower-case, tenant resolved (spliced for `all-except`, the only ones bumped for `only`). */
   inspection: { mode: 'none' | 'all' | 'all-except' | 'only'; hosts: string[] };
   /** Close a tunnel (spliced/plain CONNECT) or a bumped connection that has been silent this long. */
@@ -183,6 +191,8 @@ export function describePolicy(policy: SquidPolicy): string {
   );
   if (policy.auth === 'basic') parts.push('basic_ncsa_auth');
   if (policy.auth === 'loop') parts.push('Basic auth that rejects every credential (407 again and again)');
+  if (policy.auth !== 'none' && policy.auth !== 'basic' && policy.auth !== 'loop')
+    parts.push(HELPER[policy.auth]);
   const { mode, hosts } = policy.inspection;
   if (mode === 'all') parts.push('ssl_bump: bump all');
   if (mode === 'all-except') parts.push(`ssl_bump: bump all but ${countHosts(hosts)} (spliced)`);
@@ -249,22 +259,6 @@ const SAFE_PORTS = [
   'acl Safe_ports port 777 # multiling http',
 ];
 
-/**
- * Auth `loop`'s basic helper: squid writes one `user password` line per check (concurrency 0, the
- * default: no channel ID) and reads one answer line, OK or ERR; this answers ERR to each. `read -r`
- * keeps backslashes; dash's echo is a builtin writing straight to the pipe, so nothing is buffered.
- * Written with mode 0755 next to squid.conf (squid.ts), which works for both runtimes: the
- * container gets that directory bind-mounted and runs it with the image's /bin/sh.
- */
-export const AUTH_LOOP_HELPER = [
-  '#!/bin/sh',
-  '# proxycheck auth loop: every credential is rejected',
-  'while read -r line; do echo ERR; done',
-  '',
-].join('\n');
-/** Its file name in the instance's etc directory. */
-export const AUTH_LOOP_HELPER_FILE = 'auth-loop-helper';
-
 export function squidConfig(input: SquidConfigInput): string {
   const { paths } = input;
   const policy = policyOf(input);
@@ -330,27 +324,16 @@ export function squidConfig(input: SquidConfigInput): string {
   }
   add('http_access allow localhost manager', 'http_access deny manager');
 
-  if (policy.auth === 'basic' || policy.auth === 'loop') {
-    const program =
-      policy.auth === 'basic'
-        ? `${p(paths.helperDir)}/basic_ncsa_auth ${p(need(paths.htpasswd, 'htpasswd', label))}`
-        : p(need(paths.authLoopHelper, 'authLoopHelper', label));
-    add(
-      '',
-      ...(policy.auth === 'loop'
-        ? ['# auth loop: Basic credentials asked for, every one rejected (the helper answers ERR to each)']
-        : []),
-      `auth_param basic program ${program}`,
-      'auth_param basic children 2 startup=1 idle=1',
-      'auth_param basic realm proxycheck',
-      'auth_param basic credentialsttl 1 minute',
-      'acl authed proxy_auth REQUIRED',
-      'http_access allow localhost authed',
-      'http_access deny all',
-    );
-  } else {
-    add('http_access allow localhost', 'http_access deny all');
-  }
+  const a = policy.auth;
+  const program =
+    a === 'basic'
+      ? `${p(paths.helperDir)}/basic_ncsa_auth ${p(need(paths.htpasswd, 'htpasswd', label))}`
+      : a === 'loop'
+        ? p(need(paths.authLoopHelper, 'authLoopHelper', label))
+        : a === 'none'
+          ? ''
+          : `${p(paths.helperDir)}/${HELPER[a]} ${paths.authHelperArgs ?? ''}`.trim();
+  add(...authAccessLines(a, program));
 
   if (bumping) {
     add(

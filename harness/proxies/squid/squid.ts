@@ -12,7 +12,7 @@
  * (../toolkit/ports.ts: at most 3 ports, all of them named in the error if every one was taken).
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { SetupError } from '../../errors.ts';
 import { refuseIfStopping } from '../../lifecycle.ts';
@@ -27,6 +27,7 @@ import {
   requireLab,
   type StartedProxy,
 } from '../types.ts';
+import { ENTERPRISE_SCHEMES, type EnterpriseScheme, type PreparedAuth, prepareAuth } from './auth-schemes.ts';
 import {
   AUTH_LOOP_HELPER,
   AUTH_LOOP_HELPER_FILE,
@@ -126,11 +127,31 @@ export class SquidProxy implements ProxyUnderTest {
     refuseIfStopping(this.id);
     const runtime = await resolveSquidRuntime(this.opts.runtime ?? 'auto');
     refuseIfStopping(this.id);
-    const { launch, running } = await withPortRetry({
-      start: (port) => this.launch(ctx, runtime, port),
-      portTaken: squidPortTaken,
-      ...(this.opts.pickPort ? { pick: this.opts.pickPort } : {}),
-    });
+    // digest / ntlm / negotiate: their files, and for negotiate the lab realm, once for every attempt
+    const policy = this.policyFor(ctx);
+    const authDir = join(ctx.runDir.path, `${this.id}-auth-${++instances}`);
+    const authEtc = join(authDir, 'etc');
+    if (ENTERPRISE_SCHEMES.includes(policy.auth)) mkdirSync(authEtc, { recursive: true, mode: 0o755 });
+    const auth = ENTERPRISE_SCHEMES.includes(policy.auth)
+      ? await prepareAuth(
+          policy.auth as EnterpriseScheme,
+          authEtc,
+          authDir,
+          randomBytes(12).toString('base64url'),
+        )
+      : undefined;
+    let started: { launch: SquidLaunch; running: SquidRunning };
+    try {
+      started = await withPortRetry({
+        start: (port) => this.launch(ctx, runtime, port, auth && { ...auth, etcDir: authEtc }),
+        portTaken: squidPortTaken,
+        ...(this.opts.pickPort ? { pick: this.opts.pickPort } : {}),
+      });
+    } catch (err) {
+      await auth?.stop();
+      throw err;
+    }
+    const { launch, running } = started;
     return {
       id: this.id,
       kind: launch.inspectionCa ? 'mitm' : launch.credentials ? 'auth' : 'plain',
@@ -142,8 +163,20 @@ export class SquidProxy implements ProxyUnderTest {
       ...(launch.credentials ? { credentials: launch.credentials } : {}),
       ...(launch.inspectionCa ? { inspectionCa: launch.inspectionCa } : {}),
       startMs: Math.round(performance.now() - t0),
-      stop: () => running.stop(),
+      stop: async () => {
+        await running.stop();
+        await auth?.stop();
+      },
     };
+  }
+
+  private policyFor(ctx: ProxyContext): SquidPolicy {
+    return (
+      this.opts.policy ??
+      FLAVOUR_POLICIES[this.opts.flavour as SquidFlavour](
+        ctx.scenarios ?? this.opts.scenarios ?? loadScenarios(),
+      )
+    );
   }
 
   /** One start on `port`, in a directory of its own (a retry does not reuse a failed one's). */
@@ -151,8 +184,9 @@ export class SquidProxy implements ProxyUnderTest {
     ctx: ProxyContext,
     runtime: ConcreteRuntime,
     port: number,
+    auth?: PreparedAuth & { etcDir: string },
   ): Promise<{ launch: SquidLaunch; running: SquidRunning }> {
-    const launch = await this.prepare(ctx, port);
+    const launch = await this.prepare(ctx, port, auth);
     const running =
       runtime === 'container' ? await startSquidContainer(launch) : await startSquidProcess(launch);
     // squid logs "Accepting ... connections" before its (asynchronous) listen(): on bump ports a
@@ -170,20 +204,24 @@ export class SquidProxy implements ProxyUnderTest {
     return { launch, running };
   }
 
-  private async prepare(ctx: ProxyContext, port: number): Promise<SquidLaunch> {
+  private async prepare(
+    ctx: ProxyContext,
+    port: number,
+    auth?: PreparedAuth & { etcDir: string },
+  ): Promise<SquidLaunch> {
     const lab = requireLab(ctx, this.id);
     const { runDir } = ctx;
-    const { flavour } = this.opts;
-    const policy =
-      this.opts.policy ??
-      FLAVOUR_POLICIES[flavour as SquidFlavour](ctx.scenarios ?? this.opts.scenarios ?? loadScenarios());
+    const policy = this.policyFor(ctx);
     const dir = join(runDir.path, `${this.id}-${++instances}`);
     const etcDir = join(dir, 'etc');
     mkdirSync(etcDir, { recursive: true, mode: 0o755 });
     writeFileSync(join(etcDir, 'hosts'), lab.hostsFile(), { mode: 0o644 });
 
-    let credentials: ProxyCredentials | undefined;
-    if (policy.auth !== 'none') {
+    let credentials: ProxyCredentials | undefined = auth?.credentials;
+    // the scheme's files, beside squid.conf
+    for (const f of auth ? readdirSync(auth.etcDir) : [])
+      copyKeepingOwner(join(auth?.etcDir ?? '', f), join(etcDir, f));
+    if (!auth && policy.auth !== 'none') {
       // auth loop: the agent gets credentials like any auth proxy's; squid rejects them all the same
       credentials = { username: 'agent', password: randomBytes(12).toString('base64url') };
     }
@@ -229,6 +267,7 @@ export class SquidProxy implements ProxyUnderTest {
             hostsFile: `${etcAs}/hosts`,
             ...(policy.auth === 'basic' ? { htpasswd: `${etcAs}/htpasswd` } : {}),
             ...(policy.auth === 'loop' ? { authLoopHelper: `${etcAs}/${AUTH_LOOP_HELPER_FILE}` } : {}),
+            ...(auth ? { authHelperArgs: auth.helperArgs(etcAs) } : {}),
             ...(bumping
               ? {
                   signingCert: `${etcAs}/signing-ca.crt`,
@@ -244,6 +283,13 @@ export class SquidProxy implements ProxyUnderTest {
       },
     };
   }
+}
+
+/** Copies a file with its mode and owner (the keytab belongs to squid's user). */
+function copyKeepingOwner(from: string, to: string): void {
+  copyFileSync(from, to);
+  const st = statSync(from);
+  chownSync(to, st.uid, st.gid);
 }
 
 /** squid could not bind its port: its stderr, cache.log or container logs say the address is in use. */

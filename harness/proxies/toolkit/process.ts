@@ -120,6 +120,8 @@ export interface ProcessSpec {
    * parent-death signal.
    */
   runAs?: { uid: number; gid: number };
+  /** Its environment (default ours), e.g. KRB5_CONFIG for a Kerberos KDC or squid's Kerberos helper. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface ReadyWait {
@@ -153,7 +155,11 @@ export function launchProcess(spec: ProcessSpec): LaunchedProcess {
   const { what, cmd, args } = spec;
   refuseIfStopping(what); // no await from here to onCleanup(): a signal cannot slip in between
   const how = deathBound(cmd, args, spec.runAs);
-  const child = spawn(how.file, how.argv, { stdio: ['ignore', 'pipe', 'pipe'], ...how.uidGid });
+  const child = spawn(how.file, how.argv, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...how.uidGid,
+    ...(spec.env ? { env: spec.env } : {}),
+  });
   let output = '';
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
