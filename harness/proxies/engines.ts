@@ -112,6 +112,7 @@ function coreEngine(
         ...(def.idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds: def.idleTimeoutSeconds } : {}),
         via: headers.via,
         xForwardedFor: headers.xForwardedFor,
+        ...(def.tls ? { tls: true } : {}),
       },
     });
     relayLifetime = def.lifetimeSeconds;

@@ -20,11 +20,13 @@ export interface StartedProxy {
   runtime: string;
   /** The implementation and its version, e.g. `proxy-chain 3.0.1`. */
   version: string;
-  /** `http://127.0.0.1:PORT` (never with credentials). */
+  /** `http://127.0.0.1:PORT`, `https://` for an HTTPS proxy (never with credentials). */
   url: string;
   host: string;
   port: number;
   credentials?: ProxyCredentials;
+  /** An HTTPS proxy: the CA its certificate is checked against and the name it is for (sent as SNI). */
+  tls?: { ca: string[]; servername: string };
   /** PEM of the CA that re-signs intercepted TLS, for intercepting proxies. */
   inspectionCa?: string;
   /** How long start() took. */

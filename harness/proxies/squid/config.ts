@@ -37,7 +37,7 @@ export const SQUID_FLAVOURS = ['default', 'open', 'auth', 'bump', 'splice'] as c
 export type SquidFlavour = (typeof SQUID_FLAVOURS)[number];
 
 /** squid's readiness line; bump ports say "Accepting SSL bumped HTTP Socket connections". */
-export const SQUID_READY = /Accepting (SSL bumped )?HTTP Socket connections/;
+export const SQUID_READY = /Accepting (SSL bumped )?HTTPS? Socket connections/;
 /** First line of a start: `Starting Squid Cache version 5.7 for x86_64-pc-linux-gnu...`. */
 export const SQUID_VERSION_LINE = /Starting Squid Cache version (\S+?)(?: for |\.\.\.|\s|$)/;
 
@@ -63,6 +63,9 @@ export interface SquidPaths {
   signingKey?: string;
   originCa?: string;
   sslDb?: string;
+  /** An HTTPS proxy (policy.tls): its own certificate and key (PEM) for https_port. */
+  proxyCert?: string;
+  proxyKey?: string;
 }
 
 /**
@@ -88,6 +91,8 @@ export interface SquidPolicy {
   via?: boolean;
   /** squid's `forwarded_for` (default on): false writes `forwarded_for delete`. */
   xForwardedFor?: boolean;
+  /** An HTTPS proxy: `https_port` with paths.proxyCert (squid 5.7 refuses ssl-bump on it). */
+  tls?: boolean;
 }
 
 interface SquidConfigCommon {
@@ -269,7 +274,13 @@ export function squidConfig(input: SquidConfigInput): string {
   const add = (...l: string[]) => lines.push(...l);
 
   // --- listening port --------------------------------------------------------------------------
-  if (bumping) {
+  if (policy.tls) {
+    if (bumping) throw new Error(`${label}: squid cannot bump on an https_port (FATAL in squid 5.7)`);
+    const cert = p(need(paths.proxyCert, 'proxyCert', label));
+    const key = p(need(paths.proxyKey, 'proxyKey', label));
+    // squid 5 generates host certificates by default, which wants a CA as tls-cert: off, a leaf serves
+    add(`https_port ${host}:${input.port} tls-cert=${cert} tls-key=${key} generate-host-certificates=off`);
+  } else if (bumping) {
     add(
       `http_port ${host}:${input.port} ssl-bump` +
         ` tls-cert=${p(need(paths.signingCert, 'signingCert', label))}` +
