@@ -6,7 +6,8 @@ import net, { type Socket } from 'node:net';
 import tls from 'node:tls';
 
 export interface ProxyTls {
-  ca: string[];
+  /** PEM certificates the proxy's must chain to (absent: Node's public roots). */
+  ca?: string[];
   servername?: string;
 }
 
@@ -16,7 +17,7 @@ export function dialProxyTls(address: string, port: number, proxyHost: string, p
   return tls.connect({
     host: address,
     port,
-    ca: pt.ca,
+    ...(pt.ca ? { ca: pt.ca } : {}),
     ...(net.isIP(name) ? {} : { servername: name }),
     checkServerIdentity: (_h, cert) => tls.checkServerIdentity(name, cert),
   });

@@ -2,6 +2,7 @@
  * One adapter per proxy kind behind one interface, whether it runs in-process, as a process or in
  * a container (after testcontainers' modules: `start()` returns a typed Started... object).
  */
+import type { ProxyTls } from '../agent/proxy-tls.ts';
 import type { Lab } from '../lab/lab.ts';
 import type { RunDir } from '../lab/rundir.ts';
 import type { ProxyCredentials } from '../route/auth.ts';
@@ -26,7 +27,7 @@ export interface StartedProxy {
   port: number;
   credentials?: ProxyCredentials;
   /** An HTTPS proxy: the CA its certificate is checked against and the name it is for (sent as SNI). */
-  tls?: { ca: string[]; servername: string };
+  tls?: ProxyTls;
   /** PEM of the CA that re-signs intercepted TLS, for intercepting proxies. */
   inspectionCa?: string;
   /** How long start() took. */
