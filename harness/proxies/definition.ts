@@ -121,6 +121,11 @@ export interface ProxyDefinition {
    * certificate for the proxy's name (proxyTlsName) issued by the lab CA, which the agent checks.
    */
   tls?: boolean;
+  /**
+   * A proxy chain: this proxy forwards everything to the definition with this id (started beside
+   * it; squid: `cache_peer … parent` with `never_direct allow all`).
+   */
+  parent?: string;
   /** Whether the proxy is there at all (default up). */
   availability?: Availability;
   /** availability dies: real seconds after the proxy started. */
@@ -161,6 +166,7 @@ const KNOBS = [
   'faults',
   'availability.auth-loop',
   'tls',
+  'parent',
 ] as const;
 type Knob = (typeof KNOBS)[number];
 
@@ -181,6 +187,8 @@ export const ENGINE_KNOBS: Record<Engine, Partial<Record<Knob, true | string>>> 
     'auth.ntlm': 'proxy-chain authenticates with Basic only',
     'auth.negotiate': 'proxy-chain authenticates with Basic only',
     tls: "proxy-chain 3 can serve HTTPS (serverType https) but proxycheck's chain engine does not start it so yet",
+    parent:
+      "proxy-chain 3 can forward to an upstream proxy (upstreamProxyUrl) but proxycheck's chain engine does not wire it yet",
   }),
   squid: allBut({
     'headers.proxyAuthorization':
@@ -207,6 +215,7 @@ export function knobsSet(d: ProxyDefinition): Knob[] {
   if (d.faults !== undefined && Object.keys(d.faults).length) k.push('faults');
   if (d.availability === 'auth-loop') k.push('availability.auth-loop');
   if (d.tls) k.push('tls');
+  if (d.parent !== undefined) k.push('parent');
   return k;
 }
 
@@ -274,6 +283,7 @@ export function allowedPorts(d: ProxyDefinition, catalogPorts: () => number[]): 
 export function describeDefinition(d: ProxyDefinition): string {
   const parts: string[] = [d.engine === 'chain' ? 'proxy-chain in process' : 'squid'];
   if (d.tls) parts.push('HTTPS proxy (TLS to the proxy)');
+  if (d.parent) parts.push(`forwards to parent ${d.parent}`);
   const ports = d.connectPorts ?? DEFAULT_CONNECT_PORTS[d.engine];
   parts.push(
     ports === 'any'

@@ -47,6 +47,8 @@ export interface ProxyContext {
   runDir: RunDir;
   /** The run's scenario data (catalog ports, hosts to splice, tenant); the built-in set when absent. */
   scenarios?: ScenarioSet;
+  /** A chain: the parent proxy this one forwards to, already started (engines.ts WithParent). */
+  parent?: { id: string; host: string; port: number };
 }
 
 export interface ProxyUnderTest {

@@ -93,6 +93,8 @@ export interface SquidPolicy {
   xForwardedFor?: boolean;
   /** An HTTPS proxy: `https_port` with paths.proxyCert (squid 5.7 refuses ssl-bump on it). */
   tls?: boolean;
+  /** A chain: everything goes to this parent proxy (`cache_peer … parent`, `never_direct allow all`). */
+  parent?: { id: string; host: string; port: number };
 }
 
 interface SquidConfigCommon {
@@ -302,7 +304,8 @@ export function squidConfig(input: SquidConfigInput): string {
     'logfile_rotate 0',
     'cache deny all',
     'pinger_enable off',
-    'visible_hostname proxycheck-squid',
+    // a chain's child needs a name of its own: its parent takes its own name in Via for a loop
+    `visible_hostname proxycheck-squid${policy.parent ? '-child' : ''}`,
     `shutdown_lifetime ${input.shutdownLifetimeS ?? 1} seconds`,
     '',
     '# names: lab hosts from the hosts file; any other query goes to loopback only, and gives up fast',
@@ -381,6 +384,14 @@ export function squidConfig(input: SquidConfigInput): string {
   if (policy.via === false || policy.xForwardedFor === false) add('', '# headers on forwarded requests');
   if (policy.via === false) add('via off');
   if (policy.xForwardedFor === false) add('forwarded_for delete');
+  const up = policy.parent;
+  if (up) {
+    add('', `# a chain: everything to parent ${up.id}`);
+    add(
+      `cache_peer ${up.host} parent ${up.port} 0 no-query no-digest name=${up.id}`,
+      'never_direct allow all',
+    );
+  }
   return lines.join('\n') + '\n';
 }
 

@@ -175,12 +175,12 @@ export class SquidProxy implements ProxyUnderTest {
   }
 
   private policyFor(ctx: ProxyContext): SquidPolicy {
-    return (
+    const policy =
       this.opts.policy ??
       FLAVOUR_POLICIES[this.opts.flavour as SquidFlavour](
         ctx.scenarios ?? this.opts.scenarios ?? loadScenarios(),
-      )
-    );
+      );
+    return ctx.parent ? { ...policy, parent: ctx.parent } : policy;
   }
 
   /** One start on `port`, in a directory of its own (a retry does not reuse a failed one's). */
