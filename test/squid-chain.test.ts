@@ -2,13 +2,15 @@
  * A proxy chain (`parent: <id>`): squid forwarding to a parent squid started beside it
  * (cache_peer parent, never_direct). A CONNECT the child allows but the parent refuses is refused
  * by the parent (its X-Cache-Lookup names another port than the child's; the same child alone
- * tunnels there), so the traffic really goes through the parent; squid-chain passes flexxagent.
+ * tunnels there), so the traffic really goes through the parent, and the connect verdict's
+ * evidence names the refusing hop (`refusedBy`); squid-chain passes flexxagent.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { openTunnel } from '../harness/agent/tunnel.ts';
+import { judgeConnect } from '../harness/checks/connect.ts';
 import type { RunReport } from '../harness/model.ts';
 import { engineFor } from '../harness/proxies/engines.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
@@ -54,6 +56,17 @@ t.test('a port the child allows and the parent refuses is refused', squid, async
   const lookup = answer?.headers.find(([k]) => /^x-cache-lookup$/i.test(k))?.[1] ?? '';
   const hop = Number(/:(\d+)$/.exec(lookup)?.[1]);
   t.ok(hop > 0 && hop !== chained.port, `the refusal comes from another squid than the child (${lookup})`);
+  // the connect verdict names that hop in its evidence
+  const verdict = judgeConnect(`${host}:5223`, refused, 0);
+  t.equal(verdict.outcome, 'fail');
+  t.equal(verdict.evidence?.refusedBy, `proxycheck-squid:${hop}`, 'refusedBy names the parent');
+  const own = await openTunnel({ proxy: at(chained), target: { host, port: 25 } });
+  const ownVerdict = judgeConnect(`${host}:25`, own, 0);
+  t.match(
+    ownVerdict.evidence?.refusedBy,
+    /^proxycheck-squid-child:/,
+    "a port the child refuses: the child's name",
+  );
 });
 
 t.test('the built-in squid-chain passes the flexxagent profile', squid, async (t) => {
