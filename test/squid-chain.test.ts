@@ -91,3 +91,17 @@ t.test('the built-in squid-chain passes the flexxagent profile', squid, async (t
     'every result passes',
   );
 });
+
+t.test('a parent that is not a definition, or cannot be one, is one line', async (t) => {
+  const set = loadScenarios();
+  const base = { id: 't-child', engine: 'squid' as const, file: 'child.yaml' };
+  t.throws(
+    () => engineFor({ ...base, parent: 'nope' }, set),
+    /^child\.yaml: parent nope is not a definition$/,
+  );
+  t.throws(
+    () => engineFor({ ...base, parent: 'down-pac' }, set),
+    /parent down-pac must be another proxy that is up/,
+  );
+  t.throws(() => engineFor({ ...base, parent: 'squid-chain' }, set), /with no parent, client network or tls/);
+});
