@@ -114,7 +114,10 @@ t.test('bad URL, unreachable proxy and a proxy that does not know the lab: one l
   const { net, proxy: blind } = await handProxy(t, { hosts: new Map() });
   const cases: Array<[string[], RegExp]> = [
     [['validate', '--proxy', 'not a url'], /--proxy must be a URL/],
-    [['validate', '--proxy', 'socks5://127.0.0.1:1080'], /only http:\/\/ proxies/],
+    [
+      ['validate', '--proxy', 'socks5://127.0.0.1:1080'],
+      /only http:\/\/ and https:\/\/ proxies are supported, not socks5:/,
+    ],
     [
       ['validate', '--proxy', 'http://127.0.0.1:9', '--lab-net', net],
       /proxy 127\.0\.0\.1:9 unreachable: .*ECONNREFUSED/,

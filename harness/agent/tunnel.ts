@@ -5,7 +5,6 @@
  * the agent then runs over the tunnel is tls.ts.
  */
 import net, { type Socket } from 'node:net';
-import tls from 'node:tls';
 import { errorMessage } from '../errors.ts';
 import {
   type AuthDance,
@@ -23,6 +22,7 @@ import {
   MAX_REFUSAL_BODY,
   parseAnswerHead,
 } from './connect-answer.ts';
+import { connectProxyTls, dialProxyTls, type ProxyTls } from './proxy-tls.ts';
 
 export interface ProxyAddress {
   host: string;
@@ -33,7 +33,7 @@ export interface ProxyAddress {
    * TLS to the proxy (an `https://` proxy): its certificate checked against `ca` for `servername`
    * (default the proxy host; sent as SNI when it is a name), and no ALPN offered, so never h2.
    */
-  tls?: { ca: string[]; servername?: string };
+  tls?: ProxyTls;
   /**
    * The agent machine's name service for a proxy given by name (the lab's; undefined: the name
    * does not resolve). Without it a name goes to the operating system's resolver.
@@ -139,6 +139,11 @@ export function connectTcp(host: string, port: number, deadlineMs: number): Prom
 export async function connectToProxy(proxy: ProxyAddress, deadlineMs: number): Promise<Socket> {
   const dialAt = proxyDialAddress(proxy);
   if ('error' in dialAt) throw new TcpConnectError(dialAt.error, false, 'ENOTFOUND');
+  if (proxy.tls) {
+    const r = await connectProxyTls(dialAt.address, proxy.port, proxy.host, proxy.tls, deadlineMs);
+    if ('socket' in r) return r.socket;
+    throw new TcpConnectError(`proxy ${proxy.host}:${proxy.port}: ${r.error}`, r.timedOut, r.code);
+  }
   try {
     return await connectTcp(dialAt.address, proxy.port, deadlineMs);
   } catch (err) {
@@ -193,15 +198,8 @@ export function openTunnel(opts: TunnelOptions): Promise<TunnelResult> {
     let usedScheme = preemptiveScheme;
     let closedBetween: string | undefined;
     const pt = opts.proxy.tls;
-    const proxyName = pt?.servername ?? opts.proxy.host;
     const socket = pt
-      ? tls.connect({
-          host: dialAt.address,
-          port: opts.proxy.port,
-          ca: pt.ca,
-          ...(net.isIP(proxyName) ? {} : { servername: proxyName }),
-          checkServerIdentity: (_h, cert) => tls.checkServerIdentity(proxyName, cert),
-        })
+      ? dialProxyTls(dialAt.address, opts.proxy.port, opts.proxy.host, pt)
       : net.connect({ host: dialAt.address, port: opts.proxy.port });
     let timer = setTimeout(
       () =>

@@ -72,11 +72,22 @@ export function answerEvidence(answer: ConnectAnswer | undefined): Record<string
     statusCode: answer.statusCode,
     answerHead: redactChallengeHead(answer.raw.toString('latin1')),
     ...(refused
-      ? { answerBody: answer.extra.subarray(0, 1024).toString('latin1') }
+      ? { answerBody: answer.extra.subarray(0, 1024).toString('latin1'), ...refusingHop(answer) }
       : { gluedBytes: answer.extra.length }),
     ...(answer.lineEndings !== 'CRLF' ? { lineEndings: answer.lineEndings } : {}),
     ...(answer.truncated ? { truncated: true } : {}),
   };
+}
+
+/**
+ * Which hop of a chain wrote a refusal: the proxy named by its `X-Cache-Lookup` / `X-Cache`
+ * ("NONE from <name>:<port>", squid), and the hops it came back through (`Via`).
+ */
+export function refusingHop(answer: ConnectAnswer): { refusedBy?: string; via?: string } {
+  const header = (name: RegExp) => answer.headers.find(([k]) => name.test(k))?.[1];
+  const from = / from (\S+)\s*$/.exec(header(/^x-cache-lookup$/i) ?? header(/^x-cache$/i) ?? '')?.[1];
+  const via = header(/^via$/i);
+  return { ...(from ? { refusedBy: from } : {}), ...(via ? { via } : {}) };
 }
 
 /** `CONNECT h:p answered "HTTP/1.1 403 Forbidden", not 200 (X-Squid-Error: ERR_ACCESS_DENIED 0)` */

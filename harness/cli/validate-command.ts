@@ -13,7 +13,7 @@ import { type LiveTarget, liveTargets, runLive } from '../live/live.ts';
 import { flagFor, parseParams } from '../live/params.ts';
 import { publicRootStore, splitPem } from '../live/roots.ts';
 import type { CheckResult, RunReport } from '../model.ts';
-import { ExternalProxy, parseProxyUrl } from '../proxies/external.ts';
+import { ExternalProxy, parseProxyUrl, readProxyCa } from '../proxies/external.ts';
 import type { ProxyCredentials } from '../proxies/types.ts';
 import { withGoLive } from '../report/golive.ts';
 import { Progress, progressMode } from '../report/progress.ts';
@@ -87,6 +87,10 @@ export function registerValidateCommand(program: Command, out: { code: number })
     )
     .option('--proxy-keytab <file>', 'negotiate: get the ticket from this client keytab')
     .option(
+      '--proxy-ca <file>',
+      "an https:// proxy: the CA (PEM) its certificate must chain to (default: Node's public roots)",
+    )
+    .option(
       '--origins <lab|live>',
       'lab: our lab origins (default); live: the catalog endpoints on the internet',
       'lab',
@@ -155,6 +159,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
         ...(o.scenarios ? { dir: scenarioDir(o.scenarios) } : {}),
       });
       const parsed = how.configured ? parseProxyUrl(how.configured) : undefined;
+      const proxyCa = o.proxyCa ? readProxyCa(o.proxyCa, Boolean(parsed?.tls)) : undefined;
       const password: string | undefined = o.proxyPassword ?? process.env[PASSWORD_ENV];
       const schemed = proxyAuthCredentials(o, password, parsed?.credentials);
       if (password !== undefined && !o.proxyUser && !parsed?.credentials && !schemed) {
@@ -190,6 +195,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
             host: parsed.host,
             port: parsed.port,
             ...(credentials ? { credentials } : {}),
+            ...(parsed.tls ? { tls: proxyCa ? { ca: proxyCa } : {} } : {}),
             url: redactedUrl(parsed),
           },
           scenarios,
@@ -214,6 +220,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
           scenarios,
           profiles: ids(o.profiles),
           ...(credentials ? { credentials } : {}),
+          ...(proxyCa ? { proxyCa } : {}),
           labNet: parseLabNet(o.labNet),
           extraTrust,
           ...(timerWait !== undefined ? { timerWait } : {}),
@@ -286,6 +293,8 @@ interface LabValidation {
   scenarios: ScenarioSet;
   profiles: string[];
   credentials?: ProxyCredentials;
+  /** --proxy-ca: for an https:// proxy given with --proxy. */
+  proxyCa?: string[];
   labNet: number;
   extraTrust: string[];
   timerWait?: number;
@@ -322,7 +331,12 @@ async function validateLab(v: LabValidation): Promise<{ report: RunReport; route
       const report = await runMatrix({
         scenarios,
         proxies: [
-          new ExternalProxy({ url, id: group.id, ...(v.credentials ? { credentials: v.credentials } : {}) }),
+          new ExternalProxy({
+            url,
+            id: group.id,
+            ...(v.credentials ? { credentials: v.credentials } : {}),
+            ...(v.proxyCa ? { proxyCa: v.proxyCa } : {}),
+          }),
         ],
         profiles: theirs,
         labNet: v.labNet,
@@ -458,6 +472,6 @@ function notRoutedResult(t: LiveTarget): CheckResult {
   };
 }
 
-function redactedUrl(p: { host: string; port: number }): string {
-  return `http://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`;
+function redactedUrl(p: { host: string; port: number; tls?: true }): string {
+  return `${p.tls ? 'https' : 'http'}://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`;
 }

@@ -91,6 +91,11 @@ export interface ClientNetworkKnob {
   direct?: 'allowed' | 'blocked';
 }
 
+/** The name an HTTPS proxy's certificate is for (the agent sends it as SNI and checks it). */
+export function proxyTlsName(id: string): string {
+  return `${id}.proxy.proxycheck.test`;
+}
+
 /** The lab machine's DNS suffix: WPAD asks for wpad.proxycheck.test. */
 export const DEFAULT_DNS_SUFFIX = 'proxycheck.test';
 
@@ -111,6 +116,16 @@ export interface ProxyDefinition {
   headers?: HeaderPolicy;
   connectAnswer?: ConnectAnswer;
   faults?: PathFaults;
+  /**
+   * An HTTPS proxy: the agent speaks TLS to the proxy itself (squid `https_port`), with a
+   * certificate for the proxy's name (proxyTlsName) issued by the lab CA, which the agent checks.
+   */
+  tls?: boolean;
+  /**
+   * A proxy chain: this proxy forwards everything to the definition with this id (started beside
+   * it; squid: `cache_peer … parent` with `never_direct allow all`).
+   */
+  parent?: string;
   /** Whether the proxy is there at all (default up). */
   availability?: Availability;
   /** availability dies: real seconds after the proxy started. */
@@ -150,6 +165,8 @@ const KNOBS = [
   'connectAnswer',
   'faults',
   'availability.auth-loop',
+  'tls',
+  'parent',
 ] as const;
 type Knob = (typeof KNOBS)[number];
 
@@ -169,6 +186,9 @@ export const ENGINE_KNOBS: Record<Engine, Partial<Record<Knob, true | string>>> 
     'auth.digest': 'proxy-chain authenticates with Basic only',
     'auth.ntlm': 'proxy-chain authenticates with Basic only',
     'auth.negotiate': 'proxy-chain authenticates with Basic only',
+    tls: "proxy-chain 3 can serve HTTPS (serverType https) but proxycheck's chain engine does not start it so yet",
+    parent:
+      "proxy-chain 3 can forward to an upstream proxy (upstreamProxyUrl) but proxycheck's chain engine does not wire it yet",
   }),
   squid: allBut({
     'headers.proxyAuthorization':
@@ -194,6 +214,8 @@ export function knobsSet(d: ProxyDefinition): Knob[] {
   if (d.connectAnswer !== undefined) k.push('connectAnswer');
   if (d.faults !== undefined && Object.keys(d.faults).length) k.push('faults');
   if (d.availability === 'auth-loop') k.push('availability.auth-loop');
+  if (d.tls) k.push('tls');
+  if (d.parent !== undefined) k.push('parent');
   return k;
 }
 
@@ -220,6 +242,10 @@ export function unsupportedKnob(d: ProxyDefinition): string | undefined {
     return d.availability === 'dies'
       ? 'availability dies needs diesAfterSeconds'
       : 'diesAfterSeconds needs availability: dies';
+  if (d.tls && d.inspection && d.inspection.mode !== 'none')
+    return `engine ${d.engine} cannot honour tls with inspection: squid 5.7 refuses ssl-bump on an https_port (FATAL)`;
+  if (d.tls && UNREACHABLE.has(d.availability ?? 'up'))
+    return `tls needs a proxy that is there (availability ${d.availability} starts none)`;
   if (d.availability === 'auth-loop' && d.auth !== undefined && d.auth !== 'none')
     return 'availability auth-loop asks for credentials and rejects them all: leave auth out';
   const c = d.client;
@@ -256,6 +282,8 @@ export function allowedPorts(d: ProxyDefinition, catalogPorts: () => number[]): 
 /** One line saying what a definition does, for one without a summary. */
 export function describeDefinition(d: ProxyDefinition): string {
   const parts: string[] = [d.engine === 'chain' ? 'proxy-chain in process' : 'squid'];
+  if (d.tls) parts.push('HTTPS proxy (TLS to the proxy)');
+  if (d.parent) parts.push(`forwards to parent ${d.parent}`);
   const ports = d.connectPorts ?? DEFAULT_CONNECT_PORTS[d.engine];
   parts.push(
     ports === 'any'

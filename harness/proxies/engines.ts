@@ -54,9 +54,20 @@ export function engineFor(
   set: ScenarioSet,
   runtime: Runtime = 'auto',
 ): ProxyUnderTest {
-  const core = UNREACHABLE.has(def.availability ?? 'up')
-    ? new Unavailable(def)
-    : coreEngine(def, set, runtime);
+  let core = UNREACHABLE.has(def.availability ?? 'up') ? new Unavailable(def) : coreEngine(def, set, runtime);
+  if (def.parent !== undefined) {
+    const up = set.proxies.get(def.parent);
+    if (!up) throw new UsageError(`${def.file}: parent ${def.parent} is not a definition`);
+    if (up.id === def.id || up.parent || up.client || up.tls || (up.availability ?? 'up') !== 'up')
+      throw new UsageError(
+        `${def.file}: parent ${def.parent} must be another proxy that is up, with no parent, client network or tls of its own`,
+      );
+    if (UNREACHABLE.has(def.availability ?? 'up'))
+      throw new UsageError(
+        `${def.file}: parent needs a proxy that is there (availability ${def.availability})`,
+      );
+    core = new WithParent(core, coreEngine(up, set, runtime));
+  }
   const pac = pacOf(def);
   const helpers = (pac?.proxies ?? []).map((id) => {
     const d = set.proxies.get(id);
@@ -112,6 +123,7 @@ function coreEngine(
         ...(def.idleTimeoutSeconds !== undefined ? { idleTimeoutSeconds: def.idleTimeoutSeconds } : {}),
         via: headers.via,
         xForwardedFor: headers.xForwardedFor,
+        ...(def.tls ? { tls: true } : {}),
       },
     });
     relayLifetime = def.lifetimeSeconds;
@@ -177,6 +189,37 @@ class Unavailable implements ProxyUnderTest {
       startMs: Math.round(performance.now() - t0),
       stop,
     };
+  }
+}
+
+/** A chain: the parent started first, then the child told where it is (ProxyContext.parent). */
+class WithParent implements ProxyUnderTest {
+  readonly id: string;
+  constructor(
+    private readonly child: ProxyUnderTest,
+    private readonly parent: ProxyUnderTest,
+  ) {
+    this.id = child.id;
+  }
+  describe(): string {
+    return this.child.describe();
+  }
+  async start(ctx: ProxyContext): Promise<StartedProxy> {
+    const up = await this.parent.start(ctx);
+    try {
+      const child = await this.child.start({ ...ctx, parent: { id: up.id, host: up.host, port: up.port } });
+      return {
+        ...child,
+        version: `${child.version} -> parent ${up.id} (${up.version})`,
+        stop: async () => {
+          await child.stop().catch(() => {});
+          await up.stop();
+        },
+      };
+    } catch (err) {
+      await up.stop().catch(() => {});
+      throw err;
+    }
   }
 }
 

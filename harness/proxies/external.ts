@@ -2,7 +2,9 @@
  * A proxy we did not start (a customer's), for `proxycheck validate --proxy URL`. start() checks
  * that the proxy reaches *this* lab for a lab host before any check runs.
  */
+import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
+import type { ProxyTls } from '../agent/proxy-tls.ts';
 import { openTunnel } from '../agent/tunnel.ts';
 import { UsageError } from '../errors.ts';
 import { LAB_ID_HEADER, type Lab } from '../lab/lab.ts';
@@ -21,26 +23,53 @@ export interface ExternalProxyOptions {
   timeoutMs?: number;
   /** Its id in results (default `external`); `validate` names discovered proxies `pac:host:port`, `wpad:host:port`. */
   id?: string;
+  /** An https:// proxy: the CA its certificate must chain to (--proxy-ca; absent: Node's public roots). */
+  proxyCa?: string[];
 }
 
-/** Parses `http://[user:pass@]host:port`; credentials in the URL win over none. Never echoes a password. */
-export function parseProxyUrl(raw: string): { host: string; port: number; credentials?: ProxyCredentials } {
+/** Parses `http(s)://[user:pass@]host:port`; credentials in the URL win over none. Never echoes a password. */
+export function parseProxyUrl(raw: string): {
+  host: string;
+  port: number;
+  credentials?: ProxyCredentials;
+  /** An https:// proxy: the agent speaks TLS to it. */
+  tls?: true;
+} {
   let u: URL;
   try {
     u = new URL(raw);
   } catch {
     throw new UsageError(`--proxy must be a URL like http://proxy.example:3128, not "${redact(raw)}"`);
   }
-  if (u.protocol !== 'http:')
-    throw new UsageError(`--proxy: only http:// proxies are supported, not ${u.protocol}//`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new UsageError(`--proxy: only http:// and https:// proxies are supported, not ${u.protocol}//`);
   if (!u.hostname) throw new UsageError('--proxy: the URL has no host');
-  const port = u.port ? Number(u.port) : 80;
+  const secure = u.protocol === 'https:';
+  const port = u.port ? Number(u.port) : secure ? 443 : 80;
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1');
   const credentials = u.username
     ? { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) }
     : undefined;
-  return { host, port, ...(credentials ? { credentials } : {}) };
+  return { host, port, ...(credentials ? { credentials } : {}), ...(secure ? { tls: true as const } : {}) };
 }
+
+/** `--proxy-ca FILE`: its PEM certificates, for an https:// proxy; every mistake one line. */
+export function readProxyCa(file: string, proxyIsHttps: boolean): string[] {
+  if (!proxyIsHttps) throw new UsageError('--proxy-ca is for an https:// proxy (--proxy https://host:port)');
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--proxy-ca ${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+  }
+  const certs = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
+  if (!certs) throw new UsageError(`--proxy-ca ${file}: not a PEM certificate`);
+  return certs;
+}
+
+/** Node's codes for a proxy certificate the agent refuses (untrusted, expired, another name). */
+const CERT_REFUSED =
+  /^(UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|CERT_|ERR_TLS_CERT_ALTNAME_INVALID$|ERR_SSL_|ERR_TLS_)/;
 
 function redact(raw: string): string {
   return raw.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
@@ -66,11 +95,12 @@ export class ExternalProxy implements ProxyUnderTest {
 
   async start(ctx: ProxyContext): Promise<StartedProxy> {
     const t0 = performance.now();
-    const { host, port, credentials: fromUrl } = parseProxyUrl(this.opts.url);
+    const { host, port, credentials: fromUrl, tls: secure } = parseProxyUrl(this.opts.url);
     const credentials = this.opts.credentials ?? fromUrl;
+    const proxyTls = secure ? (this.opts.proxyCa ? { ca: this.opts.proxyCa } : {}) : undefined;
     const server = await preflight(
       requireLab(ctx, this.id),
-      { host, port, ...(credentials ? { credentials } : {}) },
+      { host, port, ...(credentials ? { credentials } : {}), ...(proxyTls ? { tls: proxyTls } : {}) },
       this.opts.timeoutMs ?? 10_000,
     );
     return {
@@ -78,9 +108,10 @@ export class ExternalProxy implements ProxyUnderTest {
       kind: 'external',
       runtime: 'external',
       version: server ?? 'unknown',
-      url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
+      url: `${secure ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}`,
       host,
       port,
+      ...(proxyTls ? { tls: proxyTls } : {}),
       ...(credentials ? { credentials } : {}),
       startMs: Math.round(performance.now() - t0),
       stop: async () => {},
@@ -96,19 +127,32 @@ export class ExternalProxy implements ProxyUnderTest {
  */
 async function preflight(
   lab: Lab,
-  proxy: { host: string; port: number; credentials?: ProxyCredentials },
+  proxy: { host: string; port: number; credentials?: ProxyCredentials; tls?: ProxyTls },
   timeoutMs: number,
 ): Promise<string | undefined> {
   const first = lab.listening.find((l) => l.transport === 'https');
   if (!first) return undefined;
   const where = `${proxy.host}:${proxy.port}`;
   const tun = await openTunnel({
-    proxy: { host: proxy.host, port: proxy.port, auth: proxyAuthFor(proxy.credentials) },
+    proxy: {
+      host: proxy.host,
+      port: proxy.port,
+      auth: proxyAuthFor(proxy.credentials),
+      ...(proxy.tls ? { tls: proxy.tls } : {}),
+    },
     target: { host: first.host, port: first.port },
     connectTimeoutMs: timeoutMs,
     answerTimeoutMs: timeoutMs,
   });
   if (!tun.ok) {
+    if (proxy.tls && !tun.answer && CERT_REFUSED.test(tun.errorCode ?? '')) {
+      const why = (tun.error ?? '').replace(`proxy ${where}: `, '');
+      throw new PreflightError(
+        tun.errorCode === 'ERR_TLS_CERT_ALTNAME_INVALID'
+          ? `proxy ${where}: its certificate is not for ${proxy.host}: ${why}`
+          : `proxy ${where}: its certificate is not trusted (${proxy.tls.ca ? 'by --proxy-ca' : "by Node's public roots; give --proxy-ca FILE"}): ${why}`,
+      );
+    }
     if (!tun.answer && tun.timings.tcpConnectMs === undefined) {
       // the tunnel's error names the proxy already: say it once
       const why = (tun.error ?? '').replace(`proxy ${where}: `, '').replace(` ${where}`, '');

@@ -4,6 +4,7 @@
  * with the reason it is so). No prediction means the check's own default: `pass`, or `skip` where
  * it does not apply or a real-time property was not known in the time the run waited.
  * expectations.ts puts deviations, predictions and defaults together and watches the deviations.
+ * `tls` (an HTTPS proxy) predicts nothing of its own: TLS to the proxy changes no check's outcome.
  */
 import { kindOf } from '../agent/kinds/index.ts';
 import { gapMargin } from '../checks/tunnel-keepalive.ts';

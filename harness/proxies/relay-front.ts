@@ -74,7 +74,8 @@ export class RelayFront implements ProxyUnderTest {
             }, dies * 1000);
       return {
         ...inner,
-        url: relay.url,
+        // the relay passes bytes on: an HTTPS proxy's TLS goes through it
+        url: inner.tls ? relay.url.replace(/^http:/, 'https:') : relay.url,
         host: relay.host,
         port: relay.port,
         startMs: Math.round(performance.now() - t0),

@@ -2,6 +2,7 @@
  * One adapter per proxy kind behind one interface, whether it runs in-process, as a process or in
  * a container (after testcontainers' modules: `start()` returns a typed Started... object).
  */
+import type { ProxyTls } from '../agent/proxy-tls.ts';
 import type { Lab } from '../lab/lab.ts';
 import type { RunDir } from '../lab/rundir.ts';
 import type { ProxyCredentials } from '../route/auth.ts';
@@ -20,11 +21,13 @@ export interface StartedProxy {
   runtime: string;
   /** The implementation and its version, e.g. `proxy-chain 3.0.1`. */
   version: string;
-  /** `http://127.0.0.1:PORT` (never with credentials). */
+  /** `http://127.0.0.1:PORT`, `https://` for an HTTPS proxy (never with credentials). */
   url: string;
   host: string;
   port: number;
   credentials?: ProxyCredentials;
+  /** An HTTPS proxy: the CA its certificate is checked against and the name it is for (sent as SNI). */
+  tls?: ProxyTls;
   /** PEM of the CA that re-signs intercepted TLS, for intercepting proxies. */
   inspectionCa?: string;
   /** How long start() took. */
@@ -44,6 +47,8 @@ export interface ProxyContext {
   runDir: RunDir;
   /** The run's scenario data (catalog ports, hosts to splice, tenant); the built-in set when absent. */
   scenarios?: ScenarioSet;
+  /** A chain: the parent proxy this one forwards to, already started (engines.ts WithParent). */
+  parent?: { id: string; host: string; port: number };
 }
 
 export interface ProxyUnderTest {

@@ -255,6 +255,7 @@ export async function runMatrix(opts: RunOptions): Promise<RunReport> {
       const route = proxyRoute({
         host: started.host,
         port: started.port,
+        ...(started.tls ? { tls: started.tls } : {}),
         ...(started.credentials ? { auth: proxyAuthFor(started.credentials) } : {}),
         ...(client ? { resolve: client.resolve } : {}),
       });

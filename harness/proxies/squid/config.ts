@@ -30,6 +30,7 @@
  */
 import { resolveHost, type ScenarioSet } from '../../scenarios.ts';
 import { authAccessLines, type EnterpriseScheme, HELPER } from './auth-schemes.ts';
+import { idleTimeoutLines } from './idle-timeout.ts';
 
 export { AUTH_LOOP_HELPER, AUTH_LOOP_HELPER_FILE } from './auth-schemes.ts';
 
@@ -37,7 +38,7 @@ export const SQUID_FLAVOURS = ['default', 'open', 'auth', 'bump', 'splice'] as c
 export type SquidFlavour = (typeof SQUID_FLAVOURS)[number];
 
 /** squid's readiness line; bump ports say "Accepting SSL bumped HTTP Socket connections". */
-export const SQUID_READY = /Accepting (SSL bumped )?HTTP Socket connections/;
+export const SQUID_READY = /Accepting (SSL bumped )?HTTPS? Socket connections/;
 /** First line of a start: `Starting Squid Cache version 5.7 for x86_64-pc-linux-gnu...`. */
 export const SQUID_VERSION_LINE = /Starting Squid Cache version (\S+?)(?: for |\.\.\.|\s|$)/;
 
@@ -63,6 +64,9 @@ export interface SquidPaths {
   signingKey?: string;
   originCa?: string;
   sslDb?: string;
+  /** An HTTPS proxy (policy.tls): its own certificate and key (PEM) for https_port. */
+  proxyCert?: string;
+  proxyKey?: string;
 }
 
 /**
@@ -88,6 +92,10 @@ export interface SquidPolicy {
   via?: boolean;
   /** squid's `forwarded_for` (default on): false writes `forwarded_for delete`. */
   xForwardedFor?: boolean;
+  /** An HTTPS proxy: `https_port` with paths.proxyCert (squid 5.7 refuses ssl-bump on it). */
+  tls?: boolean;
+  /** A chain: everything goes to this parent proxy (`cache_peer … parent`, `never_direct allow all`). */
+  parent?: { id: string; host: string; port: number };
 }
 
 interface SquidConfigCommon {
@@ -269,7 +277,13 @@ export function squidConfig(input: SquidConfigInput): string {
   const add = (...l: string[]) => lines.push(...l);
 
   // --- listening port --------------------------------------------------------------------------
-  if (bumping) {
+  if (policy.tls) {
+    if (bumping) throw new Error(`${label}: squid cannot bump on an https_port (FATAL in squid 5.7)`);
+    const cert = p(need(paths.proxyCert, 'proxyCert', label));
+    const key = p(need(paths.proxyKey, 'proxyKey', label));
+    // squid 5 generates host certificates by default, which wants a CA as tls-cert: off, a leaf serves
+    add(`https_port ${host}:${input.port} tls-cert=${cert} tls-key=${key} generate-host-certificates=off`);
+  } else if (bumping) {
     add(
       `http_port ${host}:${input.port} ssl-bump` +
         ` tls-cert=${p(need(paths.signingCert, 'signingCert', label))}` +
@@ -291,7 +305,8 @@ export function squidConfig(input: SquidConfigInput): string {
     'logfile_rotate 0',
     'cache deny all',
     'pinger_enable off',
-    'visible_hostname proxycheck-squid',
+    // a chain's child needs a name of its own: its parent takes its own name in Via for a loop
+    `visible_hostname proxycheck-squid${policy.parent ? '-child' : ''}`,
     `shutdown_lifetime ${input.shutdownLifetimeS ?? 1} seconds`,
     '',
     '# names: lab hosts from the hosts file; any other query goes to loopback only, and gives up fast',
@@ -370,44 +385,13 @@ export function squidConfig(input: SquidConfigInput): string {
   if (policy.via === false || policy.xForwardedFor === false) add('', '# headers on forwarded requests');
   if (policy.via === false) add('via off');
   if (policy.xForwardedFor === false) add('forwarded_for delete');
+  const up = policy.parent;
+  if (up) {
+    add('', `# a chain: everything to parent ${up.id}`);
+    add(
+      `cache_peer ${up.host} parent ${up.port} 0 no-query no-digest name=${up.id}`,
+      'never_direct allow all',
+    );
+  }
   return lines.join('\n') + '\n';
-}
-
-/**
- * idleTimeoutSeconds N: four of squid's timers, each set to N (cf.data.pre / squid 5.7 source):
- *
- *  - `read_timeout`: after every read on either side of a tunnel (tunnel.cc keepGoingAfterRead)
- *    both sides' timers restart; when one expires tunnelTimeout closes both. That times plain
- *    CONNECT tunnels and spliced ones. It is also the *server-side* read timeout of every
- *    forwarded request (http.cc), bumped ones included: an origin that takes longer than that to
- *    answer (or stalls mid-body) is cut too (ERR_READ_TIMEOUT).
- *  - `client_idle_pconn_timeout`: how long squid waits for the next request on a persistent client
- *    connection (Http1Server idleTimeout) - a bumped connection after its first request.
- *  - `request_timeout`: how long squid waits for complete request headers; it is what times a
- *    bumped connection from its TLS handshake (client_side.cc resets it there) to its first request.
- *  - `request_start_timeout`: how long squid waits for the first byte; what times a CONNECT whose
- *    client has not sent its ClientHello yet on a bumping port (switchToHttps).
- *  (`client_lifetime` does not cut tunnels: it times a tunnel's client side only until its first
- *  read, and the server side runs on read_timeout from the start.)
- *
- * squid keeps time in whole seconds (squid_curtime) and a timer of T fires at the first second
- * boundary T seconds past the whole second it was set in: after between T - 1 and T seconds of
- * silence. Measured here with squid 5.7, each directive alone at T = 3: read_timeout cut a silent
- * plain tunnel after 2.26 s and a silent spliced one after 2.05 s and nothing else;
- * client_idle_pconn_timeout a bumped connection silent after one request (2.27 s); request_timeout
- * one silent after its handshake, before any request (2.79 s); request_start_timeout a silent
- * CONNECT on a bumping port (2.61 s). All four at T = 4 cut each of those after 3.26-4.08 s, and
- * traffic every 250 ms (bytes on a tunnel, a request on a bumped connection) kept each open for
- * 11 s. N is written as it is, as a customer's squid.conf says it: squid closes after between
- * N - 1 and N seconds of silence, never after more than N (test/squid-knobs.test.ts). The oracle
- * predicts from N; docs/proxies.md states the one-second window.
- */
-function idleTimeoutLines(n: number): string[] {
-  return [
-    `# idle timeout ${n} s: closes after between ${n - 1} and ${n} s of silence (squid counts whole seconds)`,
-    `read_timeout ${n} seconds`,
-    `client_idle_pconn_timeout ${n} seconds`,
-    `request_timeout ${n} seconds`,
-    `request_start_timeout ${n} seconds`,
-  ];
 }

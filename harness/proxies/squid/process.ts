@@ -70,6 +70,9 @@ export async function startSquidProcess(l: SquidLaunch): Promise<SquidRunning> {
     for (const d of [runPath, logPath, ...(bumping ? [sslDb] : [])]) chownTree(d, proxy.uid, proxy.gid);
     const key = join(l.etcDir, 'signing-ca.key');
     if (bumping && existsSync(key)) chownSync(key, proxy.uid, proxy.gid);
+    // an HTTPS proxy's own key (0600), read by squid as proxy
+    const proxyKey = join(l.etcDir, 'proxy.key');
+    if (l.policy.tls && existsSync(proxyKey)) chownSync(proxyKey, proxy.uid, proxy.gid);
     runAs = proxy;
   }
   const cacheLog = join(logPath, 'cache.log');

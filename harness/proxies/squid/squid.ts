@@ -17,6 +17,7 @@ import { basename, join } from 'node:path';
 import { SetupError } from '../../errors.ts';
 import { refuseIfStopping } from '../../lifecycle.ts';
 import { loadScenarios, type ScenarioSet } from '../../scenarios.ts';
+import { proxyTlsName } from '../definition.ts';
 import { ADDRESS_IN_USE, withPortRetry } from '../toolkit/ports.ts';
 import { waitForListening } from '../toolkit/ready.ts';
 import type { ConcreteRuntime, Runtime } from '../toolkit/runtime.ts';
@@ -95,6 +96,8 @@ export interface SquidLaunch {
   ): string;
   credentials?: ProxyCredentials;
   inspectionCa?: string;
+  /** An HTTPS proxy: what the agent checks its certificate against, and the name it is for. */
+  tls?: { ca: string[]; servername: string };
 }
 
 /** Everything a runtime returns; SquidProxy adds the common fields. */
@@ -157,11 +160,12 @@ export class SquidProxy implements ProxyUnderTest {
       kind: launch.inspectionCa ? 'mitm' : launch.credentials ? 'auth' : 'plain',
       runtime: running.runtime,
       version: running.version,
-      url: `http://127.0.0.1:${launch.port}`,
+      url: `${launch.tls ? 'https' : 'http'}://127.0.0.1:${launch.port}`,
       host: '127.0.0.1',
       port: launch.port,
       ...(launch.credentials ? { credentials: launch.credentials } : {}),
       ...(launch.inspectionCa ? { inspectionCa: launch.inspectionCa } : {}),
+      ...(launch.tls ? { tls: launch.tls } : {}),
       startMs: Math.round(performance.now() - t0),
       stop: async () => {
         await running.stop();
@@ -171,12 +175,12 @@ export class SquidProxy implements ProxyUnderTest {
   }
 
   private policyFor(ctx: ProxyContext): SquidPolicy {
-    return (
+    const policy =
       this.opts.policy ??
       FLAVOUR_POLICIES[this.opts.flavour as SquidFlavour](
         ctx.scenarios ?? this.opts.scenarios ?? loadScenarios(),
-      )
-    );
+      );
+    return ctx.parent ? { ...policy, parent: ctx.parent } : policy;
   }
 
   /** One start on `port`, in a directory of its own (a retry does not reuse a failed one's). */
@@ -246,6 +250,16 @@ export class SquidProxy implements ProxyUnderTest {
       writeFileSync(join(etcDir, 'origin-ca.crt'), lab.pki.labRoot.cert.certPem, { mode: 0o644 });
       inspectionCa = ca.cert.certPem;
     }
+    let tls: SquidLaunch['tls'];
+    if (policy.tls) {
+      // an HTTPS proxy: a certificate for its name from the lab CA (the agent trusts that CA)
+      const servername = proxyTlsName(this.id);
+      const leaf = lab.pki.labRoot.issueLeaf([servername]);
+      copyFileSync(leaf.certFile, join(etcDir, 'proxy.crt'));
+      chmodSync(join(etcDir, 'proxy.crt'), 0o644);
+      copyFileSync(leaf.keyFile, join(etcDir, 'proxy.key')); // read by squid as root
+      tls = { ca: [lab.pki.labRoot.cert.certPem], servername };
+    }
     return {
       id: this.id,
       policy,
@@ -257,6 +271,7 @@ export class SquidProxy implements ProxyUnderTest {
       readyTimeoutMs: this.opts.readyTimeoutMs ?? 30_000,
       ...(credentials ? { credentials } : {}),
       ...(inspectionCa ? { inspectionCa } : {}),
+      ...(tls ? { tls } : {}),
       writeConfig: (paths, etcAs) => {
         const text = squidConfig({
           policy,
@@ -268,6 +283,7 @@ export class SquidProxy implements ProxyUnderTest {
             ...(policy.auth === 'basic' ? { htpasswd: `${etcAs}/htpasswd` } : {}),
             ...(policy.auth === 'loop' ? { authLoopHelper: `${etcAs}/${AUTH_LOOP_HELPER_FILE}` } : {}),
             ...(auth ? { authHelperArgs: auth.helperArgs(etcAs) } : {}),
+            ...(tls ? { proxyCert: `${etcAs}/proxy.crt`, proxyKey: `${etcAs}/proxy.key` } : {}),
             ...(bumping
               ? {
                   signingCert: `${etcAs}/signing-ca.crt`,

@@ -1,0 +1,138 @@
+/**
+ * `validate --proxy https://... --proxy-ca FILE` against a squid configured by hand here (our own
+ * squid.conf lines, certificates made with the openssl CLI, not the lab PKI): one https_port with a
+ * certificate for 127.0.0.1 from the given CA passes; the same proxy with another CA given, and a
+ * second https_port whose certificate names another host, stop in one line saying so; a missing,
+ * non-PEM or misplaced --proxy-ca is a one-line error.
+ */
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { labAddress } from '../harness/lab/addresses.ts';
+import type { RunReport } from '../harness/model.ts';
+import { runCommand } from '../harness/proxies/toolkit/command.ts';
+import { pickPort } from '../harness/proxies/toolkit/ports.ts';
+import { waitForListening } from '../harness/proxies/toolkit/ready.ts';
+import { cli } from './helpers/cli.ts';
+import { FIXTURE_SCENARIOS, fixtureScenarios } from './helpers/fixtures.ts';
+import { baseConf, STOCK_POLICY, startSquid } from './helpers/hand-squid.ts';
+import { labNet } from './helpers/lab-net.ts';
+import { requireComponent, squidProblem } from './helpers/requirements.ts';
+
+const squid = requireComponent(t, 'squid', squidProblem());
+
+function hostsFile(net: number): string {
+  const lines = new Set<string>();
+  for (const c of fixtureScenarios().catalogs.values())
+    for (const e of c.endpoints) lines.add(`${labAddress(e.host, net)}\t${e.host}`);
+  return [...lines].join('\n') + '\n';
+}
+
+async function openssl(args: string[]): Promise<void> {
+  const r = await runCommand('openssl', args, { what: `openssl ${args[0]}`, timeoutMs: 20_000 });
+  if (r.code !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
+}
+
+/** A CA, and leaves from it with the given subjectAltName; every file readable by squid's user. */
+async function makeCerts(dir: string) {
+  const ca = async (name: string) => {
+    await openssl(
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${name}`]
+        .concat(['-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`)])
+        .concat(['-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign']),
+    );
+  };
+  await ca('hand-ca');
+  await ca('other-ca');
+  const leaf = async (name: string, san: string) => {
+    const ext = join(dir, `${name}.ext`);
+    writeFileSync(ext, `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`);
+    await openssl(
+      ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`].concat([
+        '-keyout',
+        join(dir, `${name}.key`),
+        '-out',
+        join(dir, `${name}.csr`),
+      ]),
+    );
+    await openssl(
+      ['x509', '-req', '-in', join(dir, `${name}.csr`), '-days', '2', '-extfile', ext]
+        .concat(['-CA', join(dir, 'hand-ca.crt'), '-CAkey', join(dir, 'hand-ca.key'), '-set_serial', '7'])
+        .concat(['-out', join(dir, `${name}.crt`)]),
+    );
+    chmodSync(join(dir, `${name}.key`), 0o644); // a test key, read by squid's user
+  };
+  await leaf('proxy-ip', 'IP:127.0.0.1');
+  await leaf('proxy-other', 'DNS:elsewhere.example');
+}
+
+t.test('validate an https:// proxy with --proxy-ca', { ...squid, timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-vhttps-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  chmodSync(dir, 0o755);
+  await makeCerts(dir);
+  const [good, wrongName] = [await pickPort(), await pickPort()];
+  const net = await labNet(t);
+  await startSquid(t, hostsFile(net), (d, port) =>
+    baseConf(d, port, [
+      `https_port 127.0.0.1:${good} tls-cert=${dir}/proxy-ip.crt tls-key=${dir}/proxy-ip.key generate-host-certificates=off`,
+      `https_port 127.0.0.1:${wrongName} tls-cert=${dir}/proxy-other.crt tls-key=${dir}/proxy-other.key generate-host-certificates=off`,
+      ...STOCK_POLICY,
+      'http_access allow localhost',
+      'http_access deny all',
+    ]),
+  );
+  await waitForListening(good, 10_000, 'https_port');
+  await waitForListening(wrongName, 10_000, 'https_port');
+  const common = ['validate', '--scenarios', FIXTURE_SCENARIOS, '--profiles', 'unpinned', '--lab-net'];
+
+  const json = join(dir, 'report.json');
+  const ok = await cli(
+    [
+      ...common,
+      String(net),
+      '--proxy',
+      `https://127.0.0.1:${good}`,
+      '--proxy-ca',
+      `${dir}/hand-ca.crt`,
+    ].concat(['--json', json]),
+    { timeoutMs: 90_000 },
+  );
+  t.equal(ok.code, 0, `${ok.stdout.slice(-1500)}\n${ok.stderr.slice(-1500)}`);
+  const report = JSON.parse(readFileSync(json, 'utf8')) as RunReport;
+  t.equal(report.proxies[0]?.url, `https://127.0.0.1:${good}`);
+  t.ok(
+    report.results.some((r) => r.check === 'connect' && r.outcome === 'pass'),
+    'CONNECT through TLS passed',
+  );
+
+  const cases: Array<[string[], RegExp]> = [
+    [
+      ['--proxy', `https://127.0.0.1:${good}`, '--proxy-ca', `${dir}/other-ca.crt`],
+      new RegExp(`proxy 127\\.0\\.0\\.1:${good}: its certificate is not trusted \\(by --proxy-ca\\): `),
+    ],
+    [
+      ['--proxy', `https://127.0.0.1:${wrongName}`, '--proxy-ca', `${dir}/hand-ca.crt`],
+      new RegExp(
+        `proxy 127\\.0\\.0\\.1:${wrongName}: its certificate is not for 127\\.0\\.0\\.1: .*altnames`,
+      ),
+    ],
+    [
+      ['--proxy', `https://127.0.0.1:${good}`, '--proxy-ca', `${dir}/missing.crt`],
+      /--proxy-ca .*missing\.crt: ENOENT/,
+    ],
+    [['--proxy', `https://127.0.0.1:${good}`, '--proxy-ca', `${dir}/proxy-ip.ext`], /not a PEM certificate/],
+    [
+      ['--proxy', `http://127.0.0.1:${good}`, '--proxy-ca', `${dir}/hand-ca.crt`],
+      /--proxy-ca is for an https:\/\/ proxy/,
+    ],
+  ];
+  for (const [args, msg] of cases) {
+    const r = await cli([...common, String(net), ...args], { timeoutMs: 60_000 });
+    t.equal(r.code, 2, args.join(' '));
+    t.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    t.match(r.stderr, msg);
+    t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+});
