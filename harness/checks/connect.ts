@@ -81,13 +81,19 @@ export function answerEvidence(answer: ConnectAnswer | undefined): Record<string
 
 /**
  * Which hop of a chain wrote a refusal: the proxy named by its `X-Cache-Lookup` / `X-Cache`
- * ("NONE from <name>:<port>", squid), and the hops it came back through (`Via`).
+ * ("NONE from <name>:<port>", squid), or the parent when proxy-chain relays its refusal
+ * ("590 UPSTREAM403"), and the hops it came back through (`Via`).
  */
 export function refusingHop(answer: ConnectAnswer): { refusedBy?: string; via?: string } {
   const header = (name: RegExp) => answer.headers.find(([k]) => name.test(k))?.[1];
   const from = / from (\S+)\s*$/.exec(header(/^x-cache-lookup$/i) ?? header(/^x-cache$/i) ?? '')?.[1];
   const via = header(/^via$/i);
-  return { ...(from ? { refusedBy: from } : {}), ...(via ? { via } : {}) };
+  // proxy-chain relays its parent's refusal as "590 UPSTREAM<status>"
+  const upstream = /^UPSTREAM(\d{3})$/.exec(answer.reason)?.[1];
+  const by =
+    from ??
+    (upstream ? `the parent proxy (it answered ${upstream}; relayed as "${answer.statusLine}")` : undefined);
+  return { ...(by ? { refusedBy: by } : {}), ...(via ? { via } : {}) };
 }
 
 /** `CONNECT h:p answered "HTTP/1.1 403 Forbidden", not 200 (X-Squid-Error: ERR_ACCESS_DENIED 0)` */

@@ -14,7 +14,13 @@ import { RequestError, Server } from 'proxy-chain';
 import type { Lab } from '../lab/lab.ts';
 import type { CertificateAuthority } from '../lab/pki.ts';
 import { packageVersion } from '../util/pkg.ts';
-import { type ConnectAnswer, type HeaderPolicy, type InspectionMode, inspects } from './definition.ts';
+import {
+  type ConnectAnswer,
+  type HeaderPolicy,
+  type InspectionMode,
+  inspects,
+  proxyTlsName,
+} from './definition.ts';
 import {
   type ProxyContext,
   type ProxyCredentials,
@@ -53,6 +59,8 @@ export interface ChainOptions {
   tamper?: PlaintextTamper;
   /** Deadline for the re-originated TLS connection to the origin. */
   originTimeoutMs?: number;
+  /** An HTTPS proxy: the agent speaks TLS to it (a certificate for its name from the lab CA). */
+  tls?: boolean;
 }
 
 /** proxy-chain's own answer to an accepted CONNECT (direct.js, custom_connect.js). */
@@ -96,10 +104,19 @@ export class ChainProxy implements ProxyUnderTest {
     const inspectHosts = new Set((o.inspection?.hosts ?? []).map((h) => h.toLowerCase()));
     const ports = o.connectPorts ? new Set(o.connectPorts) : undefined;
     const tunnels = new Set<Socket>();
+    // an HTTPS proxy: a certificate for its name from the lab CA, which the agent trusts
+    const servername = o.tls ? proxyTlsName(this.id) : undefined;
+    const leaf = servername ? lab.pki.labRoot.issueLeaf([servername]) : undefined;
+    // a chain: everything goes on to the parent proxy (started before this one, engines.ts WithParent)
+    const upstreamProxyUrl = ctx.parent ? `http://${ctx.parent.host}:${ctx.parent.port}` : undefined;
+    const serverType = leaf
+      ? { serverType: 'https' as const, httpsOptions: { key: leaf.keyPem, cert: leaf.certPem } }
+      : { serverType: 'http' as const };
     const server = new Server({
       port: 0,
       host: '127.0.0.1',
       authRealm: 'proxycheck',
+      ...serverType,
       prepareRequestFunction: ({ username, password, hostname, port, isHttp, request }) => {
         if (
           o.authLoop ||
@@ -107,7 +124,8 @@ export class ChainProxy implements ProxyUnderTest {
         ) {
           return { requestAuthentication: true, failMsg: 'Proxy credentials required' };
         }
-        if (isHttp) return this.forwarding(request, lab);
+        if (isHttp)
+          return { ...this.forwarding(request, lab), ...(upstreamProxyUrl ? { upstreamProxyUrl } : {}) };
         if (ports && !ports.has(port)) {
           throw new RequestError(`CONNECT to port ${port} is not allowed by this proxy's policy`, 403);
         }
@@ -115,6 +133,7 @@ export class ChainProxy implements ProxyUnderTest {
         if (mitm && inspects(this.mode, inspectHosts, hostname)) {
           return { customConnectServer: mitm.serverFor(hostname, port) };
         }
+        if (upstreamProxyUrl) return { upstreamProxyUrl };
         return { dnsLookup: lab.lookup as never };
       },
     });
@@ -128,9 +147,10 @@ export class ChainProxy implements ProxyUnderTest {
       kind: inspecting ? 'mitm' : o.auth || o.authLoop ? 'auth' : 'plain',
       runtime: 'in-process',
       version: `proxy-chain ${PROXY_CHAIN_VERSION}`,
-      url: `http://127.0.0.1:${port}`,
+      url: `${leaf ? 'https' : 'http'}://127.0.0.1:${port}`,
       host: '127.0.0.1',
       port,
+      ...(servername ? { tls: { ca: [lab.pki.labRoot.cert.certPem], servername } } : {}),
       ...(credentials ? { credentials } : {}),
       ...(ca ? { inspectionCa: ca.cert.certPem } : {}),
       startMs: Math.round(performance.now() - t0),

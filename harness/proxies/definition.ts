@@ -186,9 +186,6 @@ export const ENGINE_KNOBS: Record<Engine, Partial<Record<Knob, true | string>>> 
     'auth.digest': 'proxy-chain authenticates with Basic only',
     'auth.ntlm': 'proxy-chain authenticates with Basic only',
     'auth.negotiate': 'proxy-chain authenticates with Basic only',
-    tls: "proxy-chain 3 can serve HTTPS (serverType https) but proxycheck's chain engine does not start it so yet",
-    parent:
-      "proxy-chain 3 can forward to an upstream proxy (upstreamProxyUrl) but proxycheck's chain engine does not wire it yet",
   }),
   squid: allBut({
     'headers.proxyAuthorization':
@@ -243,7 +240,13 @@ export function unsupportedKnob(d: ProxyDefinition): string | undefined {
       ? 'availability dies needs diesAfterSeconds'
       : 'diesAfterSeconds needs availability: dies';
   if (d.tls && d.inspection && d.inspection.mode !== 'none')
-    return `engine ${d.engine} cannot honour tls with inspection: squid 5.7 refuses ssl-bump on an https_port (FATAL)`;
+    return d.engine === 'squid'
+      ? 'engine squid cannot honour tls with inspection: squid 5.7 refuses ssl-bump on an https_port (FATAL)'
+      : "engine chain cannot honour tls with inspection: proxycheck's interceptor is not wired behind an HTTPS listener";
+  if (d.engine === 'chain' && d.parent !== undefined && d.inspection && d.inspection.mode !== 'none')
+    return 'engine chain cannot honour parent with inspection: the intercepting proxy re-originates TLS to the origin itself, not through the parent';
+  if (d.engine === 'chain' && d.parent !== undefined && d.headers?.proxyAuthorization === 'forward')
+    return 'engine chain cannot honour parent with headers.proxyAuthorization forward: the leaking forwarder sends requests itself, not through the parent';
   if (d.tls && UNREACHABLE.has(d.availability ?? 'up'))
     return `tls needs a proxy that is there (availability ${d.availability} starts none)`;
   if (d.availability === 'auth-loop' && d.auth !== undefined && d.auth !== 'none')

@@ -109,6 +109,7 @@ function coreEngine(
       ...(def.lifetimeSeconds !== undefined ? { lifetimeSeconds: def.lifetimeSeconds } : {}),
       ...(def.headers ? { headers: def.headers } : {}),
       ...(def.connectAnswer ? { connectAnswer: def.connectAnswer } : {}),
+      ...(def.tls ? { tls: true } : {}),
     });
   } else {
     const headers = { ...DEFAULT_HEADERS.squid, ...def.headers };
