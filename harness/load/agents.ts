@@ -53,8 +53,8 @@ export interface AgentContext {
   /** Profile seconds × timeScale = real seconds. */
   timeScale: number;
   t0: number;
-  /** Resolves when the run (or this step) ends. */
-  stopped: Promise<void>;
+  /** Aborted when the run (or this step) ends; waits listen to it and stop listening when done. */
+  stopped: AbortSignal;
   isStopped: () => boolean;
   /** Agents with a session open now (for the over-time chart). */
   open: { n: number };
@@ -64,20 +64,13 @@ export function newCounters(): Counters {
   return { sessions: 0, requests: 0, reconnects: 0, keepalives: 0, drops: 0, errors: new Map() };
 }
 
-/** When a run (or a step) stops: a promise for waits, a flag for loops, and the trigger. */
-export function stopSignal(): { stopped: Promise<void>; isStopped: () => boolean; stop: () => void } {
-  let isStopped = false;
-  let resolve!: () => void;
-  const stopped = new Promise<void>((r) => {
-    resolve = r;
-  });
+/** When a run (or a step) stops: a signal for waits, a flag for loops, and the trigger. */
+export function stopSignal(): { stopped: AbortSignal; isStopped: () => boolean; stop: () => void } {
+  const controller = new AbortController();
   return {
-    stopped,
-    isStopped: () => isStopped,
-    stop: () => {
-      isStopped = true;
-      resolve();
-    },
+    stopped: controller.signal,
+    isStopped: () => controller.signal.aborted,
+    stop: () => controller.abort(),
   };
 }
 
@@ -147,12 +140,18 @@ export async function openSession(ctx: AgentContext, plan: SessionPlan): Promise
 /** Waits `ms` or until the run stops; true when the wait ran out (the run goes on). */
 export function pause(ctx: AgentContext, ms: number): Promise<boolean> {
   if (ctx.isStopped()) return Promise.resolve(false);
+  // one listener per wait, removed when the wait runs out: a held tunnel pauses once per
+  // keep-alive, and thousands of them must not pile up listeners until the run stops
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(!ctx.isStopped()), ms);
-    void ctx.stopped.then(() => {
+    const onStop = () => {
       clearTimeout(timer);
       resolve(false);
-    });
+    };
+    const timer = setTimeout(() => {
+      ctx.stopped.removeEventListener('abort', onStop);
+      resolve(!ctx.isStopped());
+    }, ms);
+    ctx.stopped.addEventListener('abort', onStop, { once: true });
   });
 }
 
