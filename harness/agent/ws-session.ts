@@ -210,7 +210,7 @@ export async function runSession(
           wake = undefined;
           resolve();
         },
-        Math.max(0, atMs - now()),
+        Math.max(1, atMs - now()),
       );
       if (closeInfo) {
         clearTimeout(timer);
@@ -288,7 +288,11 @@ export async function runSession(
     let pings = 0;
     for (let k = 1; k <= plan.ticks; k++) {
       during = 'while idle between steps';
-      await sleepUntil(Math.round(k * tickMs));
+      const tickAt = Math.round(k * tickMs);
+      // Node's timers run on the loop's cached clock and can fire a millisecond early: sleep again
+      // until the session clock has really reached the tick (a session reported as 1499 ms of 1500
+      // would not have held for the time it names).
+      while (!closeInfo && now() < tickAt) await sleepUntil(tickAt);
       if (closeInfo) throw endedError();
       const due =
         Math.floor((k * plan.bursts) / plan.ticks) - Math.floor(((k - 1) * plan.bursts) / plan.ticks);

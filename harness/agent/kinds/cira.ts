@@ -265,7 +265,14 @@ async function holdTunnel(
       if (due < requiredMs) later(Math.max(0, start + due - performance.now()), () => sendNext(k + 1));
     };
     if (intervalMs < requiredMs) later(intervalMs, () => sendNext(1));
-    later(requiredMs, () => finish('complete'));
+    // Node's timers run on the loop's cached clock and can fire a millisecond early: the session
+    // is complete only when the tunnel has really been held for requiredMs (CI once saw 1499 of 1500).
+    const complete = () => {
+      const left = start + requiredMs - performance.now();
+      if (left > 0) later(Math.ceil(left), complete);
+      else finish('complete');
+    };
+    later(requiredMs, complete);
   });
   const sessionEndMs = since(start);
 
