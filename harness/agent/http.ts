@@ -17,6 +17,32 @@ export interface HttpExchange {
   ms: number;
 }
 
+/**
+ * An undici Client that speaks HTTP/1.1 over one socket the agent already has (a verified tunnel):
+ * undici's connect hands out that socket once; when it closes, the client does not dial anew (an
+ * agent would open a new tunnel, through the proxy).
+ */
+export function clientOver(
+  socket: Socket,
+  origin: string,
+  timeouts: { headersTimeout?: number; bodyTimeout?: number } = {},
+): Client {
+  let handedOut = false;
+  return new Client(origin, {
+    pipelining: 1,
+    ...timeouts,
+    connect: (_opts, cb) => {
+      if (handedOut) {
+        queueMicrotask(() => cb(new Error('the tunnel is closed; an agent would open a new one'), null));
+        return;
+      }
+      handedOut = true;
+      // undici expects the callback asynchronously, as a real connect would call it
+      queueMicrotask(() => cb(null, socket as never));
+    },
+  });
+}
+
 export class TunnelHttpClient {
   private readonly client: Client;
   private written: Buffer[] = [];
@@ -26,7 +52,6 @@ export class TunnelHttpClient {
     origin: string,
     private readonly timeoutMs = 15_000,
   ) {
-    let handedOut = false;
     const origWrite = socket.write.bind(socket) as (...a: unknown[]) => boolean;
     socket.write = ((chunk: unknown, ...rest: unknown[]) => {
       const enc = typeof rest[0] === 'string' ? (rest[0] as BufferEncoding) : 'utf8';
@@ -34,20 +59,7 @@ export class TunnelHttpClient {
       else if (chunk instanceof Uint8Array) this.written.push(Buffer.from(chunk));
       return origWrite(chunk, ...rest);
     }) as typeof socket.write;
-    this.client = new Client(origin, {
-      pipelining: 1,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      connect: (_opts, cb) => {
-        if (handedOut) {
-          queueMicrotask(() => cb(new Error('the tunnel is closed; an agent would open a new one'), null));
-          return;
-        }
-        handedOut = true;
-        // undici expects the callback asynchronously, as a real connect would call it
-        queueMicrotask(() => cb(null, socket as never));
-      },
-    });
+    this.client = clientOver(socket, origin, { headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   }
 
   async request(opts: {

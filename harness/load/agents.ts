@@ -6,8 +6,9 @@
  * tunnel at once (a `drop`).
  */
 import type { TLSSocket } from 'node:tls';
-import { Client } from 'undici';
+import type { Client } from 'undici';
 import { reportBody } from '../agent/bodies.ts';
+import { clientOver } from '../agent/http.ts';
 import { startTls } from '../agent/tls.ts';
 import { openTunnel, type ProxyAddress } from '../agent/tunnel.ts';
 import { errorMessage } from '../errors.ts';
@@ -155,21 +156,6 @@ export function pause(ctx: AgentContext, ms: number): Promise<boolean> {
   });
 }
 
-function handOver(socket: TLSSocket): Client {
-  let handed = false;
-  return new Client(`https://${socket.servername || 'origin'}`, {
-    pipelining: 1,
-    connect: (_o, cb) => {
-      if (handed) {
-        queueMicrotask(() => cb(new Error('the tunnel is closed'), null));
-        return;
-      }
-      handed = true;
-      queueMicrotask(() => cb(null, socket as never));
-    },
-  });
-}
-
 async function post(
   ctx: AgentContext,
   client: Client,
@@ -219,7 +205,7 @@ async function runReports(ctx: AgentContext, plan: Extract<SessionPlan, { kind: 
               ctx.open.n--;
             }
           });
-          client = handOver(socket);
+          client = clientOver(socket, `https://${socket.servername || 'origin'}`);
         }
         await post(ctx, client as Client, plan, u);
       } catch (err) {
