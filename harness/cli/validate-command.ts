@@ -9,41 +9,29 @@ import { readFileSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { UsageError } from '../errors.ts';
 import { parseLabNet } from '../lab/addresses.ts';
-import { type LiveTarget, liveTargets, runLive } from '../live/live.ts';
-import { flagFor, parseParams } from '../live/params.ts';
+import { runLive } from '../live/live.ts';
+import { parseParams } from '../live/params.ts';
 import { publicRootStore, splitPem } from '../live/roots.ts';
-import type { CheckResult, RunReport } from '../model.ts';
-import { ExternalProxy, parseProxyUrl, readProxyCa } from '../proxies/external.ts';
+import type { RunReport } from '../model.ts';
+import { parseProxyUrl, readProxyCa } from '../proxies/external.ts';
 import type { ProxyCredentials } from '../proxies/types.ts';
 import { withGoLive } from '../report/golive.ts';
-import { Progress, progressMode } from '../report/progress.ts';
 import { renderRemediation } from '../report/remediation.ts';
 import { printRunOutput } from '../report/summary.ts';
 import { renderTable } from '../report/table.ts';
 import { planReports, REPORT_FORMATS, writeReports } from '../report/write.ts';
-import { scriptUrlFor } from '../route/client-network.ts';
-import { DEFAULT_TIMEOUTS, endpointOf, runMatrix, selectProfiles } from '../runner/run.ts';
-import { loadScenarios, type ScenarioSet } from '../scenarios.ts';
+import { loadScenarios } from '../scenarios.ts';
 import { printQuietSummary, quietOption } from './ci-options.ts';
 import { parseSeconds, parseTimeScale, scenarioDir, timerWaitOption, timeScaleOption } from './options.ts';
 import { proxyAuthCredentials } from './proxy-auth-option.ts';
 import {
   checkDnsSuffix,
-  findRoutes,
   type HowToFind,
   machineDnsSuffix,
-  mergeReports,
   OS_RESOLVER_ENV,
   parsePacArg,
-  profileRows,
-  profilesOn,
-  proxyUrlOf,
-  type RoutedRow,
-  type RouteGroup,
-  targetIndex,
-  targetsOf,
-  unreplayedResults,
 } from './validate-routes.ts';
+import { redactedUrl, validateLab, validateLive } from './validate-runs.ts';
 
 export const PASSWORD_ENV = 'PROXYCHECK_PROXY_PASSWORD';
 
@@ -286,192 +274,4 @@ function howToFind(o: {
     noProxy: o.noProxy,
     resolve: o.resolve,
   };
-}
-
-interface LabValidation {
-  how: HowToFind;
-  scenarios: ScenarioSet;
-  profiles: string[];
-  credentials?: ProxyCredentials;
-  /** --proxy-ca: for an https:// proxy given with --proxy. */
-  proxyCa?: string[];
-  labNet: number;
-  extraTrust: string[];
-  timerWait?: number;
-  timeScale: number;
-  quiet: boolean;
-}
-
-/**
- * Lab mode: each vendor host's route, found as the agent finds it; each proxy found validated with
- * the exchanges that take it (one runMatrix each); DIRECT hosts and hosts with no route reported;
- * one report. `routes` are the lines that say what was found (none for a plain --proxy URL).
- */
-async function validateLab(v: LabValidation): Promise<{ report: RunReport; routes: string[] }> {
-  const startedAt = new Date().toISOString();
-  const { how, scenarios } = v;
-  const profiles = selectProfiles(scenarios, v.profiles);
-  const targets = targetsOf(scenarios, profiles);
-  const { groups, lines } = await findRoutes(how, [...new Set(targets.values())], {
-    extraTrust: v.extraTrust,
-    connectDeadlineMs: DEFAULT_TIMEOUTS.connectMs,
-  });
-  const proxied = groups
-    .filter((g) => g.route.type === 'PROXY')
-    .map((g) => ({ group: g, profiles: profilesOn(profiles, g, targets) }));
-  const progress = new Progress({
-    stream: process.stderr,
-    mode: progressMode(process.stderr, v.quiet),
-    total: proxied.reduce((n, p) => n + p.profiles.length, 0),
-  });
-  const runs: Array<{ group: RouteGroup; report: RunReport }> = [];
-  try {
-    for (const { group, profiles: theirs } of proxied) {
-      const url = proxyUrlOf(group.route as ProxyRoute, how);
-      const report = await runMatrix({
-        scenarios,
-        proxies: [
-          new ExternalProxy({
-            url,
-            id: group.id,
-            ...(v.credentials ? { credentials: v.credentials } : {}),
-            ...(v.proxyCa ? { proxyCa: v.proxyCa } : {}),
-          }),
-        ],
-        profiles: theirs,
-        labNet: v.labNet,
-        extraTrust: v.extraTrust,
-        ...(v.timerWait !== undefined ? { timerWait: v.timerWait } : {}),
-        timeScale: v.timeScale,
-        ...progress.hooks(),
-      });
-      runs.push({ group, report });
-    }
-  } finally {
-    progress.stop();
-  }
-  const rows = profileRows(profiles, targets);
-  const unreplayed = groups
-    .filter((g) => g.route.type !== 'PROXY')
-    .map((group) => ({ group, results: unreplayedResults(group, rows) }));
-  return { report: mergeReports(startedAt, runs, unreplayed), routes: lines };
-}
-
-type ProxyRoute = Extract<RouteGroup['route'], { type: 'PROXY' }>;
-
-interface LiveValidation {
-  how: HowToFind;
-  scenarios: ScenarioSet;
-  catalogs: string[];
-  params: Record<string, string>;
-  credentials?: ProxyCredentials;
-  /** --trust-ca as read (for an https PAC URL). */
-  extraTrust: string[];
-  /** --trust-ca split into certificates (for the endpoints). */
-  liveTrust: string[];
-}
-
-/** The proxy id of catalog rows whose host is not known (a parameter not given) when a script decides. */
-export const NOT_ROUTED_ID = 'not-routed';
-
-/**
- * Live mode with routes found as the agent finds them: each catalog row's URL asked of the
- * configured proxy, WPAD or the script (--no-proxy first); each proxy found checked with runLive
- * on the rows that take it; DIRECT rows and rows with no route reported; one report. A row
- * missing a parameter has no host to ask the script about: it goes with the configured proxy
- * (--proxy URL), else it is one `skip` under not-routed, naming the flag it needs.
- */
-async function validateLive(v: LiveValidation): Promise<{ report: RunReport; routes: string[] }> {
-  const startedAt = new Date().toISOString();
-  const { how, scenarios } = v;
-  const all = liveTargets(scenarios, v.catalogs, v.params);
-  if (!all.length) throw new UsageError('the selected catalogs have no endpoints in agent scope');
-  const target = targetIndex();
-  const rows: RoutedRow[] = [];
-  const unknown: LiveTarget[] = [];
-  for (const t of all) {
-    if (t.host === undefined) unknown.push(t);
-    else
-      rows.push({
-        profile: t.catalog,
-        endpoint: endpointOf(t.host, t.row.port),
-        target: target(t.host, t.row.port, t.row.transport === 'http'),
-      });
-  }
-  const { groups, lines } = await findRoutes(how, [...new Set(rows.map((r) => r.target))], {
-    extraTrust: v.extraTrust,
-    connectDeadlineMs: DEFAULT_TIMEOUTS.connectMs,
-  });
-  const publicRoots = publicRootStore();
-  const withConfigured = groups.find((g) => g.route.type === 'PROXY' && how.configured);
-  const runs: Array<{ group: RouteGroup; report: RunReport }> = [];
-  for (const group of groups.filter((g) => g.route.type === 'PROXY')) {
-    const route = group.route as ProxyRoute;
-    const urls = new Set(group.routes.map((r) => r.target.url));
-    const p = parseProxyUrl(proxyUrlOf(route, how));
-    const report = await runLive({
-      proxy: {
-        id: group.id,
-        host: p.host,
-        port: p.port,
-        ...(v.credentials ? { credentials: v.credentials } : {}),
-        url: redactedUrl(p),
-      },
-      scenarios,
-      catalogs: v.catalogs,
-      params: v.params,
-      rows: (t) =>
-        t.host === undefined
-          ? group === withConfigured
-          : urls.has(scriptUrlFor(t.host, t.row.port, t.row.transport === 'http')),
-      publicRoots,
-      extraTrust: v.liveTrust,
-    });
-    runs.push({ group, report });
-  }
-  const unreplayed = groups
-    .filter((g) => g.route.type !== 'PROXY')
-    .map((group) => ({ group, results: unreplayedResults(group, rows) }));
-  const notRouted = withConfigured ? [] : unknown;
-  const others = notRouted.length
-    ? [
-        {
-          proxy: { id: NOT_ROUTED_ID, kind: 'none', runtime: 'none', version: 'host not known' },
-          results: notRouted.map((t) => notRoutedResult(t)),
-        },
-      ]
-    : [];
-  const extra = notRouted.length
-    ? [
-        `  not asked for ${notRouted.length} ${notRouted.length === 1 ? 'row' : 'rows'} without a host: ${[
-          ...new Set(notRouted.flatMap((t) => (t.missing ?? []).map(flagFor))),
-        ].join(', ')} not given`,
-      ]
-    : [];
-  return { report: mergeReports(startedAt, runs, unreplayed, others), routes: [...lines, ...extra] };
-}
-
-/** A catalog row missing a parameter, when a script decides routes: skipped, naming the flag. */
-function notRoutedResult(t: LiveTarget): CheckResult {
-  const endpoint = endpointOf(t.row.host, t.row.port);
-  const flags = (t.missing ?? []).map(flagFor).join(' and ');
-  return {
-    id: `${NOT_ROUTED_ID}/${t.catalog}/${endpoint}/route`,
-    proxy: NOT_ROUTED_ID,
-    profile: t.catalog,
-    endpoint,
-    check: 'route',
-    outcome: 'skip',
-    expected: 'skip',
-    expectedReason: 'the host is not known, so the script cannot be asked for its route',
-    matched: true,
-    message: `needs ${flags} for ${t.row.host}; not checked (without the host, FindProxyForURL cannot be asked for its route)`,
-    evidence: { missing: t.missing ?? [] },
-    remediation: '',
-    durationMs: 0,
-  };
-}
-
-function redactedUrl(p: { host: string; port: number; tls?: true }): string {
-  return `${p.tls ? 'https' : 'http'}://${p.host.includes(':') ? `[${p.host}]` : p.host}:${p.port}`;
 }
