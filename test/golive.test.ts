@@ -5,6 +5,7 @@
  * can fail feeding a finding, and the agent verdict rule (go / no-go / at risk) in each branch.
  */
 import t from 'tap';
+import { parseAllDocuments } from 'yaml';
 import { CHECK_ORDER } from '../harness/checks/index.ts';
 import {
   type CheckResult,
@@ -273,6 +274,7 @@ t.test('every finding type has a remedy for every product; squid.conf for squid 
     'CONFIG proxy.config.http.connect_ports STRING 443 13000',
   ]);
   t.same(setting('connect-port', 'apache-trafficserver', '10.0.2'), [
+    '---',
     'records:',
     '  http:',
     '    connect_ports: "443 13000"',
@@ -291,6 +293,7 @@ t.test('every finding type has a remedy for every product; squid.conf for squid 
       })
       .flatMap((s) => s.lines),
     [
+      '---',
       'records:',
       '  http:',
       '    connect_ports: "443 2222"',
@@ -301,6 +304,20 @@ t.test('every finding type has a remedy for every product; squid.conf for squid 
       '      proxy_auth_to_parent: 0',
     ],
     'ATS 10: one records.yaml document, dotted names as nested keys',
+  );
+  // appended to the end of a stock records.yaml, the document parses as the later one of two and
+  // carries the new values under the records root (ATS: "subsequent documents overrides earlier fields")
+  const stock = 'records:\n  http:\n    connect_ports: "443"\n    transaction_no_activity_timeout_in: 30\n';
+  const docs = parseAllDocuments(
+    `${stock}${setting('connect-port', 'apache-trafficserver', '10.0.2').join('\n')}\n`,
+  );
+  t.equal(docs.length, 2, 'two YAML documents');
+  t.same(
+    docs.map((d) => (d.errors.length ? d.errors.map(String) : d.toJS())),
+    [
+      { records: { http: { connect_ports: '443', transaction_no_activity_timeout_in: 30 } } },
+      { records: { http: { connect_ports: '443 13000' } } },
+    ],
   );
   t.same(setting('connect-port', 'tinyproxy'), ['ConnectPort 13000']);
   t.same(setting('connect-port', 'privoxy'), ['{+limit-connect{443,13000}}', '/']);

@@ -17,7 +17,8 @@ const yamlStyle = (fp: ProductFingerprint) => Number(fp.version?.split('.')[0] ?
  */
 function render(fp: ProductFingerprint, entries: Entry[]): string[] {
   if (!yamlStyle(fp)) return entries.map(([name, type, value]) => `CONFIG ${name} ${type} ${value}`);
-  const out = ['records:'];
+  // its own document ("---"), so that appended to the end of records.yaml it overrides earlier fields
+  const out = ['---', 'records:'];
   let open: string[] = [];
   for (const [name, type, value] of entries) {
     const path = name.replace(/^proxy\.config\./, '').split('.');
