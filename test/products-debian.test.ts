@@ -5,11 +5,13 @@
  * with a Proxy-Authorization header on forwarded plain HTTP shows up as a finding with its fix.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import type { RunReport } from '../harness/model.ts';
+import type { ProxyRemediation, RunReport } from '../harness/model.ts';
 import { SQUID_HELPER_DIR } from '../harness/proxies/squid/process.ts';
+import { productRemedy } from '../harness/report/products/index.ts';
 import { BIN, cli } from './helpers/cli.ts';
 import {
   debianProxyProblem,
@@ -130,6 +132,72 @@ t.test(
       t.notOk(causes.includes('connect-port'), `no port refused any more: ${causes.join(', ')}`);
       t.notOk(causes.includes('proxy-auth-leak'), 'no credential reaches the origin any more');
     });
+  },
+);
+
+/** How long a CONNECT tunnel through `proxyUrl` to 127.0.0.1:`port` stays up with no traffic (ms). */
+function idleLifetime(proxyUrl: string, port: number, deadlineMs: number): Promise<number | 'open'> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(proxyUrl);
+    const s = net.connect(Number(u.port), u.hostname, () =>
+      s.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`),
+    );
+    let t0 = 0;
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve('open');
+    }, deadlineMs);
+    s.on('data', (d) => {
+      if (t0) return;
+      if (!/^HTTP\/1\.[01] 200/.test(d.toString('latin1'))) reject(new Error(`CONNECT: ${d}`));
+      t0 = performance.now();
+    });
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(Math.round(performance.now() - t0));
+    });
+    s.on('error', reject);
+  });
+}
+
+t.test(
+  "Apache's tunnel idle timer is the longer of Timeout and ProxyTimeout: the printed ProxyTimeout line raises it whatever Timeout says",
+  apacheSkip,
+  async (t) => {
+    const sink = net.createServer((c) => c.on('error', () => {}));
+    await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+    t.teardown(() => sink.close());
+    const port = (sink.address() as net.AddressInfo).port;
+    const remedy = productRemedy('apache-httpd')?.settings(
+      {
+        proxy: 'external',
+        product: 'apache-httpd',
+        connectPorts: [],
+        refusedEndpoints: [],
+        noInspect: [],
+        untrustedInspection: [],
+        credentials: [],
+        squidConf: [],
+        text: [],
+        idleSeconds: 60,
+      } satisfies ProxyRemediation,
+      { id: 'apache-httpd', name: 'Apache httpd', confidence: 'high', evidence: [] },
+    );
+    const lines = remedy?.flatMap((x) => x.lines) ?? [];
+    t.equal(lines.length, 1);
+    t.match(lines[0], /^ProxyTimeout \d+$/, `the remedy is a ProxyTimeout line: ${lines[0]}`);
+    t.match(remedy?.[0]?.where, /the longer of Timeout and ProxyTimeout/);
+    const short = await startApache(t, '/etc/hosts', { server: [`AllowCONNECT ${port}`, 'Timeout 2'] });
+    const alone = await idleLifetime(short.url, port, 10_000);
+    t.ok(typeof alone === 'number' && alone >= 1_500 && alone < 4_000, `Timeout 2: closed after ${alone} ms`);
+    const raised = await startApache(t, '/etc/hosts', {
+      server: [`AllowCONNECT ${port}`, 'Timeout 2', 'ProxyTimeout 5'],
+    });
+    const longer = await idleLifetime(raised.url, port, 10_000);
+    t.ok(
+      typeof longer === 'number' && longer >= 4_500 && longer < 8_000,
+      `Timeout 2 with ProxyTimeout 5: closed after ${longer} ms`,
+    );
   },
 );
 

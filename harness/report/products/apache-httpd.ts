@@ -4,7 +4,7 @@ import { type ProductRemedy, refusedPorts, withHeadroom } from './types.ts';
 
 /** AllowCONNECT's default when the directive is absent. */
 const DEFAULT_CONNECT_PORTS = [443, 563];
-/** Debian's apache2.conf sets Timeout 300; ProxyTimeout falls back to it. */
+/** Debian's apache2.conf sets Timeout 300; a tunnel's idle timer is the longer of Timeout and ProxyTimeout (measured on 2.4.71, test/products-debian.test.ts). */
 const DEBIAN_TIMEOUT_S = 300;
 
 export const apacheHttpd: ProductRemedy = {
@@ -30,7 +30,7 @@ export const apacheHttpd: ProductRemedy = {
     if (r.idleSeconds !== undefined) {
       out.push({
         where:
-          "the server config (mod_proxy; without it tunnels get Timeout, 300 s in Debian's apache2.conf)",
+          "the server config (mod_proxy). A CONNECT tunnel is closed after the longer of Timeout and ProxyTimeout of silence (Timeout is 300 s in Debian's apache2.conf), so this line raises the idle timer whatever Timeout says",
         lines: [`ProxyTimeout ${withHeadroom(r.idleSeconds, DEBIAN_TIMEOUT_S)}`],
       });
     }
