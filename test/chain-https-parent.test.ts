@@ -80,10 +80,13 @@ t.test('parent: on the chain engine: the child forwards through its parent', asy
   t.notOk(refused.ok, 'through the chain, 5223 is refused: the parent allows 443 only');
   const answer = refused.ok ? undefined : refused.answer;
   t.equal(answer?.statusLine, 'HTTP/1.1 590 UPSTREAM403', "proxy-chain relays its parent's 403");
-  if (answer)
+  if (answer) {
+    const verdict = judgeConnect(`${host}:5223`, refused, 0);
     t.match(
-      judgeConnect(`${host}:5223`, refused, 0).evidence?.refusedBy,
+      verdict.evidence?.refusedBy,
       /^the parent proxy \(it answered 403/,
       'the connect verdict names the parent as the refusing hop',
     );
+    t.match(verdict.message, /; refused by the parent proxy \(it answered 403/, 'in its message too');
+  }
 });

@@ -57,16 +57,18 @@ t.test('a port the child allows and the parent refuses is refused', squid, async
   const hop = Number(/:(\d+)$/.exec(lookup)?.[1]);
   t.ok(hop > 0 && hop !== chained.port, `the refusal comes from another squid than the child (${lookup})`);
   // the connect verdict names that hop in its evidence
-  const verdict = judgeConnect(`${host}:5223`, refused, 0);
+  const verdict = judgeConnect(`${host}:5223`, refused, 0, { port: chained.port });
   t.equal(verdict.outcome, 'fail');
   t.equal(verdict.evidence?.refusedBy, `proxycheck-squid:${hop}`, 'refusedBy names the parent');
+  t.match(verdict.message, `; refused by proxycheck-squid:${hop}`, `and so does the message: ${verdict.evidence?.answerHead}`);
   const own = await openTunnel({ proxy: at(chained), target: { host, port: 25 } });
-  const ownVerdict = judgeConnect(`${host}:25`, own, 0);
+  const ownVerdict = judgeConnect(`${host}:25`, own, 0, { port: chained.port });
   t.match(
     ownVerdict.evidence?.refusedBy,
     /^proxycheck-squid-child:/,
     "a port the child refuses: the child's name",
   );
+  t.notMatch(ownVerdict.message, /refused by/, 'the proxy the agent speaks to refused: no hop to name');
 });
 
 t.test('the built-in squid-chain passes the flexxagent profile', squid, async (t) => {

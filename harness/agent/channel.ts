@@ -117,7 +117,8 @@ export async function openChannel(
       ...(ctx.exchange.userAgent ? { userAgent: ctx.exchange.userAgent } : {}),
     },
   );
-  if (route.via === 'proxy' && d.tunnel) set('connect', judgeConnect(target, d.tunnel, since(t0)));
+  if (route.via === 'proxy' && d.tunnel)
+    set('connect', judgeConnect(target, d.tunnel, since(t0), route.proxy));
   if (route.via === 'proxy' && route.proxy.auth)
     set(
       'proxy-auth',

@@ -97,23 +97,45 @@ export function refusingHop(answer: ConnectAnswer): { refusedBy?: string; via?: 
 }
 
 /** `CONNECT h:p answered "HTTP/1.1 403 Forbidden", not 200 (X-Squid-Error: ERR_ACCESS_DENIED 0)` */
-export function refusedMessage(target: string, answer: ConnectAnswer): string {
+export function refusedMessage(target: string, answer: ConnectAnswer, dialled?: { port: number }): string {
   const detail = refusalDetail(answer);
   const how = [
     ...(answer.lineEndings === 'LF' ? ['with bare LF line endings'] : []),
     ...(answer.truncated ? ['cut short before the end of its head'] : []),
   ];
-  return `CONNECT ${target} answered "${answer.statusLine}"${how.length ? ` (${how.join(', ')})` : ''}, not 200${detail ? ` (${detail})` : ''}`;
+  const hop = chainedHop(answer, dialled);
+  return `CONNECT ${target} answered "${answer.statusLine}"${how.length ? ` (${how.join(', ')})` : ''}, not 200${detail ? ` (${detail})` : ''}${hop ? `; refused by ${hop}` : ''}`;
+}
+
+/**
+ * The hop that refused, when it is not the proxy the agent dialled: squid's "NONE from
+ * <name>:<port>" on another port than the one dialled, a `Via` with several entries, or
+ * proxy-chain's relayed "590 UPSTREAM403". The message names it, since "the proxy" would then be
+ * the wrong one; a refusal by the proxy dialled names no hop.
+ */
+function chainedHop(answer: ConnectAnswer, dialled?: { port: number }): string | undefined {
+  const { refusedBy, via } = refusingHop(answer);
+  if (!refusedBy) return undefined;
+  const fromPort = Number(/:(\d+)$/.exec(refusedBy)?.[1]);
+  const otherPort = dialled !== undefined && fromPort > 0 && fromPort !== dialled.port;
+  const hops = via ? via.split(',').filter((h) => h.trim()).length : 0;
+  return otherPort || hops >= 2 || /^UPSTREAM\d{3}$/.test(answer.reason) ? refusedBy : undefined;
 }
 
 /** The `connect` verdict for one CONNECT attempt. */
-export function judgeConnect(target: string, tunnel: TunnelResult, durationMs: number): Verdict {
+export function judgeConnect(
+  target: string,
+  tunnel: TunnelResult,
+  durationMs: number,
+  /** The proxy the agent dialled, to tell its own refusal from a hop's behind it. */
+  dialled?: { port: number },
+): Verdict {
   const common = { request: tunnel.requestHead, timings: tunnel.timings, ...answerEvidence(tunnel.answer) };
   if (!tunnel.ok) {
     return {
       outcome: 'fail',
       message: tunnel.answer
-        ? refusedMessage(target, tunnel.answer)
+        ? refusedMessage(target, tunnel.answer, dialled)
         : `CONNECT ${target} failed: ${tunnel.error}`,
       evidence: { ...common, ...(tunnel.errorCode ? { errorCode: tunnel.errorCode } : {}) },
       durationMs,
