@@ -4,7 +4,7 @@
  * the scheme, the rounds and that they went over one kept connection; the container runtime does
  * the same on a small profile (the image has the helpers; the KDC is on the host's loopback).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -73,6 +73,74 @@ t.test(
   { ...opts, timeout: 300_000 },
   async (t) => {
     judge(t, await run(t, 'process', 'flexxagent'));
+  },
+);
+
+t.test(
+  'two negotiate definitions in one run share the lab realm: both pass, the KDC stops with the last',
+  { ...opts, timeout: 300_000 },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-two-realms-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const second = join(dir, 'squid-negotiate-b.yaml');
+    writeFileSync(
+      second,
+      'id: squid-negotiate-b\nengine: squid\nconnectPorts: [443, 4433]\nauth: negotiate\n',
+    );
+    const json = join(dir, 'report.json');
+    // the run's temp files in a directory of its own, where nothing else runs, made like /tmp:
+    // squid's user (the process runtime) passes through it to the run directory, and its Kerberos
+    // helper keeps its replay cache there (krb5_<uid>.rcache2, as MIT Kerberos does in any TMPDIR)
+    chmodSync(dir, 0o755);
+    const tmp = join(dir, 'tmp');
+    mkdirSync(tmp);
+    chmodSync(tmp, 0o1777);
+    const r = await cli(
+      [
+        'run',
+        '--proxies',
+        `squid-negotiate,${second}`,
+        '--profiles',
+        'flexxagent',
+        '--runtime',
+        'process',
+        '--lab-net',
+        String(await labNet(t)),
+        '--json',
+        json,
+      ],
+      { timeoutMs: 240_000, env: { TMPDIR: tmp } },
+    );
+    t.equal(r.code, 0, `${r.stdout.slice(-1500)}\n${r.stderr.slice(-1500)}`);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as RunReport;
+    for (const id of ['squid-negotiate', 'squid-negotiate-b']) {
+      const mine = report.results.filter((x) => x.proxy === id);
+      t.ok(mine.length > 0, `${id} has results`);
+      t.same(
+        mine.filter((x) => x.outcome !== 'pass').map((x) => `${x.check} ${x.endpoint}: ${x.message}`),
+        [],
+        `${id}: every result passes (no setup_fail for a second realm)`,
+      );
+      const auth = mine.filter((x) => x.check === 'proxy-auth');
+      t.ok(auth.length > 0, `${id} reports proxy-auth`);
+      for (const x of auth) t.match(x.evidence, { used: 'Negotiate', rounds: 1, connectionKept: true });
+    }
+    t.same(
+      readdirSync(tmp).filter((n) => n.startsWith('proxycheck-')),
+      [],
+      "the shared realm's directory and the run's are gone after the run",
+    );
+    const running = readdirSync('/proc')
+      .filter((p) => /^\d+$/.test(p))
+      .map((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').replaceAll('\0', ' ');
+        } catch {
+          return '';
+        }
+      })
+      .filter((cmd) => cmd.includes(tmp));
+    t.same(running, [], 'no KDC or squid of the run is left running');
   },
 );
 

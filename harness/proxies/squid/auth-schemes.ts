@@ -4,16 +4,18 @@
  *  - digest:    `digest_file_auth` reading `user:password` lines written per run;
  *  - ntlm:      `ntlm_fake_auth`, which ACCEPTS ANY CREDENTIALS: it shows the NTLM handshake (type
  *               1, 2, 3 on one connection), never that a password was checked;
- *  - negotiate: `negotiate_kerberos_auth` with a keytab for `HTTP/127.0.0.1` from a lab Kerberos
- *               realm (harness/lab/kdc.ts) started for this proxy and stopped with it; the agent's
- *               ticket comes from `kinit` into a credential cache of the run.
+ *  - negotiate: `negotiate_kerberos_auth` with a keytab for `HTTP/127.0.0.1` from the lab Kerberos
+ *               realm (harness/lab/kdc.ts), one per process, shared by every negotiate proxy: started
+ *               with the first and stopped with the last; the agent's ticket comes from `kinit`
+ *               into a credential cache of the realm.
  *
  * What squid.ts prepares (files, the realm, the agent's credentials) and the auth_param lines
  * config.ts writes for them.
  */
-import { chownSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LAB_REALM, startRealm } from '../../lab/kdc.ts';
+import { type KerberosRealm, LAB_REALM, startRealm } from '../../lab/kdc.ts';
+import { RUN_DIR_PREFIX, RunDir } from '../../lab/rundir.ts';
 import type { ProxyCredentials } from '../../route/auth.ts';
 import { localUser } from '../toolkit/process.ts';
 
@@ -38,11 +40,10 @@ export const HELPER: Record<EnterpriseScheme, string> = {
   negotiate: 'negotiate_kerberos_auth',
 };
 
-/** Files (and for negotiate the realm) for `scheme`, in `etcDir`; `dir` holds the realm. */
+/** Files for `scheme` in `etcDir`, and for negotiate a hold on the shared lab realm until stop(). */
 export async function prepareAuth(
   scheme: EnterpriseScheme,
   etcDir: string,
-  dir: string,
   password: string,
 ): Promise<PreparedAuth> {
   const nothing = async () => {};
@@ -61,27 +62,96 @@ export async function prepareAuth(
       helperArgs: () => '',
       stop: nothing,
     };
-  const realm = await startRealm(join(dir, 'kdc'));
+  const shared = await acquireRealm();
   try {
+    // each squid reads its own copy of the service keytab, as squid's user
     const keytab = join(etcDir, 'http.keytab');
-    await realm.principal(`HTTP/${PROXY_SPN_HOST}`, keytab);
-    // the keytab is read by squid's helper, which runs as squid's user
+    copyFileSync(shared.serviceKeytab, keytab);
     const proxy = process.getuid?.() === 0 ? localUser('proxy') : undefined;
     if (proxy) chownSync(keytab, proxy.uid, proxy.gid);
-    const agentKeytab = join(realm.dir, 'agent.keytab');
-    await realm.principal(AGENT_PRINCIPAL, agentKeytab);
-    const ccache = `FILE:${join(realm.dir, 'agent.ccache')}`;
-    await realm.kinit(AGENT_PRINCIPAL, agentKeytab, ccache);
-    realm.useForAgent(ccache);
   } catch (err) {
-    await realm.stop();
+    await releaseRealm();
     throw err;
   }
+  let released = false;
   return {
     credentials: { username: AGENT_PRINCIPAL, password: '', scheme, spnHost: PROXY_SPN_HOST },
     helperArgs: (etcAs) => `-k ${etcAs}/http.keytab -s ${PROXY_PRINCIPAL}`,
-    stop: () => realm.stop(),
+    stop: async () => {
+      if (released) return;
+      released = true;
+      await releaseRealm();
+    },
   };
+}
+
+interface SharedRealm {
+  realm: KerberosRealm;
+  /** The keys of HTTP/127.0.0.1, which every negotiate squid accepts tickets for. */
+  serviceKeytab: string;
+}
+
+/**
+ * The lab realm every negotiate proxy of this process shares: the agent's Kerberos environment is
+ * process-wide (KRB5_CONFIG, KRB5CCNAME), so one realm serves all, with one service principal and
+ * one agent ticket. The first proxy starts it, the last one to stop stops it; proxies that start
+ * side by side wait for the same start. Its directory is a run directory of its own (swept when
+ * this process dies without removing it).
+ */
+let shared: { users: number; ready: Promise<SharedRealm>; dir: RunDir } | undefined;
+
+async function acquireRealm(): Promise<SharedRealm> {
+  if (!shared) {
+    const dir = new RunDir(`${RUN_DIR_PREFIX}kdc-`);
+    // squid's helpers run as squid's user and inherit KRB5_CONFIG (useForAgent): they must pass
+    // through to the realm's krb5.conf (0644); the KDC's database, stash, keytabs and the agent's
+    // ticket cache stay 0600
+    chmodSync(dir.path, 0o711);
+    const ready = (async () => {
+      const realm = await startRealm(join(dir.path, 'kdc'));
+      try {
+        const serviceKeytab = join(dir.path, 'http.keytab');
+        await realm.principal(`HTTP/${PROXY_SPN_HOST}`, serviceKeytab);
+        const agentKeytab = join(realm.dir, 'agent.keytab');
+        await realm.principal(AGENT_PRINCIPAL, agentKeytab);
+        const ccache = `FILE:${join(realm.dir, 'agent.ccache')}`;
+        await realm.kinit(AGENT_PRINCIPAL, agentKeytab, ccache);
+        realm.useForAgent(ccache);
+        return { realm, serviceKeytab };
+      } catch (err) {
+        await realm.stop();
+        throw err;
+      }
+    })();
+    shared = { users: 0, ready, dir };
+    const mine = shared;
+    ready.catch(() => {
+      // a failed start is not shared: the next proxy tries again
+      if (shared === mine) shared = undefined;
+      dir.remove();
+    });
+  }
+  const s = shared;
+  s.users += 1;
+  try {
+    return await s.ready;
+  } catch (err) {
+    s.users -= 1;
+    throw err;
+  }
+}
+
+async function releaseRealm(): Promise<void> {
+  const s = shared;
+  if (!s) return;
+  s.users -= 1;
+  if (s.users > 0) return;
+  shared = undefined;
+  try {
+    await (await s.ready).realm.stop();
+  } finally {
+    s.dir.remove();
+  }
 }
 
 /**

@@ -139,7 +139,6 @@ export class SquidProxy implements ProxyUnderTest {
       ? await prepareAuth(
           policy.auth as EnterpriseScheme,
           authEtc,
-          authDir,
           randomBytes(12).toString('base64url'),
         )
       : undefined;
