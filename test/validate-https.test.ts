@@ -6,8 +6,10 @@
  * non-PEM or misplaced --proxy-ca is a one-line error.
  */
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { labAddress } from '../harness/lab/addresses.ts';
 import type { RunReport } from '../harness/model.ts';
@@ -15,12 +17,13 @@ import { runCommand } from '../harness/proxies/toolkit/command.ts';
 import { pickPort } from '../harness/proxies/toolkit/ports.ts';
 import { waitForListening } from '../harness/proxies/toolkit/ready.ts';
 import { cli } from './helpers/cli.ts';
-import { FIXTURE_SCENARIOS, fixtureScenarios } from './helpers/fixtures.ts';
+import { FIXTURE_SCENARIOS, fixtureScenarios, LIVE_LAB_HOSTS, testLab } from './helpers/fixtures.ts';
 import { baseConf, STOCK_POLICY, startSquid } from './helpers/hand-squid.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
 const squid = requireComponent(t, 'squid', squidProblem());
+const LIVE = fileURLToPath(new URL('../fixtures/live/', import.meta.url));
 
 function hostsFile(net: number): string {
   const lines = new Set<string>();
@@ -136,3 +139,103 @@ t.test('validate an https:// proxy with --proxy-ca', { ...squid, timeout: 120_00
     t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
   }
 });
+
+t.test(
+  'validate --origins live through an https:// proxy with --proxy-ca',
+  { ...squid, timeout: 180_000 },
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-vhttps-live-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    chmodSync(dir, 0o755);
+    await makeCerts(dir);
+    // the lab plays the internet for fixtures/live, the lab root the public web PKI; the proxy
+    // resolves the live hosts to the lab, as a proxy in front of the internet does through DNS
+    const net = await labNet(t);
+    const { pki } = await testLab(t, net, LIVE_LAB_HOSTS);
+    const hosts = `${LIVE_LAB_HOSTS.map((h) => `${labAddress(h.host, net)}\t${h.host}`).join('\n')}\n`;
+    const port = await pickPort();
+    await startSquid(t, hosts, (d, p) =>
+      baseConf(d, p, [
+        `https_port 127.0.0.1:${port} tls-cert=${dir}/proxy-ip.crt tls-key=${dir}/proxy-ip.key generate-host-certificates=off`,
+        ...STOCK_POLICY,
+        'http_access allow localhost',
+        'http_access deny all',
+      ]),
+    );
+    await waitForListening(port, 10_000, 'https_port');
+    const json = join(dir, 'report.json');
+    const r = await cli(
+      ['validate', '--origins', 'live', '--scenarios', LIVE, '--proxy', `https://127.0.0.1:${port}`].concat([
+        '--proxy-ca',
+        `${dir}/hand-ca.crt`,
+        '--json',
+        json,
+      ]),
+      { env: { PROXYCHECK_PUBLIC_ROOTS: pki.labRoot.cert.certFile }, timeoutMs: 150_000 },
+    );
+    // stock squid refuses CONNECT to 13000, 8883 and 2222: a red report, not an error
+    t.equal(r.code, 1, `${r.stdout.slice(-1500)}\n${r.stderr.slice(-1500)}`);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as RunReport;
+    t.equal(report.proxies[0]?.url, `https://127.0.0.1:${port}`);
+    const get = (endpoint: string, check: string) =>
+      report.results.find((x) => x.endpoint === endpoint && x.check === check);
+    for (const e of ['open.live.test:443', 'pinned.live.test:443']) {
+      t.equal(get(e, 'connect')?.outcome, 'pass', `${e} connect through TLS to the proxy`);
+      t.equal(get(e, 'tls-interception')?.outcome, 'pass', `${e}: the origin's own certificate`);
+    }
+    t.match(get('open.live.test:443', 'connect')?.message, /HEAD \/ inside the verified session answered/);
+    t.equal(
+      get('stream.live.test:13000', 'connect')?.outcome,
+      'fail',
+      'the stock policy still refuses 13000',
+    );
+    t.match(get('stream.live.test:13000', 'connect')?.message, /answered "HTTP\/1\.1 403 Forbidden"/);
+
+    // with --no-proxy the routes are found per row first (validate-runs.ts): the proxy is still TLS
+    const json2 = join(dir, 'report-routed.json');
+    const routed = await cli(
+      ['validate', '--origins', 'live', '--scenarios', LIVE, '--proxy', `https://127.0.0.1:${port}`].concat([
+        '--proxy-ca',
+        `${dir}/hand-ca.crt`,
+        '--no-proxy',
+        'repo.live.test',
+        '--json',
+        json2,
+      ]),
+      { env: { PROXYCHECK_PUBLIC_ROOTS: pki.labRoot.cert.certFile }, timeoutMs: 150_000 },
+    );
+    t.equal(routed.code, 1, `${routed.stdout.slice(-1500)}\n${routed.stderr.slice(-1500)}`);
+    const second = JSON.parse(readFileSync(json2, 'utf8')) as RunReport;
+    t.equal(
+      second.results.find((x) => x.endpoint === 'open.live.test:443' && x.check === 'connect')?.outcome,
+      'pass',
+      'open.live.test:443 through the https:// proxy found for it',
+    );
+
+    // a CA that did not sign the proxy's certificate, and TLS to a port that does not speak it
+    const plainPort = await pickPort();
+    const plain = createServer((c) => c.destroy());
+    await new Promise<void>((done) => plain.listen(plainPort, '127.0.0.1', done));
+    t.teardown(() => plain.close());
+    const cases: Array<[string[], RegExp]> = [
+      [
+        ['--proxy', `https://127.0.0.1:${port}`, '--proxy-ca', `${dir}/other-ca.crt`],
+        new RegExp(`proxy 127\\.0\\.0\\.1:${port}: its certificate is not trusted \\(by --proxy-ca\\): `),
+      ],
+      [
+        ['--proxy', `https://127.0.0.1:${plainPort}`, '--proxy-ca', `${dir}/hand-ca.crt`],
+        new RegExp(`proxy 127\\.0\\.0\\.1:${plainPort}: no TLS to it: `),
+      ],
+    ];
+    for (const [args, msg] of cases) {
+      const bad = await cli(['validate', '--origins', 'live', '--scenarios', LIVE, ...args], {
+        env: { PROXYCHECK_PUBLIC_ROOTS: pki.labRoot.cert.certFile },
+        timeoutMs: 60_000,
+      });
+      t.equal(bad.code, 2, args.join(' '));
+      t.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+      t.match(bad.stderr, msg);
+      t.notMatch(bad.stderr, /\n\s+at /, 'no stack trace');
+    }
+  },
+);

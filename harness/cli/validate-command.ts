@@ -199,6 +199,7 @@ export function registerValidateCommand(program: Command, out: { code: number })
           catalogs: ids(o.catalogs),
           params,
           ...(credentials ? { credentials } : {}),
+          ...(proxyCa ? { proxyCa } : {}),
           extraTrust,
           liveTrust: liveTrust(),
         }));

@@ -106,6 +106,8 @@ export interface LiveValidation {
   catalogs: string[];
   params: Record<string, string>;
   credentials?: ProxyCredentials;
+  /** --proxy-ca: for an https:// proxy given with --proxy. */
+  proxyCa?: string[];
   /** --trust-ca as read (for an https PAC URL). */
   extraTrust: string[];
   /** --trust-ca split into certificates (for the endpoints). */
@@ -156,6 +158,7 @@ export async function validateLive(v: LiveValidation): Promise<{ report: RunRepo
         host: p.host,
         port: p.port,
         ...(v.credentials ? { credentials: v.credentials } : {}),
+        ...(p.tls ? { tls: v.proxyCa ? { ca: v.proxyCa } : {} } : {}),
         url: redactedUrl(p),
       },
       scenarios,

@@ -6,12 +6,14 @@
  * PROXYCHECK_PUBLIC_ROOTS) plus `--trust-ca`. A chain that does not lead to a public root was
  * re-signed: the re-signing CA is named ("certificate for X issued by 'Corp CA', not a public CA").
  */
+
+import { connectProxyTls } from '../agent/proxy-tls.ts';
 import type { ProxyAddress, TcpConnectError } from '../agent/tunnel.ts';
 import { connectTcp } from '../agent/tunnel.ts';
 import type { TrustPolicy } from '../checks/tls-judgement.ts';
 import { UsageError } from '../errors.ts';
 import type { CheckResult, RunReport } from '../model.ts';
-import { PreflightError } from '../proxies/external.ts';
+import { PreflightError, proxyCertError, refusesProxyCert } from '../proxies/external.ts';
 import type { ProxyUnderTest, StartedProxy } from '../proxies/types.ts';
 import type { ProxyCredentials } from '../route/auth.ts';
 import type { OriginsStrategy } from '../runner/origins.ts';
@@ -147,6 +149,13 @@ function liveProxy(p: LiveOptions['proxy'], timeoutMs: number): ProxyUnderTest {
           `proxy ${where} unreachable: ${e.timedOut ? 'TCP connect: ' : ''}${e.message.replace(` ${where}`, '')}`,
         );
       }
+      if (p.tls) {
+        // an https:// proxy: a certificate the agent refuses stops validate in one line, as in lab mode
+        const r = await connectProxyTls(p.host, p.port, p.host, p.tls, timeoutMs);
+        if ('socket' in r) r.socket.destroy();
+        else if (refusesProxyCert(r.code)) throw proxyCertError(p.host, p.port, p.tls, r.code, r.error);
+        else throw new PreflightError(`proxy ${where}: no TLS to it: ${r.error}`);
+      }
       return {
         id,
         kind: 'external',
@@ -156,6 +165,7 @@ function liveProxy(p: LiveOptions['proxy'], timeoutMs: number): ProxyUnderTest {
         host: p.host,
         port: p.port,
         ...(p.credentials ? { credentials: p.credentials } : {}),
+        ...(p.tls ? { tls: p.tls } : {}),
         startMs: Math.round(performance.now() - t0),
         stop: async () => {},
       };

@@ -71,6 +71,29 @@ export function readProxyCa(file: string, proxyIsHttps: boolean): string[] {
 const CERT_REFUSED =
   /^(UNABLE_TO_|SELF_SIGNED_|DEPTH_ZERO_|CERT_|ERR_TLS_CERT_ALTNAME_INVALID$|ERR_SSL_|ERR_TLS_)/;
 
+/**
+ * An https:// proxy whose certificate the agent refuses, in one line: not for the host in the
+ * proxy URL, or not trusted by --proxy-ca (or by Node's public roots when none was given).
+ */
+export function proxyCertError(
+  host: string,
+  port: number,
+  pt: ProxyTls,
+  code: string,
+  error: string,
+): PreflightError {
+  const where = `${host}:${port}`;
+  const why = error.replace(`proxy ${where}: `, '');
+  return new PreflightError(
+    code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+      ? `proxy ${where}: its certificate is not for ${host}: ${why}`
+      : `proxy ${where}: its certificate is not trusted (${pt.ca ? 'by --proxy-ca' : "by Node's public roots; give --proxy-ca FILE"}): ${why}`,
+  );
+}
+
+/** Whether a TLS error code is the agent refusing the proxy's certificate. */
+export const refusesProxyCert = (code: string): boolean => CERT_REFUSED.test(code);
+
 function redact(raw: string): string {
   return raw.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
 }
@@ -145,14 +168,8 @@ async function preflight(
     answerTimeoutMs: timeoutMs,
   });
   if (!tun.ok) {
-    if (proxy.tls && !tun.answer && CERT_REFUSED.test(tun.errorCode ?? '')) {
-      const why = (tun.error ?? '').replace(`proxy ${where}: `, '');
-      throw new PreflightError(
-        tun.errorCode === 'ERR_TLS_CERT_ALTNAME_INVALID'
-          ? `proxy ${where}: its certificate is not for ${proxy.host}: ${why}`
-          : `proxy ${where}: its certificate is not trusted (${proxy.tls.ca ? 'by --proxy-ca' : "by Node's public roots; give --proxy-ca FILE"}): ${why}`,
-      );
-    }
+    if (proxy.tls && !tun.answer && CERT_REFUSED.test(tun.errorCode ?? ''))
+      throw proxyCertError(proxy.host, proxy.port, proxy.tls, tun.errorCode ?? '', tun.error ?? '');
     if (!tun.answer && tun.timings.tcpConnectMs === undefined) {
       // the tunnel's error names the proxy already: say it once
       const why = (tun.error ?? '').replace(`proxy ${where}: `, '').replace(` ${where}`, '');
