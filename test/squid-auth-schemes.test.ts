@@ -9,9 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { realmProblem } from '../harness/lab/kdc.ts';
-import type { RunReport } from '../harness/model.ts';
 import { loadKerberos } from '../harness/route/auth-schemes.ts';
-import { cli } from './helpers/cli.ts';
+import { runPassing } from './helpers/cli.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { containerEngineProblem, requireComponent, squidProblem } from './helpers/requirements.ts';
 
@@ -22,49 +21,37 @@ const opts =
     requireComponent(t, 'the lab Kerberos realm', realmProblem()),
     requireComponent(t, 'the kerberos package', kerberosMissing),
   ].find((o) => o.skip) ?? {};
-const PROXIES = ['squid-digest', 'squid-ntlm', 'squid-negotiate'];
 const EXPECT: Record<string, { used: string; rounds: number }> = {
   'squid-digest': { used: 'Digest', rounds: 1 },
   'squid-ntlm': { used: 'NTLM', rounds: 2 },
   'squid-negotiate': { used: 'Negotiate', rounds: 1 },
 };
 
-async function run(t: Test, runtime: string, profile: string) {
-  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-authdefs-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const json = join(dir, 'report.json');
-  const r = await cli(
-    [
-      'run',
-      '--proxies',
-      PROXIES.join(','),
-      '--profiles',
-      profile,
-      '--runtime',
-      runtime,
-      '--lab-net',
-      String(await labNet(t)),
-      '--json',
-      json,
-    ],
-    { timeoutMs: 240_000 },
-  );
-  t.equal(r.code, 0, `${r.stdout.slice(-1500)}\n${r.stderr.slice(-1500)}`);
-  return JSON.parse(readFileSync(json, 'utf8')) as RunReport;
-}
-
-function judge(t: Test, report: RunReport) {
-  for (const id of PROXIES) {
-    const mine = report.results.filter((r) => r.proxy === id);
-    t.ok(mine.length > 0, `${id} has results`);
-    t.same(
-      mine.filter((r) => r.outcome !== 'pass').map((r) => `${r.check} ${r.endpoint}: ${r.message}`),
-      [],
-      `${id}: every result passes`,
-    );
-    const auth = mine.filter((r) => r.check === 'proxy-auth');
+/** Every result passes (runPassing); every proxy-auth result names the scheme and rounds on one connection. */
+async function judge(
+  t: Test,
+  runtime: 'process' | 'container',
+  profiles: string,
+  o: {
+    expect?: Record<string, { used: string; rounds: number }>;
+    /** Definition ids or files (default: the ids expected). */
+    proxies?: string[];
+    env?: Record<string, string>;
+  } = {},
+): Promise<void> {
+  const expect = o.expect ?? EXPECT;
+  const env = o.env;
+  const report = await runPassing(t, {
+    proxies: o.proxies ?? Object.keys(expect),
+    profiles,
+    runtime,
+    labNet: await labNet(t),
+    ...(env ? { env } : {}),
+  });
+  for (const [id, want] of Object.entries(expect)) {
+    const auth = report.results.filter((r) => r.proxy === id && r.check === 'proxy-auth');
     t.ok(auth.length > 0, `${id} reports proxy-auth`);
-    for (const r of auth) t.match(r.evidence, { ...EXPECT[id], connectionKept: true }, `${id} ${r.endpoint}`);
+    for (const r of auth) t.match(r.evidence, { ...want, connectionKept: true }, `${id} ${r.endpoint}`);
   }
 }
 
@@ -72,7 +59,7 @@ t.test(
   'the three definitions pass the flexxagent profile (process)',
   { ...opts, timeout: 300_000 },
   async (t) => {
-    judge(t, await run(t, 'process', 'flexxagent'));
+    await judge(t, 'process', 'flexxagent');
   },
 );
 
@@ -87,7 +74,6 @@ t.test(
       second,
       'id: squid-negotiate-b\nengine: squid\nconnectPorts: [443, 4433]\nauth: negotiate\n',
     );
-    const json = join(dir, 'report.json');
     // the run's temp files in a directory of its own, where nothing else runs, made like /tmp:
     // squid's user (the process runtime) passes through it to the run directory, and its Kerberos
     // helper keeps its replay cache there (krb5_<uid>.rcache2, as MIT Kerberos does in any TMPDIR)
@@ -95,36 +81,13 @@ t.test(
     const tmp = join(dir, 'tmp');
     mkdirSync(tmp);
     chmodSync(tmp, 0o1777);
-    const r = await cli(
-      [
-        'run',
-        '--proxies',
-        `squid-negotiate,${second}`,
-        '--profiles',
-        'flexxagent',
-        '--runtime',
-        'process',
-        '--lab-net',
-        String(await labNet(t)),
-        '--json',
-        json,
-      ],
-      { timeoutMs: 240_000, env: { TMPDIR: tmp } },
-    );
-    t.equal(r.code, 0, `${r.stdout.slice(-1500)}\n${r.stderr.slice(-1500)}`);
-    const report = JSON.parse(readFileSync(json, 'utf8')) as RunReport;
-    for (const id of ['squid-negotiate', 'squid-negotiate-b']) {
-      const mine = report.results.filter((x) => x.proxy === id);
-      t.ok(mine.length > 0, `${id} has results`);
-      t.same(
-        mine.filter((x) => x.outcome !== 'pass').map((x) => `${x.check} ${x.endpoint}: ${x.message}`),
-        [],
-        `${id}: every result passes (no setup_fail for a second realm)`,
-      );
-      const auth = mine.filter((x) => x.check === 'proxy-auth');
-      t.ok(auth.length > 0, `${id} reports proxy-auth`);
-      for (const x of auth) t.match(x.evidence, { used: 'Negotiate', rounds: 1, connectionKept: true });
-    }
+    const negotiate = { used: 'Negotiate', rounds: 1 };
+    // no setup_fail for the second: both share the realm
+    await judge(t, 'process', 'flexxagent', {
+      expect: { 'squid-negotiate': negotiate, 'squid-negotiate-b': negotiate },
+      proxies: ['squid-negotiate', second],
+      env: { TMPDIR: tmp },
+    });
     t.same(
       readdirSync(tmp).filter((n) => n.startsWith('proxycheck-')),
       [],
@@ -151,6 +114,6 @@ t.test(
     timeout: 600_000,
   },
   async (t) => {
-    judge(t, await run(t, 'container', 'flexxagent-brazil'));
+    await judge(t, 'container', 'flexxagent-brazil');
   },
 );

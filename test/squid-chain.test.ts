@@ -1,20 +1,9 @@
-/**
- * A proxy chain (`parent: <id>`): squid forwarding to a parent squid started beside it
- * (cache_peer parent, never_direct). A CONNECT the child allows but the parent refuses is refused
- * by the parent (its X-Cache-Lookup names another port than the child's; the same child alone
- * tunnels there), so the traffic really goes through the parent, and the connect verdict's
- * evidence names the refusing hop (`refusedBy`); squid-chain passes flexxagent.
- */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { openTunnel } from '../harness/agent/tunnel.ts';
 import { judgeConnect } from '../harness/checks/connect.ts';
-import type { RunReport } from '../harness/model.ts';
 import { engineFor } from '../harness/proxies/engines.ts';
 import { loadScenarios } from '../harness/scenarios.ts';
-import { cli } from './helpers/cli.ts';
+import { runPassing } from './helpers/cli.ts';
 import { startProxy, testLab } from './helpers/fixtures.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
@@ -60,7 +49,11 @@ t.test('a port the child allows and the parent refuses is refused', squid, async
   const verdict = judgeConnect(`${host}:5223`, refused, 0, { port: chained.port });
   t.equal(verdict.outcome, 'fail');
   t.equal(verdict.evidence?.refusedBy, `proxycheck-squid:${hop}`, 'refusedBy names the parent');
-  t.match(verdict.message, `; refused by proxycheck-squid:${hop}`, `and so does the message: ${verdict.evidence?.answerHead}`);
+  t.match(
+    verdict.message,
+    `; refused by proxycheck-squid:${hop}`,
+    `and so does the message: ${verdict.evidence?.answerHead}`,
+  );
   const own = await openTunnel({ proxy: at(chained), target: { host, port: 25 } });
   const ownVerdict = judgeConnect(`${host}:25`, own, 0, { port: chained.port });
   t.match(
@@ -72,26 +65,12 @@ t.test('a port the child allows and the parent refuses is refused', squid, async
 });
 
 t.test('the built-in squid-chain passes the flexxagent profile', squid, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-chain-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const json = join(dir, 'report.json');
-  const r = await cli(
-    ['run', '--proxies', 'squid-chain', '--profiles', 'flexxagent', '--runtime', 'process'].concat([
-      '--lab-net',
-      String(await labNet(t)),
-      '--json',
-      json,
-    ]),
-    { timeoutMs: 120_000 },
-  );
-  t.equal(r.code, 0, `${r.stdout.slice(-1500)}\n${r.stderr.slice(-1500)}`);
-  const report = JSON.parse(readFileSync(json, 'utf8')) as RunReport;
-  t.ok(report.results.length > 0, 'results');
-  t.same(
-    report.results.filter((x) => x.outcome !== 'pass').map((x) => `${x.id}: ${x.outcome}`),
-    [],
-    'every result passes',
-  );
+  await runPassing(t, {
+    proxies: ['squid-chain'],
+    profiles: 'flexxagent',
+    runtime: 'process',
+    labNet: await labNet(t),
+  });
 });
 
 t.test('a parent that is not a definition, or cannot be one, is one line', async (t) => {

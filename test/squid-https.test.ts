@@ -1,19 +1,8 @@
-/**
- * An HTTPS proxy in a definition (`tls: true`): squid on an `https_port` with a certificate for
- * its name from the lab CA. The agent's route speaks TLS to it (certificate checked, SNI) and its
- * CONNECTs pass inside; a plain-TCP client, an agent trusting another CA or expecting another
- * name gets nothing through. The built-in squid-https passes the flexxagent profile; an inspecting
- * HTTPS squid and an intercepting HTTPS chain engine are scenario errors naming the engine and the knob.
- */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { connectToProxy, openTunnel } from '../harness/agent/tunnel.ts';
-import type { RunReport } from '../harness/model.ts';
 import { proxyTlsName, unsupportedKnob } from '../harness/proxies/definition.ts';
 import { SquidProxy } from '../harness/proxies/squid/squid.ts';
-import { cli } from './helpers/cli.ts';
+import { runPassing } from './helpers/cli.ts';
 import { https443, startProxy, testLab } from './helpers/fixtures.ts';
 import { labNet } from './helpers/lab-net.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
@@ -80,32 +69,11 @@ t.test('tls with inspection is a scenario error on either engine', async (t) => 
 });
 
 t.test('the built-in squid-https passes the flexxagent profile', squid, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-https-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const json = join(dir, 'report.json');
-  const r = await cli(
-    [
-      'run',
-      '--proxies',
-      'squid-https',
-      '--profiles',
-      'flexxagent',
-      '--runtime',
-      'process',
-      '--lab-net',
-      String(await labNet(t)),
-      '--json',
-      json,
-    ],
-    { timeoutMs: 120_000 },
-  );
-  t.equal(r.code, 0, `${r.stdout.slice(-1500)}\n${r.stderr.slice(-1500)}`);
-  const report = JSON.parse(readFileSync(json, 'utf8')) as RunReport;
+  const report = await runPassing(t, {
+    proxies: ['squid-https'],
+    profiles: 'flexxagent',
+    runtime: 'process',
+    labNet: await labNet(t),
+  });
   t.match(report.proxies[0]?.url, /^https:\/\//, 'the report names an https proxy');
-  t.ok(report.results.length > 0, 'results');
-  t.same(
-    report.results.filter((x) => x.outcome !== 'pass').map((x) => `${x.id}: ${x.outcome}`),
-    [],
-    'every result passes',
-  );
 });

@@ -1,6 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
+import type { RunReport } from '../../harness/model.ts';
 
 export const BIN = fileURLToPath(new URL('../../bin/proxycheck.js', import.meta.url));
 
@@ -34,6 +38,66 @@ export function cli(
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/**
+ * `proxycheck ARGS --json FILE` (run or validate) and the JSON report it wrote, or undefined when
+ * it wrote none (a one-line error: the test asserts on code and stderr). FILE is in a temp
+ * directory removed when `t` ends.
+ */
+export async function cliReport(
+  t: Test,
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CliResult & { report: RunReport | undefined }> {
+  const dir = mkdtempSync(join(tmpdir(), 'proxycheck-test-report-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const json = join(dir, 'report.json');
+  const r = await cli([...args, '--json', json], opts);
+  let report: RunReport | undefined;
+  try {
+    report = JSON.parse(readFileSync(json, 'utf8')) as RunReport;
+  } catch {
+    report = undefined;
+  }
+  return { ...r, report };
+}
+
+/** The exit code's assertion message: the ends of what the run printed. */
+export const printed = (r: CliResult): string => `${r.stdout.slice(-1500)}\n${r.stderr.slice(-1500)}`;
+
+/**
+ * `proxycheck run` of built-in or file definitions through the CLI, asserting that it exits 0 and
+ * that every result passes (each one that does not is listed); the report for further checks.
+ */
+export async function runPassing(
+  t: Test,
+  o: {
+    proxies: string[];
+    profiles: string;
+    runtime: 'process' | 'container';
+    labNet: number;
+    env?: Record<string, string>;
+    timeoutMs?: number;
+  },
+): Promise<RunReport> {
+  const r = await cliReport(
+    t,
+    ['run', '--proxies', o.proxies.join(','), '--profiles', o.profiles, '--runtime', o.runtime].concat([
+      '--lab-net',
+      String(o.labNet),
+    ]),
+    { timeoutMs: o.timeoutMs ?? 240_000, ...(o.env ? { env: o.env } : {}) },
+  );
+  t.equal(r.code, 0, printed(r));
+  const report = r.report ?? { results: [], proxies: [] };
+  t.ok(report.results.length > 0, 'results');
+  t.same(
+    report.results.filter((x) => x.outcome !== 'pass').map((x) => `${x.id}: ${x.outcome}: ${x.message}`),
+    [],
+    'every result passes',
+  );
+  return report as RunReport;
 }
 
 export interface Foreground {

@@ -136,11 +136,7 @@ export class SquidProxy implements ProxyUnderTest {
     const authEtc = join(authDir, 'etc');
     if (ENTERPRISE_SCHEMES.includes(policy.auth)) mkdirSync(authEtc, { recursive: true, mode: 0o755 });
     const auth = ENTERPRISE_SCHEMES.includes(policy.auth)
-      ? await prepareAuth(
-          policy.auth as EnterpriseScheme,
-          authEtc,
-          randomBytes(12).toString('base64url'),
-        )
+      ? await prepareAuth(policy.auth as EnterpriseScheme, authEtc, randomBytes(12).toString('base64url'))
       : undefined;
     let started: { launch: SquidLaunch; running: SquidRunning };
     try {
