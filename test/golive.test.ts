@@ -19,6 +19,7 @@ import { CAUSE_FACTS, causeRemedy, portRanges, withFindings } from '../harness/r
 import { fingerprint, SIGNATURES } from '../harness/report/fingerprint.ts';
 import { withGoLive, withoutSquidExamples } from '../harness/report/golive.ts';
 import { productRemedy } from '../harness/report/products/index.ts';
+import { emptyRemediation } from './helpers/remediation.ts';
 
 const proxy: ProxyInfo = { id: 'external', kind: 'external', runtime: 'external', version: 'unknown' };
 
@@ -177,17 +178,7 @@ t.test('fingerprints: each product from what it says, with version, confidence a
 
 /** A remediation with every fact of `cause` set. */
 function remFor(cause: string, product: ProductId): ProxyRemediation {
-  const r: ProxyRemediation = {
-    proxy: 'external',
-    product,
-    connectPorts: [],
-    refusedEndpoints: [],
-    noInspect: [],
-    untrustedInspection: [],
-    credentials: [],
-    squidConf: [],
-    text: [],
-  };
+  const r = emptyRemediation(product);
   const set: Record<string, () => void> = {
     'connect-port': () => {
       r.connectPorts = [{ port: 13000, endpoints: ['odd.test:13000'] }];

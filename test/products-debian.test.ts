@@ -9,7 +9,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import type { ProxyRemediation, RunReport } from '../harness/model.ts';
+import type { RunReport } from '../harness/model.ts';
 import { SQUID_HELPER_DIR } from '../harness/proxies/squid/process.ts';
 import { productRemedy } from '../harness/report/products/index.ts';
 import { BIN, cli } from './helpers/cli.ts';
@@ -24,6 +24,7 @@ import {
 } from './helpers/debian-proxies.ts';
 import { baseConf, STOCK_POLICY, startSquid } from './helpers/hand-squid.ts';
 import { labNet } from './helpers/lab-net.ts';
+import { emptyRemediation } from './helpers/remediation.ts';
 import { requireComponent, squidProblem } from './helpers/requirements.ts';
 
 /** validate through `proxy` with credentials (sent preemptively, as Basic), its JSON report and stdout. */
@@ -169,18 +170,7 @@ t.test(
     t.teardown(() => sink.close());
     const port = (sink.address() as net.AddressInfo).port;
     const remedy = productRemedy('apache-httpd')?.settings(
-      {
-        proxy: 'external',
-        product: 'apache-httpd',
-        connectPorts: [],
-        refusedEndpoints: [],
-        noInspect: [],
-        untrustedInspection: [],
-        credentials: [],
-        squidConf: [],
-        text: [],
-        idleSeconds: 60,
-      } satisfies ProxyRemediation,
+      { ...emptyRemediation('apache-httpd'), idleSeconds: 60 },
       { id: 'apache-httpd', name: 'Apache httpd', confidence: 'high', evidence: [] },
     );
     const lines = remedy?.flatMap((x) => x.lines) ?? [];
