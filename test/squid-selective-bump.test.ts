@@ -127,9 +127,11 @@ t.test(
 
     const ka = get('iagent.flexxible.com:443', 'tunnel-keepalive');
     t.equal(ka?.outcome, 'fail', ka?.message ?? 'no result');
+    // squid arms read_timeout on its whole-second clock (squid_curtime + 8): the tunnel closes after
+    // 7.0 to 8.x s of silence, measured to a tenth ("7 s" when it was 7.0; CI saw it)
     t.match(
       ka?.message,
-      /^idle timer: the proxy closed a silent tunnel after (7\.\d|8(\.\d)?|9(\.\d)?) s without traffic.*silent up to 30 s between keep-alives/,
+      /^idle timer: the proxy closed a silent tunnel after [789](\.\d)? s without traffic.*silent up to 30 s between keep-alives/,
     );
     t.match(ka?.evidence, { timers: { timer: 'idle', state: 'tunnelled', agentGapSeconds: 30 } });
 
