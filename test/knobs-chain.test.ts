@@ -91,7 +91,9 @@ function predicted(t: Test, report: RunReport, endpoint: string, check: string, 
 
 function allPredicted(t: Test, ...reports: RunReport[]): void {
   for (const report of reports) {
-    const wrong = report.results.filter((r) => !r.matched).map((r) => `${r.id}: ${r.outcome}, ${r.expected}`);
+    const wrong = report.results
+      .filter((r) => !r.matched)
+      .map((r) => `${r.id}: ${r.outcome}, ${r.expected}: ${r.message}`);
     t.same(wrong, [], `${report.proxies[0]?.id}: every outcome as the oracle predicts`);
     t.equal(report.summary.unmatched, 0);
   }
