@@ -109,6 +109,10 @@ export class ChainProxy implements ProxyUnderTest {
     const leaf = servername ? lab.pki.labRoot.issueLeaf([servername]) : undefined;
     // a chain: everything goes on to the parent proxy (started before this one, engines.ts WithParent)
     const upstreamProxyUrl = ctx.parent ? `http://${ctx.parent.host}:${ctx.parent.port}` : undefined;
+    // forwarded plain HTTP goes to the origin on connections of this proxy's own (one per request),
+    // never through Node's global agent: no origin connection shared between proxies or runs of one
+    // process, and none left open once the proxy stops
+    const httpAgent = new http.Agent({ keepAlive: false });
     const serverType = leaf
       ? { serverType: 'https' as const, httpsOptions: { key: leaf.keyPem, cert: leaf.certPem } }
       : { serverType: 'http' as const };
@@ -125,7 +129,10 @@ export class ChainProxy implements ProxyUnderTest {
           return { requestAuthentication: true, failMsg: 'Proxy credentials required' };
         }
         if (isHttp)
-          return { ...this.forwarding(request, lab), ...(upstreamProxyUrl ? { upstreamProxyUrl } : {}) };
+          return {
+            ...this.forwarding(request, lab, httpAgent),
+            ...(upstreamProxyUrl ? { upstreamProxyUrl } : {}),
+          };
         if (ports && !ports.has(port)) {
           throw new RequestError(`CONNECT to port ${port} is not allowed by this proxy's policy`, 403);
         }
@@ -158,6 +165,7 @@ export class ChainProxy implements ProxyUnderTest {
         mitm?.closeAll();
         for (const s of tunnels) s.destroy();
         await server.close(true);
+        httpAgent.destroy();
       },
     };
   }
@@ -188,16 +196,16 @@ export class ChainProxy implements ProxyUnderTest {
   }
 
   /** Forwarded plain HTTP: the header policy (proxy-chain itself adds nothing and consumes credentials). */
-  private forwarding(request: IncomingMessage, lab: Lab): Record<string, unknown> {
+  private forwarding(request: IncomingMessage, lab: Lab, httpAgent: http.Agent): Record<string, unknown> {
     const h = this.opts.headers ?? {};
     const added: string[] = [];
     if (h.via) added.push('Via', '1.1 proxycheck-chain');
     if (h.xForwardedFor) added.push('X-Forwarded-For', request.socket.remoteAddress ?? '127.0.0.1');
     if (h.proxyAuthorization === 'forward') {
-      return { customResponseFunction: () => forwardLeaking(request, lab, added) };
+      return { customResponseFunction: () => forwardLeaking(request, lab, added, httpAgent) };
     }
     request.rawHeaders.push(...added);
-    return { dnsLookup: lab.lookup as never };
+    return { dnsLookup: lab.lookup as never, httpAgent };
   }
 }
 
@@ -209,6 +217,7 @@ async function forwardLeaking(
   request: IncomingMessage,
   lab: Lab,
   added: string[],
+  agent: http.Agent,
 ): Promise<{ statusCode: number; headers: Record<string, string>; body: Buffer }> {
   const chunks: Buffer[] = [];
   for await (const c of request) chunks.push(c as Buffer);
@@ -230,6 +239,7 @@ async function forwardLeaking(
         path: `${url.pathname}${url.search}`,
         headers: headers as unknown as http.OutgoingHttpHeaders,
         lookup: lab.lookup as never,
+        agent,
         timeout: 10_000,
       },
       (res) => {
