@@ -21,6 +21,31 @@ interface Held {
   close(): void;
 }
 
+/**
+ * A held tunnel's end as a signal, and `onEnd(f)` for one keep-alive: `f` runs when the tunnel
+ * ends (at once if it has), and the returned function stops listening. A keep-alive that settles
+ * removes its listener, so a tunnel held for hours does not keep one closure per keep-alive it
+ * ever sent (the same reason `pause` listens to the run's stop signal).
+ */
+function tunnelEnd(): { end: () => void; closed: Promise<void>; onEnd: (f: () => void) => () => void } {
+  const ended = new AbortController();
+  const closed = new Promise<void>((resolve) =>
+    ended.signal.addEventListener('abort', () => resolve(), { once: true }),
+  );
+  return {
+    end: () => ended.abort(),
+    closed,
+    onEnd: (f) => {
+      if (ended.signal.aborted) {
+        f();
+        return () => {};
+      }
+      ended.signal.addEventListener('abort', f, { once: true });
+      return () => ended.signal.removeEventListener('abort', f);
+    },
+  };
+}
+
 /** The AMT port a CIRA session forwards first (as the cira kind does). */
 const FORWARDED_PORT = 16993;
 
@@ -35,7 +60,8 @@ async function wsTunnel(ctx: AgentContext, plan: Extract<HoldPlan, { kind: 'hold
   });
   if (!opened.ok) throw new LoadError('websocket', `${plan.host}${plan.path}: ${opened.error}`);
   const ws: WebSocket = opened.ws;
-  const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  const { end, closed, onEnd } = tunnelEnd();
+  ws.once('close', () => end());
   return {
     closed,
     close: () => ws.terminate(),
@@ -44,14 +70,16 @@ async function wsTunnel(ctx: AgentContext, plan: Extract<HoldPlan, { kind: 'hold
         const t0 = performance.now();
         const timer = setTimeout(() => {
           ws.off('pong', onPong);
+          stopListening();
           reject(new LoadError('keepalive', `no pong within ${deadlineMs} ms (deadlines.requestMs)`));
         }, deadlineMs);
         const onPong = () => {
           clearTimeout(timer);
+          stopListening();
           resolve(performance.now() - t0);
         };
         ws.once('pong', onPong);
-        void closed.then(() => {
+        const stopListening = onEnd(() => {
           clearTimeout(timer);
           ws.off('pong', onPong);
           resolve(undefined);
@@ -64,9 +92,8 @@ async function wsTunnel(ctx: AgentContext, plan: Extract<HoldPlan, { kind: 'hold
 async function ciraTunnel(ctx: AgentContext, plan: Extract<HoldPlan, { kind: 'cira' }>): Promise<Held> {
   const socket = await openSession(ctx, plan);
   const apf = new ApfClient(socket);
-  const closed = new Promise<void>((resolve) => {
-    apf.onClosed = () => resolve();
-  });
+  const { end, closed, onEnd } = tunnelEnd();
+  apf.onClosed = () => end();
   const setup = await apf.setUp({
     waitForOriginInfo: false,
     answerMs: ctx.deadlines.answerMs,
@@ -85,6 +112,7 @@ async function ciraTunnel(ctx: AgentContext, plan: Extract<HoldPlan, { kind: 'ci
         const t0 = performance.now();
         const timer = setTimeout(() => {
           apf.onKeepaliveReply = undefined;
+          stopListening();
           reject(
             new LoadError('keepalive', `no KEEPALIVE_REPLY within ${deadlineMs} ms (deadlines.requestMs)`),
           );
@@ -93,9 +121,10 @@ async function ciraTunnel(ctx: AgentContext, plan: Extract<HoldPlan, { kind: 'ci
           if (c !== cookie) return;
           clearTimeout(timer);
           apf.onKeepaliveReply = undefined;
+          stopListening();
           resolve(performance.now() - t0);
         };
-        void closed.then(() => {
+        const stopListening = onEnd(() => {
           clearTimeout(timer);
           resolve(undefined);
         });
