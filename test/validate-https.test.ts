@@ -16,7 +16,7 @@ import type { RunReport } from '../harness/model.ts';
 import { runCommand } from '../harness/proxies/toolkit/command.ts';
 import { pickPort } from '../harness/proxies/toolkit/ports.ts';
 import { waitForListening } from '../harness/proxies/toolkit/ready.ts';
-import { cli } from './helpers/cli.ts';
+import { cli, cliReport, printed } from './helpers/cli.ts';
 import { FIXTURE_SCENARIOS, fixtureScenarios, LIVE_LAB_HOSTS, testLab } from './helpers/fixtures.ts';
 import { baseConf, STOCK_POLICY, startSquid } from './helpers/hand-squid.ts';
 import { labNet } from './helpers/lab-net.ts';
@@ -163,19 +163,17 @@ t.test(
       ]),
     );
     await waitForListening(port, 10_000, 'https_port');
-    const json = join(dir, 'report.json');
-    const r = await cli(
-      ['validate', '--origins', 'live', '--scenarios', LIVE, '--proxy', `https://127.0.0.1:${port}`].concat([
-        '--proxy-ca',
-        `${dir}/hand-ca.crt`,
-        '--json',
-        json,
-      ]),
-      { env: { PROXYCHECK_PUBLIC_ROOTS: pki.labRoot.cert.certFile }, timeoutMs: 150_000 },
-    );
+    // validate --origins live through the proxy, as a customer runs it
+    const live = (args: string[], timeoutMs = 150_000) =>
+      cliReport(t, ['validate', '--origins', 'live', '--scenarios', LIVE, ...args], {
+        env: { PROXYCHECK_PUBLIC_ROOTS: pki.labRoot.cert.certFile },
+        timeoutMs,
+      });
+    const proxy = ['--proxy', `https://127.0.0.1:${port}`, '--proxy-ca', `${dir}/hand-ca.crt`];
+    const r = await live(proxy);
     // stock squid refuses CONNECT to 13000, 8883 and 2222: a red report, not an error
-    t.equal(r.code, 1, `${r.stdout.slice(-1500)}\n${r.stderr.slice(-1500)}`);
-    const report = JSON.parse(readFileSync(json, 'utf8')) as RunReport;
+    t.equal(r.code, 1, printed(r));
+    const report = r.report as RunReport;
     t.equal(report.proxies[0]?.url, `https://127.0.0.1:${port}`);
     const get = (endpoint: string, check: string) =>
       report.results.find((x) => x.endpoint === endpoint && x.check === check);
@@ -192,20 +190,9 @@ t.test(
     t.match(get('stream.live.test:13000', 'connect')?.message, /answered "HTTP\/1\.1 403 Forbidden"/);
 
     // with --no-proxy the routes are found per row first (validate-runs.ts): the proxy is still TLS
-    const json2 = join(dir, 'report-routed.json');
-    const routed = await cli(
-      ['validate', '--origins', 'live', '--scenarios', LIVE, '--proxy', `https://127.0.0.1:${port}`].concat([
-        '--proxy-ca',
-        `${dir}/hand-ca.crt`,
-        '--no-proxy',
-        'repo.live.test',
-        '--json',
-        json2,
-      ]),
-      { env: { PROXYCHECK_PUBLIC_ROOTS: pki.labRoot.cert.certFile }, timeoutMs: 150_000 },
-    );
-    t.equal(routed.code, 1, `${routed.stdout.slice(-1500)}\n${routed.stderr.slice(-1500)}`);
-    const second = JSON.parse(readFileSync(json2, 'utf8')) as RunReport;
+    const routed = await live([...proxy, '--no-proxy', 'repo.live.test']);
+    t.equal(routed.code, 1, printed(routed));
+    const second = routed.report as RunReport;
     t.equal(
       second.results.find((x) => x.endpoint === 'open.live.test:443' && x.check === 'connect')?.outcome,
       'pass',
@@ -228,10 +215,7 @@ t.test(
       ],
     ];
     for (const [args, msg] of cases) {
-      const bad = await cli(['validate', '--origins', 'live', '--scenarios', LIVE, ...args], {
-        env: { PROXYCHECK_PUBLIC_ROOTS: pki.labRoot.cert.certFile },
-        timeoutMs: 60_000,
-      });
+      const bad = await live(args, 60_000);
       t.equal(bad.code, 2, args.join(' '));
       t.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
       t.match(bad.stderr, msg);
